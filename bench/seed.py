@@ -1,0 +1,81 @@
+"""Benchmark: `manage.py seed_demo` at 1,000 and 10,000 patients, audit triggers active.
+
+Run: .venv/bin/python bench/seed.py
+
+Method: a throwaway embedded PostgreSQL server (its data directory is deleted at exit), migrated
+from scratch; then seed_demo --patients 1000 (this run also creates the centres and the demo
+accounts, so it includes six password hashes), then seed_demo --patients 10000 on top of it.
+Each figure is the wall-clock time of the whole command, one transaction, audit events included.
+Target (brief): 10,000 patients in under a minute on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohort.settings")
+os.environ.setdefault("DEBUG", "1")
+os.environ.pop("DATABASE_URL", None)
+os.environ["EMBEDDED_PG_DIR"] = tempfile.mkdtemp(prefix="bench-seed-pg-")
+os.environ["EMBEDDED_PG_THROWAWAY"] = "1"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from cohort import models  # noqa: E402
+
+AUDITED = (
+    models.Patient,
+    models.PriorBiologic,
+    models.UstekinumabDose,
+    models.Reinduction,
+    models.Assessment,
+    models.FollowUp,
+    models.AdverseEvent,
+)
+
+
+def counts() -> tuple[int, int]:
+    rows = sum(model.objects.count() if model is not models.Patient else model.all_objects.count() for model in AUDITED)
+    events = sum(model.pgh_event_model.objects.count() for model in AUDITED)
+    return rows, events
+
+
+def main() -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        call_command("migrate", verbosity=0)
+    logins = Path(tempfile.mkdtemp(prefix="bench-seed-")) / "demo_logins.txt"
+    print(f"seed_demo benchmark ({os.cpu_count()} CPUs, embedded PostgreSQL, audit triggers on)")
+    for patients in (1_000, 10_000):
+        rows_before, events_before = counts()
+        started = time.perf_counter()
+        call_command(
+            "seed_demo",
+            patients=patients,
+            centres=4,
+            seed=2021,
+            logins_file=str(logins),
+            stdout=io.StringIO(),
+        )
+        elapsed = time.perf_counter() - started
+        rows, events = counts()
+        rows, events = rows - rows_before, events - events_before
+        print(
+            f"{patients:>6} patients: {elapsed:6.1f} s  ({rows} CRF rows, {events} audit events, "
+            f"{rows / elapsed:,.0f} rows/s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

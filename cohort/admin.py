@@ -1,0 +1,159 @@
+"""The Django admin: admins manage centres, accounts and memberships and read the audit trail.
+
+Study forms are listed too (read and corrected by admins); every save goes through the same
+validation layer as the importer and the web forms, and is recorded by the audit triggers with
+the acting user (pghistory middleware)."""
+
+from __future__ import annotations
+
+import pghistory.models
+from django import forms
+from django.apps import apps
+from django.contrib import admin
+from django.core.exceptions import NON_FIELD_ERRORS
+
+from cohort import services, validators
+from cohort.models import (
+    AdverseEvent,
+    Assessment,
+    Centre,
+    FollowUp,
+    Membership,
+    Patient,
+    PriorBiologic,
+    Reinduction,
+    UstekinumabDose,
+)
+
+
+class RecordCheckedForm(forms.ModelForm):
+    """Adds the cross-form rules of the patient's whole record to the model's own validation."""
+
+    def _post_clean(self):
+        super()._post_clean()
+        row = self.instance
+        patient = row if isinstance(row, Patient) else getattr(row, "patient", None)
+        if patient is None or self.errors:
+            return
+        record = services.patient_record(patient) if patient.pk else validators.PatientRecord(patient)
+        record = record.with_row(row)
+        for problem in validators.cross_form_problems(record):
+            if problem.row is row and problem.field in self.fields:
+                self.add_error(problem.field, problem.message)
+            elif problem.row is row:
+                self.add_error(None, f"{problem.field}: {problem.message}")
+            else:
+                self.add_error(
+                    NON_FIELD_ERRORS,
+                    f"{problem.row._meta.verbose_name} {problem.row}: {problem.field}: {problem.message}",
+                )
+
+
+@admin.register(Centre)
+class CentreAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "active"]
+    search_fields = ["code", "name"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "centre", "role"]
+    list_filter = ["role", "centre"]
+    search_fields = ["user__username", "centre__code"]
+    autocomplete_fields = ["user", "centre"]
+
+
+class CrfAdmin(admin.ModelAdmin):
+    form = RecordCheckedForm
+    readonly_fields = ["version", "created_at", "updated_at"]
+    list_select_related = ["patient"]
+    search_fields = ["patient__study_id"]
+    autocomplete_fields = ["patient"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(patient__deleted_at__isnull=True)
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    form = RecordCheckedForm
+    list_display = ["study_id", "centre", "enrolment_date", "sex", "birth_year", "form_status"]
+    list_filter = ["centre", "form_status"]
+    list_select_related = ["centre"]
+    search_fields = ["study_id"]
+    readonly_fields = ["version", "created_by", "created_at", "updated_at", "montreal_age"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The study ID and centre never change once a patient exists.
+        return [*self.readonly_fields, "study_id", "centre"] if obj else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        # Patients are soft-deleted (services.patient_soft_delete), never removed.
+        return False
+
+
+@admin.register(PriorBiologic)
+class PriorBiologicAdmin(CrfAdmin):
+    list_display = ["patient", "agent", "start_date", "stop_date", "stop_reason"]
+    list_filter = ["agent"]
+
+
+@admin.register(UstekinumabDose)
+class UstekinumabDoseAdmin(CrfAdmin):
+    list_display = ["patient", "dose_date", "phase", "route", "dose_mg", "weight_kg", "off_weight_band"]
+    list_filter = ["phase", "route"]
+
+    @admin.display(boolean=True, description="Off weight band")
+    def off_weight_band(self, obj):
+        return obj.off_weight_band
+
+
+@admin.register(Reinduction)
+class ReinductionAdmin(CrfAdmin):
+    list_display = ["patient", "lor_date", "interval_before", "interval_after"]
+
+
+@admin.register(Assessment)
+class AssessmentAdmin(CrfAdmin):
+    list_display = ["patient", "visit", "not_done", "assessment_date", "hbi", "crp_mg_l", "fcal_ug_g"]
+    list_filter = ["visit", "not_done"]
+
+
+@admin.register(FollowUp)
+class FollowUpAdmin(CrfAdmin):
+    list_display = [
+        "patient",
+        "status",
+        "last_follow_up_date",
+        "discontinuation_date",
+        "discontinuation_reason",
+    ]
+    list_filter = ["status", "discontinuation_reason"]
+
+
+@admin.register(AdverseEvent)
+class AdverseEventAdmin(CrfAdmin):
+    list_display = ["patient", "onset_date", "category", "serious", "led_to_discontinuation"]
+    list_filter = ["category", "serious"]
+
+
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail is read-only here; the database also refuses updates and deletes."""
+
+    list_display = ["pgh_created_at", "pgh_label", "pgh_obj_id", "pgh_context"]
+    list_filter = ["pgh_label"]
+    ordering = ["-pgh_created_at", "-pgh_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+for model in apps.get_app_config("cohort").get_models():
+    if issubclass(model, pghistory.models.Event):
+        admin.site.register(model, AuditEventAdmin)

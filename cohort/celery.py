@@ -1,0 +1,11 @@
+"""The Celery application: `celery -A cohort worker` / `celery -A cohort beat`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohort.settings")
+
+app = Celery("ecrf")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,541 @@
+"""CSV import and export of the whole cohort (SPEC section 8, binding).
+
+`DIR/<form>.csv` per form of the data dictionary; header = variable names; empty = missing.
+Import is all-or-nothing: every error is collected as `file:row: variable: message` and nothing is
+written unless there are none. The files are the truth for the patients they name; rows that did not
+change are left alone, so importing the same files twice writes nothing (and no audit events).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from django.contrib.auth.models import User
+from django.db import models, transaction
+from django.db.models import Prefetch
+
+from cohort import dictionary, validators
+from cohort.choices import FormStatus
+from cohort.models import (
+    AdverseEvent,
+    Assessment,
+    Centre,
+    FollowUp,
+    Patient,
+    PriorBiologic,
+    Reinduction,
+    UstekinumabDose,
+)
+from cohort.services import audit_context, patient_record
+from cohort.validators import PatientRecord
+
+FORM_MODELS: dict[str, type[models.Model]] = {
+    "patients": Patient,
+    "prior_biologics": PriorBiologic,
+    "ustekinumab_doses": UstekinumabDose,
+    "reinduction": Reinduction,
+    "assessments": Assessment,
+    "follow_up": FollowUp,
+    "adverse_events": AdverseEvent,
+}
+# Form -> attribute of PatientRecord; None for the patients form itself.
+RECORD_ATTRIBUTE = {
+    "patients": None,
+    "prior_biologics": "prior_biologics",
+    "ustekinumab_doses": "doses",
+    "reinduction": "reinduction",
+    "assessments": "assessments",
+    "follow_up": "follow_up",
+    "adverse_events": "adverse_events",
+}
+REPEATING = {"prior_biologics", "ustekinumab_doses", "assessments", "adverse_events"}
+VISIT_ORDER = {"week_0": 0, "week_8": 1, "week_20": 2, "week_52": 3}
+PHASE_ORDER = {"initial_induction": 0, "maintenance": 1, "reinduction": 2}
+DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
+
+
+class ImportFailed(Exception):
+    def __init__(self, errors: list[str]):
+        super().__init__(f"{len(errors)} error(s); nothing was imported.")
+        self.errors = errors
+
+
+@dataclass
+class ImportSummary:
+    created: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    updated: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    deleted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unchanged: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def changes(self) -> int:
+        return sum(self.created.values()) + sum(self.updated.values()) + sum(self.deleted.values())
+
+    def lines(self) -> list[str]:
+        lines = []
+        for form in FORM_MODELS:
+            counts = [
+                f"{label} {bucket[form]}"
+                for label, bucket in (
+                    ("created", self.created),
+                    ("updated", self.updated),
+                    ("deleted", self.deleted),
+                    ("unchanged", self.unchanged),
+                )
+                if bucket.get(form)
+            ]
+            if counts:
+                lines.append(f"{form}: {', '.join(counts)}")
+        return lines
+
+
+@dataclass
+class SourceRow:
+    """One data row of one file: where it came from and its parsed values."""
+
+    form: str
+    line: int
+    study_id: str
+    values: dict[str, object]
+    # Variables whose cell could not be read (already reported): the row's other checks are moot.
+    failed: set[str] = field(default_factory=set)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _parse(variable: dictionary.Variable, raw: str) -> object:
+    """The value of one cell, or ValueError with what is allowed. Ranges and codes are the model's
+    (constraints and choices), checked later by the validation layer."""
+    text = raw.strip()
+    field = FORM_MODELS[variable.form]._meta.get_field(_field_name(variable))
+    if text == "":
+        return "" if not field.null else None
+    if variable.type == "integer":
+        if not INTEGER_PATTERN.match(text):
+            raise ValueError(f"'{text}' is not a whole number.")
+        return int(text)
+    if variable.type == "decimal":
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"'{text}' is not a number (use a dot for decimals).") from None
+        if not value.is_finite():
+            raise ValueError(f"'{text}' is not a number.")
+        return value
+    if variable.type == "date":
+        try:
+            if not DATE_PATTERN.match(text):
+                raise ValueError
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"'{text}' is not a valid date (YYYY-MM-DD).") from None
+    return text
+
+
+def _field_name(variable: dictionary.Variable) -> str:
+    if variable.name == "study_id" and variable.form != "patients":
+        return "patient"
+    return variable.name
+
+
+def _read_file(path: Path, form: str, errors: list[str]) -> list[SourceRow]:
+    variables = {v.name: v for v in dictionary.forms()[form]}
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        errors.append(f"{name}:1: file: not UTF-8 text ({error.reason} at byte {error.start}).")
+        return []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        errors.append(f"{name}:1: header: the file is empty; the first line must name the variables.")
+        return []
+    header = [column.strip() for column in header]
+    header_ok = True
+    for column in header:
+        if column not in variables:
+            errors.append(f"{name}:1: {column}: unknown variable for form {form}.")
+            header_ok = False
+    for column in sorted({c for c in header if header.count(c) > 1}):
+        errors.append(f"{name}:1: {column}: column given twice.")
+        header_ok = False
+    for variable in variables:
+        if variable not in header:
+            errors.append(f"{name}:1: {variable}: column missing (every variable of the form must be present).")
+            header_ok = False
+    if not header_ok:
+        return []
+
+    rows = []
+    for cells in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            errors.append(f"{name}:{line}: row: {len(cells)} values for {len(header)} columns.")
+            continue
+        source = SourceRow(form=form, line=line, study_id="", values={})
+        for column, raw in zip(header, cells, strict=True):
+            try:
+                source.values[column] = _parse(variables[column], raw)
+            except ValueError as error:
+                errors.append(f"{name}:{line}: {column}: {error}")
+                source.values[column] = None
+                source.failed.add(column)
+        source.study_id = str(source.values.get("study_id") or "")
+        if not source.study_id:
+            errors.append(f"{name}:{line}: study_id: is required.")
+            continue
+        rows.append(source)
+    return rows
+
+
+# --- import --------------------------------------------------------------------------------------
+
+
+def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
+    """Validate every file, then write everything or nothing. Raises ImportFailed."""
+    directory = Path(directory)
+    errors: list[str] = []
+    sources: dict[str, list[SourceRow]] = {}
+    for form in FORM_MODELS:
+        path = directory / f"{form}.csv"
+        if path.exists():
+            sources[form] = _read_file(path, form, errors)
+    if not (directory.is_dir() and any((directory / f"{form}.csv").exists() for form in FORM_MODELS)):
+        raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
+
+    with transaction.atomic():
+        records, origin = _build_records(sources, errors)
+        for record in records.values():
+            errors.extend(_locate(problem, origin) for problem in _problems(record, origin))
+        if errors:
+            raise ImportFailed(_sorted(errors))
+        with audit_context(user=user, source="import_cohort"):
+            return _write(records, sources, origin)
+
+
+def _problems(record: PatientRecord, origin: dict[int, SourceRow]) -> list[validators.Problem]:
+    """The validation layer's verdict on the imported rows. A row with an unreadable cell is
+    reported once (by the reader): its own rules and the patient's cross-form rules would only
+    repeat the same error in other words (a missing date seen as 'no re-induction dose')."""
+    unreadable = {key for key, source in origin.items() if source.failed}
+    rows = [row for row in record.rows() if id(row) in origin and id(row) not in unreadable]
+    problems = [problem for row in rows for problem in validators.row_problems(row)]
+    if not any(id(row) in unreadable for row in record.rows()):
+        problems.extend(validators.cross_form_problems(record))
+    return problems
+
+
+def _sorted(errors: list[str]) -> list[str]:
+    order = {f"{form}.csv": index for index, form in enumerate(FORM_MODELS)}
+
+    def key(error: str):
+        name, line, _ = error.split(":", 2)
+        return (order.get(name, -1), int(line) if line.isdigit() else 0)
+
+    return sorted(dict.fromkeys(errors), key=key)
+
+
+def _locate(problem: validators.Problem, origin: dict[int, SourceRow]) -> str:
+    source = origin.get(id(problem.row))
+    if source is not None:
+        variable = "study_id" if problem.field == "patient" else problem.field
+        return f"{source.form}.csv:{source.line}: {variable}: {problem.message}"
+    # A row already in the database that the imported rows would make invalid.
+    form = next(name for name, model in FORM_MODELS.items() if isinstance(problem.row, model))
+    return f"{form}.csv:0: {problem.field}: {problem.message} (row already stored for {problem.row})"
+
+
+def _existing_patients(study_ids: Iterable[str]) -> dict[str, Patient]:
+    """The named patients with their whole CRF, in a fixed number of queries."""
+    patients = (
+        Patient.all_objects.filter(study_id__in=list(study_ids))
+        .select_related("centre", "reinduction", "follow_up")
+        .prefetch_related(
+            Prefetch("prior_biologics", queryset=PriorBiologic.objects.order_by("id")),
+            Prefetch("doses", queryset=UstekinumabDose.objects.order_by("id")),
+            Prefetch("assessments", queryset=Assessment.objects.order_by("id")),
+            Prefetch("adverse_events", queryset=AdverseEvent.objects.order_by("id")),
+        )
+    )
+    return {patient.study_id: patient for patient in patients}
+
+
+def _build_records(
+    sources: dict[str, list[SourceRow]], errors: list[str]
+) -> tuple[dict[str, PatientRecord], dict[int, SourceRow]]:
+    """The records as they will be after the import, and where each new row came from."""
+    named = {row.study_id for rows in sources.values() for row in rows}
+    existing = _existing_patients(named)
+    centres = {centre.code: centre for centre in Centre.objects.all()}
+    origin: dict[int, SourceRow] = {}
+    records: dict[str, PatientRecord] = {}
+
+    seen_patients: dict[str, SourceRow] = {}
+    for source in sources.get("patients", []):
+        if source.study_id in seen_patients:
+            errors.append(
+                f"patients.csv:{source.line}: study_id: {source.study_id} is given twice "
+                f"(also on line {seen_patients[source.study_id].line})."
+            )
+            continue
+        seen_patients[source.study_id] = source
+        code = str(source.values["centre"] or "")
+        centre = centres.get(code)
+        if centre is None:
+            message = (
+                "is required."
+                if not code
+                else (f"no centre with code '{code}'; create it first with `manage.py create_centre {code} \"Name\"`.")
+            )
+            errors.append(f"patients.csv:{source.line}: centre: {message}")
+            source.failed.add("centre")
+        values = {k: v for k, v in source.values.items() if k != "centre"}
+        stored = existing.get(source.study_id)
+        if stored is not None and centre is not None:
+            if stored.deleted_at is not None:
+                errors.append(f"patients.csv:{source.line}: study_id: {source.study_id} was deleted.")
+                continue
+            if stored.centre_id != centre.pk:
+                errors.append(
+                    f"patients.csv:{source.line}: centre: {source.study_id} belongs to {stored.centre.code}; "
+                    "a patient never moves between centres."
+                )
+                continue
+            patient = _copy(stored)
+        else:
+            patient = Patient(centre=centre, form_status=FormStatus.COMPLETE)
+            stored = None
+        for name, value in values.items():
+            setattr(patient, name, value)
+        origin[id(patient)] = source
+        record = patient_record(stored) if stored is not None else PatientRecord(patient)
+        record.patient = patient
+        records[source.study_id] = record
+
+    for form, rows in sources.items():
+        if form == "patients":
+            continue
+        attribute = RECORD_ATTRIBUTE[form]
+        model = FORM_MODELS[form]
+        replaced: set[str] = set()
+        single_seen: dict[str, int] = {}
+        for source in rows:
+            record = records.get(source.study_id)
+            if record is None:
+                stored = existing.get(source.study_id)
+                if stored is None or stored.deleted_at is not None:
+                    errors.append(
+                        f"{form}.csv:{source.line}: study_id: unknown patient {source.study_id}; "
+                        "new patients must be in patients.csv."
+                    )
+                    continue
+                record = records[source.study_id] = patient_record(stored)
+            values = {k: v for k, v in source.values.items() if k != "study_id"}
+            if form in REPEATING:
+                if source.study_id not in replaced:
+                    setattr(record, attribute, [])
+                    replaced.add(source.study_id)
+                row = model(patient=record.patient, form_status=FormStatus.COMPLETE, **values)
+                getattr(record, attribute).append(row)
+            else:
+                if source.study_id in single_seen:
+                    errors.append(
+                        f"{form}.csv:{source.line}: study_id: {source.study_id} is given twice "
+                        f"(one row per patient; also on line {single_seen[source.study_id]})."
+                    )
+                    continue
+                single_seen[source.study_id] = source.line
+                current = getattr(record, attribute)
+                row = _copy(current) if current is not None else model(form_status=FormStatus.COMPLETE)
+                row.patient = record.patient
+                for name, value in values.items():
+                    setattr(row, name, value)
+                setattr(record, attribute, row)
+            origin[id(row)] = source
+    return records, origin
+
+
+def _copy(row: models.Model) -> models.Model:
+    """A detached copy of a stored row, so the stored values stay available for comparison."""
+    clone = type(row)()
+    for f in row._meta.concrete_fields:
+        setattr(clone, f.attname, getattr(row, f.attname))
+    clone._state.adding = False
+    clone._state.db = row._state.db
+    clone._original = row  # type: ignore[attr-defined]
+    return clone
+
+
+def _data_fields(model: type[models.Model]) -> list[str]:
+    form = next(name for name, m in FORM_MODELS.items() if m is model)
+    return [_attname(model, _field_name(v)) for v in dictionary.forms()[form] if v.name != "study_id"]
+
+
+def _attname(model: type[models.Model], name: str) -> str:
+    return model._meta.get_field(name).attname
+
+
+def _write(
+    records: dict[str, PatientRecord], sources: dict[str, list[SourceRow]], origin: dict[int, SourceRow]
+) -> ImportSummary:
+    summary = ImportSummary()
+    named = {form: {source.study_id for source in rows} for form, rows in sources.items()}
+    for record in records.values():
+        patient = record.patient
+        if id(patient) in origin:
+            _save_single(patient, "patients", summary)
+        for form in FORM_MODELS:
+            if form == "patients" or form not in sources:
+                continue
+            attribute = RECORD_ATTRIBUTE[form]
+            if form in REPEATING:
+                if patient.study_id in named[form]:
+                    _replace_rows(patient, form, getattr(record, attribute), summary)
+            else:
+                row = getattr(record, attribute)
+                if row is not None and id(row) in origin:
+                    row.patient = patient
+                    _save_single(row, form, summary)
+    return summary
+
+
+def _save_single(row: models.Model, form: str, summary: ImportSummary) -> None:
+    original = getattr(row, "_original", None)
+    if original is None:
+        row.save()
+        summary.created[form] += 1
+        return
+    changed = [name for name in _data_fields(type(row)) if getattr(row, name) != getattr(original, name)]
+    if not changed:
+        summary.unchanged[form] += 1
+        return
+    row.version = original.version + 1
+    row.save(update_fields=[*changed, "version", "updated_at"])
+    summary.updated[form] += 1
+
+
+def _row_key(row: models.Model) -> tuple:
+    return tuple(_normalise(getattr(row, name)) for name in _data_fields(type(row)))
+
+
+def _normalise(value: object) -> object:
+    return value.normalize() if isinstance(value, Decimal) else value
+
+
+def _replace_rows(patient: Patient, form: str, rows: list[models.Model], summary: ImportSummary) -> None:
+    """A patient's rows of a repeating form become the file's rows; identical rows stay as they are."""
+    model = FORM_MODELS[form]
+    stored = list(model.objects.filter(patient=patient)) if patient.pk else []
+    unmatched = defaultdict(list)
+    for row in stored:
+        unmatched[_row_key(row)].append(row)
+    to_create = []
+    for row in rows:
+        same = unmatched.get(_row_key(row))
+        if same:
+            same.pop()
+            summary.unchanged[form] += 1
+        else:
+            to_create.append(row)
+    leftovers = [row for group in unmatched.values() for row in group]
+    # An assessment keeps its identity per visit: update it in place, so its history reads as changes.
+    if model is Assessment:
+        by_visit = {row.visit: row for row in leftovers}
+        for row in list(to_create):
+            old = by_visit.pop(row.visit, None)
+            if old is None:
+                continue
+            changed = [name for name in _data_fields(model) if getattr(row, name) != getattr(old, name)]
+            for name in changed:
+                setattr(old, name, getattr(row, name))
+            old.version += 1
+            old.save(update_fields=[*changed, "version", "updated_at"])
+            summary.updated[form] += 1
+            to_create.remove(row)
+            leftovers.remove(old)
+    if leftovers:
+        model.objects.filter(pk__in=[row.pk for row in leftovers]).delete()
+        summary.deleted[form] += len(leftovers)
+    for row in to_create:
+        row.patient = patient
+    model.objects.bulk_create(to_create)
+    summary.created[form] += len(to_create)
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return text
+    return str(value)
+
+
+def _sort_key(form: str, row: models.Model, values: list[str]) -> tuple:
+    study_id = values[0]
+    if form == "assessments":
+        return (study_id, VISIT_ORDER[row.visit], values)
+    if form == "ustekinumab_doses":
+        return (study_id, values[1], PHASE_ORDER[row.phase], values)
+    date = {"prior_biologics": "start_date", "adverse_events": "onset_date"}.get(form)
+    if date:
+        return (study_id, _format(getattr(row, date)) or "9999", values)
+    return (study_id, values)
+
+
+def export_rows(form: str, patients: models.QuerySet | None = None) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of one form file, sorted as SPEC section 8 says."""
+    model = FORM_MODELS[form]
+    variables = dictionary.forms()[form]
+    header = [v.name for v in variables]
+    patients = Patient.objects.all() if patients is None else patients
+    if model is Patient:
+        queryset = patients.select_related("centre")
+    else:
+        queryset = model.objects.filter(patient__in=patients).select_related("patient")
+    rows = []
+    for row in queryset:
+        values = []
+        for variable in variables:
+            if variable.name == "study_id":
+                values.append(row.study_id if model is Patient else row.patient.study_id)
+            elif variable.name == "centre":
+                values.append(row.centre.code)
+            else:
+                values.append(_format(getattr(row, variable.name)))
+        rows.append((_sort_key(form, row, values), values))
+    rows.sort(key=lambda item: item[0])
+    return header, [values for _, values in rows]
+
+
+def export_cohort(directory: Path, patients: models.QuerySet | None = None) -> dict[str, int]:
+    """Write one CSV per form into `directory`; returns the row count per file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for form in FORM_MODELS:
+        header, rows = export_rows(form, patients)
+        with (directory / f"{form}.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+        counts[form] = len(rows)
+    return counts

@@ -1,0 +1,789 @@
+"""The case report form: one model per form of the data dictionary.
+
+Field names are the dictionary's variable names, choices its codes, verbose_name its label and
+help_text its notes. What a single row must never break is a database constraint (so no write path
+can bypass it); conditional and cross-form rules live in cohort/validators.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pghistory
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from cohort import validators
+from cohort.choices import (
+    ANTI_TNF_AGENTS,
+    AECategory,
+    AEOutcome,
+    Agent,
+    Causality,
+    DiscontinuationReason,
+    FollowUpStatus,
+    FormStatus,
+    Immunomodulator,
+    Interval,
+    MontrealBehaviour,
+    MontrealLocation,
+    NotDoneReason,
+    Phase,
+    Role,
+    Route,
+    Sex,
+    Smoking,
+    StopReason,
+    Visit,
+    YesNo,
+)
+
+STUDY_ID_PATTERN = r"^[A-Z0-9]{2,10}-[0-9]{3,5}$"
+CENTRE_CODE_PATTERN = r"^[A-Z0-9]{2,10}$"
+STUDY_START = dt.date(2016, 1, 1)
+
+# The visit schedule as data (SPEC section 3): nominal day and inclusive window, days after t0.
+VISIT_SCHEDULE: dict[str, tuple[int, int, int]] = {
+    Visit.WEEK_0: (0, -14, 14),
+    Visit.WEEK_8: (56, 42, 84),
+    Visit.WEEK_20: (140, 112, 168),
+    Visit.WEEK_52: (364, 308, 420),
+}
+
+# Weight-based IV dose (dictionary, ustekinumab_doses.weight_kg): (upper weight bound, dose mg).
+IV_DOSE_BANDS: tuple[tuple[Decimal, int], ...] = ((Decimal(55), 260), (Decimal(85), 390))
+IV_DOSE_ABOVE_BANDS = 520
+
+
+class FieldCheck(models.CheckConstraint):
+    """A check constraint whose violation is reported at one field (not as a non-field error),
+    so the admin, the web forms and the importer all show the message beside the variable."""
+
+    def __init__(self, *args, field: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.field = field
+
+    def validate(self, model, instance, exclude=None, using=None):
+        kwargs = {"exclude": exclude}
+        if using is not None:
+            kwargs["using"] = using
+        try:
+            super().validate(model, instance, **kwargs)
+        except ValidationError as error:
+            raise ValidationError({self.field: error.messages}) from None
+
+    def deconstruct(self):
+        path, args, kwargs = super().deconstruct()
+        kwargs["field"] = self.field
+        return "cohort.models.FieldCheck", args, kwargs
+
+    def __eq__(self, other):
+        return super().__eq__(other) and getattr(other, "field", None) == self.field
+
+
+def between(field: str, low, high=None, *, prefix: str) -> FieldCheck:
+    """A range from the dictionary's min/max; NULL (missing) passes. A max of 'today' or
+    'this_year' is not a constraint (it moves): see validators.not_in_future."""
+    bounds = {f"{field}__gte": low} if high is None else {f"{field}__gte": low, f"{field}__lte": high}
+    return FieldCheck(
+        condition=Q(**{f"{field}__isnull": True}) | Q(**bounds),
+        name=f"{prefix}_{field}_range",
+        field=field,
+        violation_error_message=f"must be {low} or later." if high is None else f"must be between {low} and {high}.",
+    )
+
+
+def not_before(field: str, low, *, prefix: str) -> FieldCheck:
+    return FieldCheck(
+        condition=Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__gte": low}),
+        name=f"{prefix}_{field}_min",
+        field=field,
+        violation_error_message=f"must be on or after {low}.",
+    )
+
+
+def one_of(field: str, choices: type[models.TextChoices], *, prefix: str, optional: bool = False) -> FieldCheck:
+    allowed = list(choices.values)
+    condition = Q(**{f"{field}__in": allowed})
+    if optional:
+        condition |= Q(**{field: ""})
+    return FieldCheck(
+        condition=condition,
+        name=f"{prefix}_{field}_code",
+        field=field,
+        violation_error_message=f"must be one of {', '.join(allowed)}.",
+    )
+
+
+def yesno_field(label: str, help_text: str = "", *, required: bool = True) -> models.CharField:
+    return models.CharField(label, max_length=3, choices=YesNo.choices, blank=not required, help_text=help_text)
+
+
+def audited(**kwargs):
+    """Audit trail (SPEC section 4): PostgreSQL triggers write an append-only event row for every
+    insert, update and delete, whatever the write path (ORM, bulk update, import, raw SQL)."""
+    return pghistory.track(
+        pghistory.InsertEvent(),
+        pghistory.UpdateEvent(),
+        pghistory.DeleteEvent(),
+        append_only=True,
+        **kwargs,
+    )
+
+
+@audited()
+class Centre(models.Model):
+    code = models.CharField(
+        "Centre code", max_length=10, unique=True, help_text="2 to 10 capital letters or digits, e.g. AMC."
+    )
+    name = models.CharField("Name", max_length=200)
+    active = models.BooleanField("Active", default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            FieldCheck(
+                condition=Q(code__regex=CENTRE_CODE_PATTERN),
+                name="centre_code_pattern",
+                field="code",
+                violation_error_message="must be 2 to 10 capital letters or digits (A-Z, 0-9).",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+@audited()
+class Membership(models.Model):
+    """A user's access: their role at one centre (SPEC section 2)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    centre = models.ForeignKey(Centre, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField("Role", max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["centre__code", "user__username"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "centre"],
+                name="membership_one_role_per_centre",
+                violation_error_message="This user already has a role at this centre.",
+            ),
+            one_of("role", Role, prefix="membership"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} - {self.role} at {self.centre.code}"
+
+
+class CrfRecord(models.Model):
+    """What every CRF row carries: its form status and a version for optimistic locking."""
+
+    form_status = models.CharField(
+        "Form status", max_length=12, choices=FormStatus.choices, default=FormStatus.INCOMPLETE
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class PatientQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(deleted_at__isnull=True)
+
+
+class ActivePatientManager(models.Manager.from_queryset(PatientQuerySet)):  # type: ignore[misc]
+    """Soft-deleted patients leave every list and analysis (SPEC section 4)."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
+@audited()
+class Patient(CrfRecord):
+    study_id = models.CharField(
+        "Study ID",
+        max_length=16,
+        unique=True,
+        help_text="The centre code, a hyphen and a sequence number; assigned on enrolment. Never changes.",
+    )
+    centre = models.ForeignKey(
+        Centre,
+        on_delete=models.PROTECT,
+        related_name="patients",
+        verbose_name="Centre",
+        help_text="A patient never moves between centres.",
+    )
+    enrolment_date = models.DateField("Date of enrolment", validators=[validators.not_in_future])
+    consent = yesno_field("Informed consent or waiver documented", "Must be yes for the record to be saved.")
+    sex = models.CharField("Sex", max_length=1, choices=Sex.choices)
+    birth_year = models.PositiveSmallIntegerField(
+        "Year of birth",
+        validators=[validators.not_after_this_year],
+        help_text="Year only: no full date of birth is stored.",
+    )
+    diagnosis_year = models.PositiveSmallIntegerField(
+        "Year of Crohn's disease diagnosis", validators=[validators.not_after_this_year]
+    )
+    montreal_location = models.CharField("Montreal location", max_length=2, choices=MontrealLocation.choices)
+    upper_gi = yesno_field("Upper GI involvement (L4 modifier)")
+    montreal_behaviour = models.CharField("Montreal behaviour", max_length=2, choices=MontrealBehaviour.choices)
+    perianal = yesno_field("Perianal disease (p modifier)")
+    prior_resection = yesno_field("Prior intestinal resection")
+    smoking = models.CharField("Smoking status", max_length=7, choices=Smoking.choices)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ActivePatientManager()
+    all_objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["study_id"]
+        base_manager_name = "all_objects"
+        constraints = [
+            FieldCheck(
+                condition=Q(study_id__regex=STUDY_ID_PATTERN),
+                name="patient_study_id_pattern",
+                field="study_id",
+                violation_error_message="must be the centre code, a hyphen and a 3 to 5 digit number, e.g. AMC-001.",
+            ),
+            FieldCheck(
+                condition=Q(consent=YesNo.YES),
+                name="patient_consent_yes",
+                field="consent",
+                violation_error_message="must be yes: a patient can only be entered with documented consent or waiver.",
+            ),
+            not_before("enrolment_date", STUDY_START, prefix="patient"),
+            between("birth_year", 1920, prefix="patient"),
+            between("diagnosis_year", 1930, prefix="patient"),
+            FieldCheck(
+                condition=Q(diagnosis_year__gte=models.F("birth_year")),
+                name="patient_diagnosis_after_birth",
+                field="diagnosis_year",
+                violation_error_message="must be on or after the year of birth.",
+            ),
+            one_of("sex", Sex, prefix="patient"),
+            one_of("montreal_location", MontrealLocation, prefix="patient"),
+            one_of("montreal_behaviour", MontrealBehaviour, prefix="patient"),
+            one_of("smoking", Smoking, prefix="patient"),
+            one_of("upper_gi", YesNo, prefix="patient"),
+            one_of("perianal", YesNo, prefix="patient"),
+            one_of("prior_resection", YesNo, prefix="patient"),
+        ]
+
+    def __str__(self) -> str:
+        return self.study_id
+
+    @property
+    def age_at_diagnosis(self) -> int:
+        return self.diagnosis_year - self.birth_year
+
+    @property
+    def montreal_age(self) -> str:
+        """Montreal age class at diagnosis: A1 <= 16 years, A2 17-40, A3 > 40."""
+        age = self.age_at_diagnosis
+        if age <= 16:
+            return "A1"
+        return "A2" if age <= 40 else "A3"
+
+    def anti_tnf_count(self, prior_biologics=None) -> int:
+        """Distinct anti-TNF agents among the prior biologics (SPEC section 5)."""
+        rows = self.prior_biologics.all() if prior_biologics is None else prior_biologics
+        return len({row.agent for row in rows if row.agent in ANTI_TNF_AGENTS})
+
+
+class PatientRow(CrfRecord):
+    """A row of a form that belongs to one patient."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, verbose_name="Study ID")
+
+    class Meta:
+        abstract = True
+
+
+@audited()
+class PriorBiologic(PatientRow):
+    agent = models.CharField(
+        "Biologic agent",
+        max_length=20,
+        choices=Agent.choices,
+        help_text="Anti-TNF agents: infliximab, adalimumab, certolizumab pegol, golimumab.",
+    )
+    agent_other = models.CharField(
+        "Other agent (name)",
+        max_length=100,
+        blank=True,
+        help_text="Required when agent = other; empty otherwise.",
+    )
+    start_date = models.DateField("Start date", null=True, blank=True, validators=[validators.not_in_future])
+    stop_date = models.DateField(
+        "Stop date",
+        null=True,
+        blank=True,
+        validators=[validators.not_in_future],
+        help_text="On or after the start date, and before the first ustekinumab dose.",
+    )
+    stop_reason = models.CharField("Reason stopped", max_length=20, choices=StopReason.choices)
+
+    class Meta:
+        default_related_name = "prior_biologics"
+        ordering = ["patient", "start_date", "id"]
+        constraints = [
+            one_of("agent", Agent, prefix="priorbiologic"),
+            one_of("stop_reason", StopReason, prefix="priorbiologic"),
+            FieldCheck(
+                condition=(Q(agent=Agent.OTHER) & ~Q(agent_other="")) | (~Q(agent=Agent.OTHER) & Q(agent_other="")),
+                name="priorbiologic_agent_other_iff_other",
+                field="agent_other",
+                violation_error_message="is required when agent = other, and must be empty otherwise.",
+            ),
+            not_before("start_date", dt.date(1998, 1, 1), prefix="priorbiologic"),
+            not_before("stop_date", dt.date(1998, 1, 1), prefix="priorbiologic"),
+            FieldCheck(
+                condition=Q(start_date__isnull=True)
+                | Q(stop_date__isnull=True)
+                | Q(stop_date__gte=models.F("start_date")),
+                name="priorbiologic_stop_after_start",
+                field="stop_date",
+                violation_error_message="must be on or after the start date.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: {self.agent_other or self.agent}"
+
+
+@audited()
+class UstekinumabDose(PatientRow):
+    dose_date = models.DateField("Date of administration", validators=[validators.not_in_future])
+    phase = models.CharField(
+        "Phase",
+        max_length=20,
+        choices=Phase.choices,
+        help_text="Exactly one initial IV induction and one IV re-induction per patient, re-induction last.",
+    )
+    route = models.CharField(
+        "Route", max_length=2, choices=Route.choices, help_text="Initial induction and re-induction are IV."
+    )
+    dose_mg = models.PositiveSmallIntegerField(
+        "Dose (mg)", help_text="Intravenous: 130 to 1040 mg; subcutaneous: 45 to 180 mg."
+    )
+    weight_kg = models.DecimalField(
+        "Body weight (kg)",
+        max_digits=4,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        help_text="Recommended for IV doses. Weight-based IV dose: <=55 kg 260 mg, >55 to <=85 kg 390 mg, "
+        ">85 kg 520 mg; a different dose is saved with a warning.",
+    )
+
+    class Meta:
+        default_related_name = "doses"
+        ordering = ["patient", "dose_date", "id"]
+        constraints = [
+            one_of("phase", Phase, prefix="dose"),
+            one_of("route", Route, prefix="dose"),
+            not_before("dose_date", STUDY_START, prefix="dose"),
+            between("dose_mg", 45, 1040, prefix="dose"),
+            FieldCheck(
+                condition=~Q(route=Route.IV) | Q(dose_mg__gte=130, dose_mg__lte=1040),
+                name="dose_iv_range",
+                field="dose_mg",
+                violation_error_message="an intravenous dose must be between 130 and 1040 mg.",
+            ),
+            FieldCheck(
+                condition=~Q(route=Route.SC) | Q(dose_mg__gte=45, dose_mg__lte=180),
+                name="dose_sc_range",
+                field="dose_mg",
+                violation_error_message="a subcutaneous dose must be between 45 and 180 mg.",
+            ),
+            FieldCheck(
+                condition=Q(phase=Phase.MAINTENANCE) | Q(route=Route.IV),
+                name="dose_induction_is_iv",
+                field="route",
+                violation_error_message="must be iv for the initial induction and the re-induction.",
+            ),
+            between("weight_kg", 25, 250, prefix="dose"),
+            # At most one of each; 'exactly one' is a rule of the complete record (validators).
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(phase=Phase.INITIAL_INDUCTION),
+                name="dose_one_initial_induction",
+                violation_error_message="The patient already has an initial induction dose.",
+            ),
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(phase=Phase.REINDUCTION),
+                name="dose_one_reinduction",
+                violation_error_message="The patient already has a re-induction dose.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: {self.phase} {self.dose_date}"
+
+    @property
+    def expected_iv_dose(self) -> int | None:
+        """The weight-band IV dose, or None when it cannot be told (SC dose or no weight)."""
+        if self.route != Route.IV or self.weight_kg is None:
+            return None
+        for upper, dose in IV_DOSE_BANDS:
+            if self.weight_kg <= upper:
+                return dose
+        return IV_DOSE_ABOVE_BANDS
+
+    @property
+    def off_weight_band(self) -> bool:
+        expected = self.expected_iv_dose
+        return expected is not None and self.dose_mg != expected
+
+
+@audited()
+class Reinduction(PatientRow):
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, verbose_name="Study ID")
+    initial_response = yesno_field("Initial response to ustekinumab", "Inclusion criterion: must be yes.")
+    lor_date = models.DateField(
+        "Date of secondary loss of response",
+        validators=[validators.not_in_future],
+        help_text="Between the initial induction dose and the re-induction dose (inclusive).",
+    )
+    lor_clinical = yesno_field(
+        "Loss of response: clinical", "At least one of clinical, biochemical or endoscopic must be yes."
+    )
+    lor_biochemical = yesno_field("Loss of response: biochemical")
+    lor_endoscopic = yesno_field("Loss of response: endoscopic")
+    interval_before = models.CharField(
+        "Maintenance interval before loss of response", max_length=5, choices=Interval.choices
+    )
+    interval_after = models.CharField("Maintenance interval after re-induction", max_length=5, choices=Interval.choices)
+    corticosteroids = yesno_field("Corticosteroids at re-induction")
+    immunomodulator = models.CharField(
+        "Immunomodulator at re-induction", max_length=12, choices=Immunomodulator.choices
+    )
+
+    class Meta:
+        default_related_name = "reinduction"
+        constraints = [
+            FieldCheck(
+                condition=Q(initial_response=YesNo.YES),
+                name="reinduction_initial_response_yes",
+                field="initial_response",
+                violation_error_message="must be yes: an initial response to ustekinumab is an inclusion criterion.",
+            ),
+            FieldCheck(
+                condition=Q(lor_clinical=YesNo.YES) | Q(lor_biochemical=YesNo.YES) | Q(lor_endoscopic=YesNo.YES),
+                name="reinduction_lor_kind",
+                field="lor_clinical",
+                violation_error_message="at least one of clinical, biochemical or endoscopic loss of response "
+                "must be yes.",
+            ),
+            not_before("lor_date", STUDY_START, prefix="reinduction"),
+            one_of("lor_clinical", YesNo, prefix="reinduction"),
+            one_of("lor_biochemical", YesNo, prefix="reinduction"),
+            one_of("lor_endoscopic", YesNo, prefix="reinduction"),
+            one_of("interval_before", Interval, prefix="reinduction"),
+            one_of("interval_after", Interval, prefix="reinduction"),
+            one_of("corticosteroids", YesNo, prefix="reinduction"),
+            one_of("immunomodulator", Immunomodulator, prefix="reinduction"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: re-induction"
+
+
+HBI_COMPONENTS = ("hbi_wellbeing", "hbi_pain", "hbi_stools", "hbi_mass", "hbi_complications")
+MEASUREMENTS = (
+    *HBI_COMPONENTS,
+    "hbi",
+    "crp_mg_l",
+    "fcal_ug_g",
+    "endoscopy_done",
+    "ses_cd",
+    "corticosteroids",
+)
+
+
+def _all_hbi_components_given() -> Q:
+    return Q(**{f"{name}__isnull": False for name in HBI_COMPONENTS})
+
+
+def _hbi_sum():
+    total = models.F(HBI_COMPONENTS[0])
+    for name in HBI_COMPONENTS[1:]:
+        total = total + models.F(name)
+    return total
+
+
+def _measurements_empty() -> Q:
+    q = Q()
+    for name in MEASUREMENTS:
+        q &= Q(**{name: ""}) if name in ("endoscopy_done", "corticosteroids") else Q(**{f"{name}__isnull": True})
+    return q
+
+
+@audited()
+class Assessment(PatientRow):
+    visit = models.CharField("Visit", max_length=7, choices=Visit.choices)
+    not_done = yesno_field("Visit not done", "When yes: give the reason and leave every measurement empty.")
+    not_done_reason = models.CharField(
+        "Reason visit not done", max_length=20, choices=NotDoneReason.choices, blank=True
+    )
+    assessment_date = models.DateField(
+        "Date of assessment",
+        null=True,
+        blank=True,
+        validators=[validators.not_in_future],
+        help_text="Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, "
+        "week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag.",
+    )
+    hbi_wellbeing = models.PositiveSmallIntegerField(
+        "HBI general well-being", null=True, blank=True, help_text="0 very well .. 4 terrible"
+    )
+    hbi_pain = models.PositiveSmallIntegerField(
+        "HBI abdominal pain", null=True, blank=True, help_text="0 none .. 3 severe"
+    )
+    hbi_stools = models.PositiveSmallIntegerField("HBI liquid stools per day", null=True, blank=True)
+    hbi_mass = models.PositiveSmallIntegerField(
+        "HBI abdominal mass", null=True, blank=True, help_text="0 none .. 3 definite and tender"
+    )
+    hbi_complications = models.PositiveSmallIntegerField(
+        "HBI complications (count)",
+        null=True,
+        blank=True,
+        help_text="arthralgia, uveitis, erythema nodosum, aphthous ulcers, pyoderma gangrenosum, anal fissure, "
+        "new fistula, abscess",
+    )
+    hbi = models.PositiveSmallIntegerField(
+        "Harvey-Bradshaw Index (total)",
+        null=True,
+        blank=True,
+        help_text="The sum of the five components when all are given (computed); may be entered alone when the "
+        "components are unknown.",
+    )
+    crp_mg_l = models.DecimalField("C-reactive protein (mg/L)", max_digits=5, decimal_places=1, null=True, blank=True)
+    fcal_ug_g = models.DecimalField("Faecal calprotectin (ug/g)", max_digits=6, decimal_places=1, null=True, blank=True)
+    endoscopy_done = yesno_field("Endoscopy performed", required=False)
+    ses_cd = models.PositiveSmallIntegerField(
+        "SES-CD", null=True, blank=True, help_text="Only when endoscopy was performed."
+    )
+    corticosteroids = yesno_field("Corticosteroids at this visit", required=False)
+
+    class Meta:
+        default_related_name = "assessments"
+        ordering = ["patient", "visit"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "visit"],
+                name="assessment_one_per_visit",
+                violation_error_message="This patient already has an assessment for this visit.",
+            ),
+            one_of("visit", Visit, prefix="assessment"),
+            one_of("not_done", YesNo, prefix="assessment"),
+            one_of("not_done_reason", NotDoneReason, prefix="assessment", optional=True),
+            one_of("endoscopy_done", YesNo, prefix="assessment", optional=True),
+            one_of("corticosteroids", YesNo, prefix="assessment", optional=True),
+            FieldCheck(
+                condition=Q(not_done=YesNo.NO) | ~Q(not_done_reason=""),
+                name="assessment_not_done_reason_required",
+                field="not_done_reason",
+                violation_error_message="is required when the visit was not done.",
+            ),
+            FieldCheck(
+                condition=Q(not_done=YesNo.YES) | Q(not_done_reason=""),
+                name="assessment_not_done_reason_only_if_not_done",
+                field="not_done_reason",
+                violation_error_message="must be empty when the visit was done.",
+            ),
+            FieldCheck(
+                condition=Q(not_done=YesNo.NO) | _measurements_empty(),
+                name="assessment_not_done_no_measurements",
+                field="not_done",
+                violation_error_message="a visit that was not done has no measurements: leave HBI, CRP, "
+                "calprotectin, endoscopy and corticosteroids empty.",
+            ),
+            FieldCheck(
+                condition=Q(not_done=YesNo.YES) | Q(assessment_date__isnull=False),
+                name="assessment_date_required",
+                field="assessment_date",
+                violation_error_message="is required unless the visit was not done.",
+            ),
+            not_before("assessment_date", STUDY_START, prefix="assessment"),
+            between("hbi_wellbeing", 0, 4, prefix="assessment"),
+            between("hbi_pain", 0, 3, prefix="assessment"),
+            between("hbi_stools", 0, 50, prefix="assessment"),
+            between("hbi_mass", 0, 3, prefix="assessment"),
+            between("hbi_complications", 0, 8, prefix="assessment"),
+            between("hbi", 0, 100, prefix="assessment"),
+            FieldCheck(
+                condition=~_all_hbi_components_given() | Q(hbi=_hbi_sum()),
+                name="assessment_hbi_is_sum",
+                field="hbi",
+                violation_error_message="must equal the sum of its five components when all are given.",
+            ),
+            between("crp_mg_l", 0, 500, prefix="assessment"),
+            between("fcal_ug_g", 0, 20000, prefix="assessment"),
+            between("ses_cd", 0, 56, prefix="assessment"),
+            FieldCheck(
+                condition=Q(ses_cd__isnull=True) | Q(endoscopy_done=YesNo.YES),
+                name="assessment_ses_cd_needs_endoscopy",
+                field="ses_cd",
+                violation_error_message="may only be given when endoscopy_done = yes.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: {self.visit}"
+
+    @property
+    def hbi_total(self) -> int | None:
+        """The HBI: the sum of the components when all five are given, else the entered total."""
+        parts = [getattr(self, name) for name in HBI_COMPONENTS]
+        if all(part is not None for part in parts):
+            return sum(parts)
+        return self.hbi
+
+    def study_day(self, reinduction_date: dt.date | None) -> int | None:
+        if reinduction_date is None or self.assessment_date is None:
+            return None
+        return (self.assessment_date - reinduction_date).days
+
+    def in_window(self, reinduction_date: dt.date | None) -> bool | None:
+        """Whether the assessment date lies in its visit window; None when it cannot be told."""
+        day = self.study_day(reinduction_date)
+        if day is None:
+            return None
+        _, low, high = VISIT_SCHEDULE[self.visit]
+        return low <= day <= high
+
+
+@audited()
+class FollowUp(PatientRow):
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, verbose_name="Study ID")
+    status = models.CharField("Ustekinumab status", max_length=12, choices=FollowUpStatus.choices)
+    last_follow_up_date = models.DateField(
+        "Date of last follow-up",
+        validators=[validators.not_in_future],
+        help_text="On or after the re-induction dose date and every assessment date.",
+    )
+    discontinuation_date = models.DateField(
+        "Date of discontinuation",
+        null=True,
+        blank=True,
+        validators=[validators.not_in_future],
+        help_text="Required when discontinued, empty otherwise; between the re-induction dose date and the "
+        "date of last follow-up.",
+    )
+    discontinuation_reason = models.CharField(
+        "Reason for discontinuation",
+        max_length=20,
+        choices=DiscontinuationReason.choices,
+        blank=True,
+        help_text="Required when discontinued.",
+    )
+    next_therapy = models.CharField(
+        "Next therapy", max_length=200, blank=True, help_text="Do not enter names or other identifiers."
+    )
+
+    class Meta:
+        default_related_name = "follow_up"
+        constraints = [
+            one_of("status", FollowUpStatus, prefix="followup"),
+            one_of("discontinuation_reason", DiscontinuationReason, prefix="followup", optional=True),
+            not_before("last_follow_up_date", STUDY_START, prefix="followup"),
+            not_before("discontinuation_date", STUDY_START, prefix="followup"),
+            FieldCheck(
+                condition=~Q(status=FollowUpStatus.DISCONTINUED) | Q(discontinuation_date__isnull=False),
+                name="followup_discontinuation_date_required",
+                field="discontinuation_date",
+                violation_error_message="is required when the status is discontinued.",
+            ),
+            FieldCheck(
+                condition=Q(status=FollowUpStatus.DISCONTINUED) | Q(discontinuation_date__isnull=True),
+                name="followup_discontinuation_date_only_if_discontinued",
+                field="discontinuation_date",
+                violation_error_message="must be empty unless the status is discontinued.",
+            ),
+            FieldCheck(
+                condition=~Q(status=FollowUpStatus.DISCONTINUED) | ~Q(discontinuation_reason=""),
+                name="followup_discontinuation_reason_required",
+                field="discontinuation_reason",
+                violation_error_message="is required when the status is discontinued.",
+            ),
+            FieldCheck(
+                condition=Q(status=FollowUpStatus.DISCONTINUED) | Q(discontinuation_reason=""),
+                name="followup_discontinuation_reason_only_if_discontinued",
+                field="discontinuation_reason",
+                violation_error_message="must be empty unless the status is discontinued.",
+            ),
+            FieldCheck(
+                condition=Q(discontinuation_date__isnull=True)
+                | Q(discontinuation_date__lte=models.F("last_follow_up_date")),
+                name="followup_discontinuation_before_last_follow_up",
+                field="discontinuation_date",
+                violation_error_message="must be on or before the date of last follow-up.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: follow-up"
+
+
+@audited()
+class AdverseEvent(PatientRow):
+    onset_date = models.DateField(
+        "Onset date",
+        validators=[validators.not_in_future],
+        help_text="On or after the re-induction dose date.",
+    )
+    category = models.CharField("Category", max_length=24, choices=AECategory.choices)
+    description = models.CharField(
+        "Description",
+        max_length=500,
+        help_text="Free text, at most 500 characters. Do not enter names or other identifiers.",
+    )
+    serious = yesno_field("Serious adverse event")
+    causality = models.CharField("Relation to ustekinumab", max_length=9, choices=Causality.choices)
+    outcome = models.CharField("Outcome", max_length=9, choices=AEOutcome.choices)
+    led_to_discontinuation = yesno_field("Led to discontinuation of ustekinumab")
+
+    class Meta:
+        default_related_name = "adverse_events"
+        ordering = ["patient", "onset_date", "id"]
+        constraints = [
+            not_before("onset_date", STUDY_START, prefix="adverseevent"),
+            one_of("category", AECategory, prefix="adverseevent"),
+            one_of("serious", YesNo, prefix="adverseevent"),
+            one_of("causality", Causality, prefix="adverseevent"),
+            one_of("outcome", AEOutcome, prefix="adverseevent"),
+            one_of("led_to_discontinuation", YesNo, prefix="adverseevent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: {self.category} {self.onset_date}"
+
+
+class AuditedUser(User):
+    """The accounts table, seen from this app so that its audit triggers live in our migrations.
+    Role and account changes are audited too (SPEC section 4). The password hash and the login
+    timestamp are left out: they are not study data and would flood the trail."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "user"
+
+
+audited(exclude=["password", "last_login"], model_name="UserEvent")(AuditedUser)

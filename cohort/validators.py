@@ -1,0 +1,399 @@
+"""The validation layer: conditional and cross-form rules (SPEC section 3).
+
+One place for every write path: the admin, the importer and the web forms call `record_problems`
+(hard rules: the save is refused) and `soft_flags` (unusual but admissible values: saved with a
+flag). Within-row rules are database constraints on the models; `row_problems` runs them before the
+database would, so their messages reach the field. Each message names what is allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.expressions import CombinedExpression
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from cohort.models import (
+        AdverseEvent,
+        Assessment,
+        FollowUp,
+        Patient,
+        PriorBiologic,
+        Reinduction,
+        UstekinumabDose,
+    )
+
+
+def not_in_future(value: dt.date) -> None:
+    today = timezone.localdate()
+    if value > today:
+        raise ValidationError(f"must not be after today ({today.isoformat()}).", code="future")
+
+
+def not_after_this_year(value: int) -> None:
+    this_year = timezone.localdate().year
+    if value > this_year:
+        raise ValidationError(f"must not be after this year ({this_year}).", code="future")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A broken rule: the row it is reported on, the variable and what is allowed."""
+
+    row: Any
+    field: str
+    message: str
+
+
+@dataclass
+class PatientRecord:
+    """A patient's whole case report form as plain objects (saved or not yet saved rows)."""
+
+    patient: Patient
+    prior_biologics: list[PriorBiologic] = field(default_factory=list)
+    doses: list[UstekinumabDose] = field(default_factory=list)
+    reinduction: Reinduction | None = None
+    assessments: list[Assessment] = field(default_factory=list)
+    follow_up: FollowUp | None = None
+    adverse_events: list[AdverseEvent] = field(default_factory=list)
+
+    def rows(self) -> list[Any]:
+        single = [row for row in (self.reinduction, self.follow_up) if row is not None]
+        return [
+            self.patient,
+            *self.prior_biologics,
+            *self.doses,
+            *single,
+            *self.assessments,
+            *self.adverse_events,
+        ]
+
+    def with_row(self, row: Any) -> PatientRecord:
+        """The record as it would be with `row` saved (replacing the stored row of the same id)."""
+        from cohort.models import Patient
+
+        if isinstance(row, Patient):
+            return replace(self, patient=row)
+        attribute = row._meta.default_related_name
+        current = getattr(self, attribute)
+        if isinstance(current, list):
+            rows = [row if (row.pk and other.pk == row.pk) else other for other in current]
+            if not row.pk or all(other.pk != row.pk for other in current):
+                rows.append(row)
+            return replace(self, **{attribute: rows})
+        return replace(self, **{attribute: row})
+
+    def dose_date(self, phase: str) -> dt.date | None:
+        dates = [dose.dose_date for dose in self.doses if dose.phase == phase and dose.dose_date]
+        return dates[0] if dates else None
+
+    @property
+    def reinduction_date(self) -> dt.date | None:
+        """t0 (SPEC section 5): the date of the re-induction dose."""
+        return self.dose_date("reinduction")
+
+
+# Fields the importer and the services set themselves (keys, bookkeeping): not user input.
+_NOT_INPUT = {"id", "patient", "centre", "created_by", "created_at", "updated_at", "deleted_at", "version"}
+
+
+def row_problems(row: models.Model) -> list[Problem]:
+    """Types, ranges, codes and within-row rules of one row, with the database's own constraints."""
+    exclude = [f.name for f in row._meta.fields if f.name in _NOT_INPUT]
+    errors: dict[str, list[ValidationError]] = {}
+    try:
+        row.clean_fields(exclude=exclude)
+    except ValidationError as error:
+        errors.update(error.error_dict)
+    failed = set(errors) | set(exclude)
+    for constraint in row._meta.constraints:
+        # Uniqueness across rows is a rule of the whole record (record_problems), checked on the
+        # rows as they will be, not on what the database holds now.
+        if not isinstance(constraint, models.CheckConstraint):
+            continue
+        if _references(constraint.condition) & failed:
+            continue
+        try:
+            holds = _holds(constraint.condition, row)
+        except NotImplementedError:
+            holds = None
+        if holds is True:
+            continue
+        try:
+            # Unknown to the evaluator below, or broken: PostgreSQL has the last word.
+            constraint.validate(type(row), row, exclude=failed)
+        except ValidationError as error:
+            for name, messages in error.update_error_dict({}).items():
+                errors.setdefault(name, []).extend(messages)
+    problems = []
+    for name, messages in errors.items():
+        for message in messages:
+            problems.append(Problem(row, name, _explain(row, name, message)))
+    return problems
+
+
+def _references(condition: Q) -> set[str]:
+    names = set()
+    for child in condition.children:
+        if isinstance(child, Q):
+            names |= _references(child)
+        else:
+            lookup, value = child
+            names.add(lookup.split(LOOKUP_SEP)[0])
+            if isinstance(value, (F, CombinedExpression)):
+                names |= {f.name for f in _f_nodes(value)}
+    return names
+
+
+def _f_nodes(expression) -> list[F]:
+    if isinstance(expression, F):
+        return [expression]
+    if isinstance(expression, CombinedExpression):
+        return [*_f_nodes(expression.lhs), *_f_nodes(expression.rhs)]
+    return []
+
+
+def _holds(condition: Q, row: models.Model) -> bool:
+    """A check constraint's condition evaluated in Python with SQL's three-valued logic, so a
+    import of thousands of rows needs no query per row and constraint. A CHECK passes unless its
+    condition is false (NULL passes), as in PostgreSQL. Raises NotImplementedError for anything
+    this small interpreter does not know; the caller then asks the database."""
+    return _eval(condition, row) is not False
+
+
+def _eval(node: Q, row: models.Model) -> bool | None:
+    results = [_eval(child, row) if isinstance(child, Q) else _lookup(child, row) for child in node.children]
+    if node.connector == Q.AND:
+        value = False if False in results else (None if None in results else True)
+    else:
+        value = True if True in results else (None if None in results else False)
+    if node.negated:
+        value = None if value is None else not value
+    return value
+
+
+def _value(expression, row: models.Model):
+    if isinstance(expression, F):
+        return getattr(row, row._meta.get_field(expression.name).attname)
+    if isinstance(expression, CombinedExpression) and expression.connector == "+":
+        left, right = _value(expression.lhs, row), _value(expression.rhs, row)
+        return None if left is None or right is None else left + right
+    if isinstance(expression, (str, int, float, Decimal, dt.date, list, tuple, bool)) or expression is None:
+        return expression
+    raise NotImplementedError(repr(expression))
+
+
+def _lookup(child: tuple[str, Any], row: models.Model) -> bool | None:
+    lookup, expected = child
+    name, _, operator = lookup.partition(LOOKUP_SEP)
+    actual = getattr(row, row._meta.get_field(name).attname)
+    if operator == "isnull":
+        return (actual is None) is bool(expected)
+    expected = _value(expected, row)
+    if actual is None or expected is None:
+        return None
+    if operator in ("", "exact"):
+        return actual == expected
+    if operator == "in":
+        return actual in expected
+    if operator == "gte":
+        return actual >= expected
+    if operator == "lte":
+        return actual <= expected
+    if operator == "regex":
+        return re.search(expected, actual) is not None
+    raise NotImplementedError(lookup)
+
+
+def _explain(row: models.Model, name: str, error: ValidationError) -> str:
+    """Django's generic messages, rewritten to say what is allowed."""
+    code = getattr(error, "code", None)
+    if code in {"blank", "null", "required"}:
+        return "is required."
+    if code == "invalid_choice" and name != NON_FIELD_ERRORS:
+        allowed = ", ".join(str(value) for value, _ in row._meta.get_field(name).flatchoices)
+        return f"'{getattr(row, name)}' is not an allowed code; allowed: {allowed}."
+    if code == "max_length":
+        return f"must be at most {row._meta.get_field(name).max_length} characters."
+    return " ".join(error.messages)
+
+
+def record_problems(record: PatientRecord, *, rows: list[Any] | None = None) -> list[Problem]:
+    """Every hard rule broken by `rows` (default: all rows) and by the record as a whole."""
+    problems: list[Problem] = []
+    for row in record.rows() if rows is None else rows:
+        problems.extend(row_problems(row))
+    problems.extend(cross_form_problems(record))
+    return problems
+
+
+def cross_form_problems(record: PatientRecord) -> list[Problem]:
+    """The cross-form rules of SPEC section 3 and the data dictionary's notes."""
+    problems: list[Problem] = []
+    patient = record.patient
+    centre = patient.centre if patient.centre_id else None
+    if centre is not None and patient.study_id and not patient.study_id.startswith(f"{centre.code}-"):
+        problems.append(Problem(patient, "study_id", f"must start with the centre code and a hyphen ({centre.code}-)."))
+
+    # Exactly one initial induction and one re-induction (at most one while the record is built).
+    counts = Counter(dose.phase for dose in record.doses)
+    for phase, label in (("initial_induction", "initial induction"), ("reinduction", "re-induction")):
+        if counts[phase] > 1:
+            extra = [dose for dose in record.doses if dose.phase == phase][1:]
+            for dose in extra:
+                problems.append(Problem(dose, "phase", f"a patient has exactly one {label} dose; this is a second."))
+
+    initial = record.dose_date("initial_induction")
+    t0 = record.reinduction_date
+    if initial and t0 and t0 <= initial:
+        dose = next(d for d in record.doses if d.phase == "reinduction")
+        problems.append(
+            Problem(dose, "dose_date", f"the re-induction must be after the initial induction ({initial}).")
+        )
+
+    first_dose = initial or min((d.dose_date for d in record.doses if d.dose_date), default=None)
+    if first_dose:
+        for course in record.prior_biologics:
+            if course.stop_date and course.stop_date >= first_dose:
+                problems.append(
+                    Problem(
+                        course,
+                        "stop_date",
+                        f"must be before the first ustekinumab dose ({first_dose}).",
+                    )
+                )
+
+    if record.reinduction is not None:
+        problems.extend(_reinduction_problems(record.reinduction, initial, t0))
+
+    problems.extend(_assessment_problems(record, t0))
+
+    for event in record.adverse_events:
+        problems.extend(_after_t0(event, "onset_date", t0))
+
+    follow_up = record.follow_up
+    if follow_up is not None:
+        problems.extend(_after_t0(follow_up, "last_follow_up_date", t0))
+        problems.extend(_after_t0(follow_up, "discontinuation_date", t0))
+        dated = [a for a in record.assessments if a.assessment_date]
+        latest = max(dated, key=lambda a: a.assessment_date, default=None)
+        if latest and follow_up.last_follow_up_date and latest.assessment_date > follow_up.last_follow_up_date:
+            problems.append(
+                Problem(
+                    follow_up,
+                    "last_follow_up_date",
+                    f"must be on or after every assessment date (the {latest.get_visit_display()} "
+                    f"assessment is on {latest.assessment_date}).",
+                )
+            )
+    return problems
+
+
+def _reinduction_problems(form: Reinduction, initial: dt.date | None, t0: dt.date | None) -> list[Problem]:
+    if initial is None or t0 is None:
+        missing = " and ".join(
+            label for label, date in (("initial induction", initial), ("re-induction", t0)) if date is None
+        )
+        return [Problem(form, "lor_date", f"record the {missing} dose first: the date must lie between them.")]
+    if form.lor_date and not initial <= form.lor_date <= t0:
+        return [
+            Problem(
+                form,
+                "lor_date",
+                f"must lie between the initial induction ({initial}) and the re-induction ({t0}) dose dates.",
+            )
+        ]
+    return []
+
+
+def _after_t0(row: Any, name: str, t0: dt.date | None) -> list[Problem]:
+    value = getattr(row, name)
+    if value is None:
+        return []
+    if t0 is None:
+        return [Problem(row, name, "record the re-induction dose first: this date must be on or after it.")]
+    if value < t0:
+        return [Problem(row, name, f"must be on or after the re-induction dose date ({t0}).")]
+    return []
+
+
+def _assessment_problems(record: PatientRecord, t0: dt.date | None) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for assessment in record.assessments:
+        if assessment.visit in seen:
+            problems.append(Problem(assessment, "visit", f"this patient already has a {assessment.visit} assessment."))
+        seen.add(assessment.visit)
+        if assessment.assessment_date is None:
+            continue
+        if t0 is None:
+            problems.extend(_after_t0(assessment, "assessment_date", t0))
+        elif assessment.visit == "week_0":
+            if abs((assessment.assessment_date - t0).days) > 14:
+                problems.append(
+                    Problem(
+                        assessment,
+                        "assessment_date",
+                        f"the week 0 assessment must be within 14 days of the re-induction dose ({t0}).",
+                    )
+                )
+        else:
+            problems.extend(_after_t0(assessment, "assessment_date", t0))
+    return problems
+
+
+def soft_flags(record: PatientRecord) -> list[Problem]:
+    """Admissible but unusual values, saved with a visible flag (SPEC section 3)."""
+    from cohort.models import VISIT_SCHEDULE
+
+    flags: list[Problem] = []
+    t0 = record.reinduction_date
+    for assessment in record.assessments:
+        if assessment.in_window(t0) is False:
+            nominal, low, high = VISIT_SCHEDULE[assessment.visit]
+            day = assessment.study_day(t0)
+            flags.append(
+                Problem(
+                    assessment,
+                    "assessment_date",
+                    f"day {day} after re-induction is outside the {assessment.get_visit_display()} window "
+                    f"(days {low} to {high}).",
+                )
+            )
+    for dose in record.doses:
+        if dose.off_weight_band:
+            flags.append(
+                Problem(
+                    dose,
+                    "dose_mg",
+                    f"{dose.dose_mg} mg differs from the weight-based dose for {dose.weight_kg} kg "
+                    f"({dose.expected_iv_dose} mg).",
+                )
+            )
+    return flags
+
+
+def raise_for(problems: list[Problem], row: Any) -> None:
+    """Raise the problems as a form-style ValidationError: the row's own at their fields, the rest
+    (another row of the record that the change would make invalid) as non-field errors."""
+    if not problems:
+        return
+    errors: dict[str, list[str]] = {}
+    for problem in problems:
+        if problem.row is row:
+            errors.setdefault(problem.field, []).append(problem.message)
+        else:
+            errors.setdefault(NON_FIELD_ERRORS, []).append(
+                f"{problem.row._meta.verbose_name} {problem.row}: {problem.field}: {problem.message}"
+            )
+    raise ValidationError(errors)

@@ -1,0 +1,278 @@
+"""Shared test set-up: the PostgreSQL server in use, and the real Redis and Celery worker.
+
+The suite always runs against PostgreSQL (SPEC section 6): `DATABASE_URL` when set, otherwise the
+embedded server that `cohort.settings` starts (`make test` makes it a throwaway one). pytest-django
+creates the `test_...` database on it.
+
+Tests of background work run a real Redis server (the Debian `redis-server` binary, on a free
+loopback port, nothing saved to disk) and a real `celery -A cohort worker` subprocess pointed at the
+test database. Such tests:
+
+- are marked `@pytest.mark.services` (tests that use these fixtures get the mark automatically, so
+  `-m "not services"` leaves them out);
+- use `@pytest.mark.django_db(transaction=True)`, because the worker reads through its own
+  connection and only sees committed rows;
+- request `celery_worker` and `celery_on_redis` (the latter points `cohort.celery.app` at the
+  Redis server, not eager, for the duration of the test).
+
+Without `redis-server` they are skipped with the reason; with `REQUIRE_SERVICES=1` (CI) that is a
+failure instead. A failing test that used the worker shows the worker's log in its report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SERVICE_FIXTURES = {"redis_server", "celery_worker", "celery_on_redis"}
+WORKER_LOG_KEY = pytest.StashKey[Path]()
+
+
+def services_required() -> bool:
+    return os.environ.get("REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def redis_binary() -> str | None:
+    return shutil.which("redis-server") or next(
+        (path for path in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(path, os.X_OK)),
+        None,
+    )
+
+
+def skip_or_fail(reason: str):
+    if services_required():
+        pytest.fail(f"{reason} (REQUIRE_SERVICES=1, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hooks
+
+
+def pytest_report_header(config) -> list[str]:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    try:
+        import psycopg2
+
+        params = {
+            "dbname": db["NAME"],
+            "user": db.get("USER") or None,
+            "password": db.get("PASSWORD") or None,
+            "host": db.get("HOST") or None,
+            "port": db.get("PORT") or None,
+        }
+        # Unix-socket URLs put the host in OPTIONS; drop the options only Django understands.
+        django_only = {"isolation_level", "pool", "server_side_binding", "assume_role"}
+        params.update({k: v for k, v in db.get("OPTIONS", {}).items() if k not in django_only})
+        with psycopg2.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT version()")
+                (version,) = cursor.fetchone()
+            conn.rollback()
+        conn.close()
+    except Exception as exc:  # the header must not stop the run; the tests will say what is wrong
+        version = f"not reachable ({exc.__class__.__name__}: {str(exc).strip()})"
+    from cohort import embedded_pg
+
+    where = "DATABASE_URL"
+    if embedded_pg._servers:
+        throwaway = os.environ.get("EMBEDDED_PG_THROWAWAY") == "1"
+        where = "embedded, throwaway" if throwaway else "embedded"
+    redis = redis_binary() or "not installed (services tests will be skipped)"
+    return [
+        f"postgresql ({where}): {version}",
+        f"redis-server: {redis}",
+        f"REQUIRE_SERVICES: {'set' if services_required() else 'not set'}",
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    # Before `-m` deselection runs, so `-m "not services"` also drops unmarked users of the fixtures.
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("services"):
+            item.add_marker(pytest.mark.services)
+
+
+def pytest_runtest_setup(item) -> None:
+    if item.get_closest_marker("services") and redis_binary() is None:
+        skip_or_fail("redis-server is not installed (Debian: apt-get install redis-server)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    log = item.config.stash.get(WORKER_LOG_KEY, None)
+    if report.failed and log is not None and "celery_worker" in getattr(item, "fixturenames", ()):
+        report.sections.append(("celery worker log", tail(log)))
+    return report
+
+
+def tail(path: Path, lines: int = 80) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup, django_db_blocker) -> str:
+    """DATABASE_URL of pytest-django's test database, for subprocesses (worker, settings checks)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+    url = urlsplit(os.environ["DATABASE_URL"])  # set by the caller, or exported by the embedded server
+    return urlunsplit(url._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> str:
+    """A private Redis on a free loopback port, persisting nothing; yields its URL."""
+    binary = redis_binary()
+    if binary is None:
+        skip_or_fail("redis-server is not installed (Debian: apt-get install redis-server)")
+    import redis
+
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    log = workdir / "redis.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--dir", str(workdir), "--daemonize", "no"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    deadline = time.monotonic() + 15
+    try:
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    stop(process)
+                    pytest.fail(f"redis-server did not start on port {port}:\n{tail(log)}", pytrace=False)
+                time.sleep(0.1)
+        yield url
+    finally:
+        client.close()
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(request, redis_server, test_database_url, tmp_path_factory) -> str:
+    """A real `celery -A cohort worker` subprocess on the test database and the Redis broker.
+
+    Yields the worker's node name. Tests using it need `django_db(transaction=True)`.
+    """
+    from celery import Celery
+
+    log = tmp_path_factory.mktemp("celery") / "worker.log"
+    request.config.stash[WORKER_LOG_KEY] = log
+    node = f"test-worker-{os.getpid()}@{socket.gethostname()}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "EMBEDDED_PG_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="cohort.settings",
+        DATABASE_URL=test_database_url,
+        CELERY_BROKER_URL=redis_server,
+        CELERY_RESULT_BACKEND=redis_server,
+        DEBUG="1",
+        PYTHONUNBUFFERED="1",
+    )
+    command = [sys.executable, "-m", "celery", "-A", "cohort", "worker", "--pool=solo", "--concurrency=1"]
+    # No gossip/mingle/heartbeat: a lone worker has no peers, and mingle adds seconds to the start.
+    command += ["-l", "info", "-n", node, "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    probe = Celery("probe", broker=redis_server, set_as_current=False)
+    try:
+        deadline = time.monotonic() + 90
+        while not probe.control.ping(destination=[node], timeout=1.0):
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop(process)
+                state = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
+                pytest.fail(f"Celery worker did not answer ping ({state}). Its log:\n{tail(log)}", pytrace=False)
+        yield node
+    finally:
+        probe.close()
+        stop(process, timeout=20)
+        if process.returncode not in (0, -15):  # anything but a clean exit or our SIGTERM
+            sys.stderr.write(f"\nCelery worker exited with {process.returncode}. Its log:\n{tail(log)}\n")
+
+
+def _drop_broker_connections(app) -> None:
+    # Celery caches the broker pool, producer pool and result backend on first use; drop them so
+    # the next use connects to the configuration in force (private attributes, test-only).
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    app._backend_cache = None
+    if hasattr(app._local, "backend"):
+        del app._local.backend
+
+
+@pytest.fixture
+def celery_on_redis(settings, redis_server):
+    """`cohort.celery.app` sends to the test Redis (not eager) for this test; restored afterwards."""
+    from cohort.celery import app
+
+    settings.CELERY_BROKER_URL = redis_server
+    settings.CELERY_RESULT_BACKEND = redis_server
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    keys = ("broker_url", "result_backend", "task_always_eager")
+    saved = {key: app.conf[key] for key in keys}
+    _drop_broker_connections(app)
+    app.conf.update(broker_url=redis_server, result_backend=redis_server, task_always_eager=False)
+    try:
+        yield app
+    finally:
+        _drop_broker_connections(app)
+        app.conf.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Tests create many accounts; the production hasher's cost is not what they test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

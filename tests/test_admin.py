@@ -1,0 +1,107 @@
+"""The Django admin: every model is listed, saves go through the validation layer, the audit trail
+is read-only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.urls import reverse
+
+from cohort.models import Assessment, FollowUp
+from tests.base import T0, make_patient, make_record, personae
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def people():
+    return personae()
+
+
+@pytest.fixture
+def patient(people):
+    return make_record(make_patient(people["centre_a"], people["nurse_a"]))
+
+
+def test_every_model_is_in_the_admin(client, people, patient):
+    client.force_login(people["admin"])
+    index = client.get(reverse("admin:index"))
+    assert index.status_code == 200
+    for model in apps.get_app_config("cohort").get_models():
+        if model._meta.proxy:  # AuditedUser: the accounts, listed by django.contrib.auth's admin
+            assert admin.site.is_registered(model._meta.concrete_model)
+            continue
+        assert admin.site.is_registered(model), model
+        url = reverse(f"admin:cohort_{model._meta.model_name}_changelist")
+        assert url in index.content.decode()
+        assert client.get(url).status_code == 200, url
+
+
+def test_an_admin_save_runs_the_cross_form_rules(client, people, patient):
+    client.force_login(people["admin"])
+    follow_up = FollowUp.objects.get(patient=patient)
+    url = reverse("admin:cohort_followup_change", args=[follow_up.pk])
+    response = client.post(
+        url,
+        {
+            "patient": patient.pk,
+            "form_status": "complete",
+            "status": "ongoing",
+            "last_follow_up_date": (T0 + dt.timedelta(days=100)).isoformat(),
+            "discontinuation_date": "",
+            "discontinuation_reason": "",
+            "next_therapy": "",
+        },
+    )
+    assert response.status_code == 200
+    assert "must be on or after every assessment date" in response.content.decode()
+    follow_up.refresh_from_db()
+    assert follow_up.last_follow_up_date == T0 + dt.timedelta(days=400)
+
+
+def test_an_admin_save_shows_a_constraint_message_at_its_field(client, people, patient):
+    client.force_login(people["admin"])
+    assessment = Assessment.objects.get(patient=patient, visit="week_8")
+    url = reverse("admin:cohort_assessment_change", args=[assessment.pk])
+    data = {
+        "patient": patient.pk,
+        "form_status": "complete",
+        "visit": "week_8",
+        "not_done": "no",
+        "not_done_reason": "",
+        "assessment_date": assessment.assessment_date.isoformat(),
+        "hbi_wellbeing": "1",
+        "hbi_pain": "1",
+        "hbi_stools": "1",
+        "hbi_mass": "0",
+        "hbi_complications": "0",
+        "hbi": "9",
+        "crp_mg_l": "",
+        "fcal_ug_g": "",
+        "endoscopy_done": "",
+        "ses_cd": "",
+        "corticosteroids": "",
+    }
+    response = client.post(url, data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["hbi"] == ["must equal the sum of its five components when all are given."]
+    data["hbi"] = "3"
+    response = client.post(url, data)
+    assert response.status_code == 302
+    assessment.refresh_from_db()
+    assert assessment.hbi == 3
+
+
+def test_the_audit_trail_cannot_be_changed_in_the_admin(client, people, patient):
+    client.force_login(people["admin"])
+    event_model = apps.get_model("cohort", "AssessmentEvent")
+    event = event_model.objects.first()
+    change = client.post(reverse("admin:cohort_assessmentevent_change", args=[event.pk]), {"pgh_label": "x"})
+    delete = client.post(reverse("admin:cohort_assessmentevent_delete", args=[event.pk]), {"post": "yes"})
+    assert change.status_code == 403
+    assert delete.status_code == 403
+    assert event_model.objects.filter(pk=event.pk, pgh_label="insert").exists()

@@ -1,0 +1,294 @@
+"""import_cohort / export_cohort (SPEC section 8): all-or-nothing, every error located as
+file:row: variable: message, idempotent, and export -> import -> export byte-identical."""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from cohort.importer import FORM_MODELS
+from cohort.models import Assessment, Patient, UstekinumabDose
+from cohort.services import centre_create, patient_audit_trail
+from tests.base import make_user
+
+pytestmark = pytest.mark.django_db
+
+DATA = Path(__file__).parent / "data"
+COHORT = DATA / "cohort31"
+CORRUPT = DATA / "cohort31_corrupt"
+
+
+@pytest.fixture
+def centres():
+    for code in ("AMC", "UMCU", "RUMC"):
+        centre_create(code=code, name=f"Synthetic centre {code}")
+
+
+def run_import(directory: Path, *extra: str) -> tuple[str, str, int]:
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("import_cohort", str(directory), *extra, stdout=out, stderr=err)
+        code = 0
+    except CommandError as error:
+        err.write(str(error))
+        code = error.returncode
+    return out.getvalue(), err.getvalue(), code
+
+
+def counts() -> dict[str, int]:
+    return {form: model._default_manager.count() for form, model in FORM_MODELS.items()}
+
+
+def audit_count() -> int:
+    return sum(apps.get_model("cohort", f"{model.__name__}Event").objects.count() for model in FORM_MODELS.values())
+
+
+def copy_cohort(tmp_path: Path) -> Path:
+    target = tmp_path / "cohort"
+    shutil.copytree(COHORT, target)
+    return target
+
+
+def edit(path: Path, line: int, column: str, value: str) -> None:
+    """Set one cell (line numbers as in error messages: header = 1)."""
+    import csv
+
+    rows = list(csv.reader(path.open(newline="", encoding="utf-8")))
+    rows[line - 1][rows[0].index(column)] = value
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+
+
+def test_it_imports_the_hand_written_31_patient_cohort(centres):
+    out, err, code = run_import(COHORT)
+    assert code == 0, err
+    assert counts() == {
+        "patients": 31,
+        "prior_biologics": 86,
+        "ustekinumab_doses": 173,
+        "reinduction": 31,
+        "assessments": 124,
+        "follow_up": 31,
+        "adverse_events": 5,
+    }
+    assert "patients: created 31" in out
+    assert Patient.objects.filter(centre__code="AMC").count() == 12
+
+
+def test_the_corrupted_copy_is_refused_with_five_located_errors_and_nothing_written(centres):
+    out, err, code = run_import(CORRUPT)
+    assert code == 1
+    expected = (CORRUPT / "EXPECTED_ERRORS.txt").read_text().split("\n")
+    expected = [line.split("(")[0].strip() for line in expected if line.strip()]
+    error_lines = [line for line in err.splitlines() if line.count(":") >= 3]
+    assert [":".join(line.split(":")[:3]) for line in error_lines] == expected
+    assert error_lines == [
+        "patients.csv:5: birth_year: must be 1920 or later.",
+        "patients.csv:18: montreal_location: 'L5' is not an allowed code; allowed: L1, L2, L3.",
+        "ustekinumab_doses.csv:137: dose_date: '2021-13-45' is not a valid date (YYYY-MM-DD).",
+        "assessments.csv:91: hbi: must equal the sum of its five components when all are given.",
+        "follow_up.csv:10: discontinuation_date: is required when the status is discontinued.",
+    ]
+    assert set(counts().values()) == {0}
+    assert audit_count() == 0
+
+
+def test_importing_the_same_files_twice_changes_nothing(centres):
+    run_import(COHORT)
+    events = audit_count()
+    versions = list(Assessment.objects.order_by("id").values_list("id", "version"))
+    out, err, code = run_import(COHORT)
+    assert code == 0, err
+    assert "0 change(s)" in out
+    assert audit_count() == events
+    assert list(Assessment.objects.order_by("id").values_list("id", "version")) == versions
+
+
+def test_export_import_export_is_byte_identical(centres, tmp_path):
+    run_import(COHORT)
+    first = tmp_path / "first"
+    call_command("export_cohort", str(first), stdout=StringIO())
+    # The hand-written files are already in export order and format.
+    for form in FORM_MODELS:
+        assert (first / f"{form}.csv").read_bytes() == (COHORT / f"{form}.csv").read_bytes(), form
+
+    for model in reversed(list(FORM_MODELS.values())):
+        model._base_manager.all().delete()
+    out, err, code = run_import(first)
+    assert code == 0, err
+    second = tmp_path / "second"
+    call_command("export_cohort", str(second), stdout=StringIO())
+    match, mismatch, errors = filecmp.cmpfiles(first, second, [f"{form}.csv" for form in FORM_MODELS], shallow=False)
+    assert mismatch == [] and errors == []
+
+
+def test_a_changed_row_is_updated_and_audited_as_the_importing_user(centres, tmp_path):
+    run_import(COHORT)
+    make_user("monitor")
+    directory = copy_cohort(tmp_path)
+    edit(directory / "assessments.csv", 2, "crp_mg_l", "77.5")
+    out, err, code = run_import(directory, "--user", "monitor")
+    assert code == 0, err
+    assert "assessments: updated 1" in out
+    patient = Patient.objects.get(study_id="AMC-001")
+    week_0 = Assessment.objects.get(patient=patient, visit="week_0")
+    assert str(week_0.crp_mg_l) == "77.5" and week_0.version == 2
+    last = patient_audit_trail(patient)[-1]
+    assert last["action"] == "update" and last["user"] == "monitor" and last["source"] == "import_cohort"
+    assert last["changes"]["crp_mg_l"][1] == 77.5
+
+
+def test_a_repeating_form_is_replaced_for_the_patients_it_names(centres, tmp_path):
+    run_import(COHORT)
+    directory = tmp_path / "only_doses"
+    directory.mkdir()
+    lines = (COHORT / "ustekinumab_doses.csv").read_text().splitlines()
+    amc1 = [line for line in lines[1:] if line.startswith("AMC-001,")]
+    maintenance = [line for line in amc1 if ",maintenance," in line]
+    kept = [line for line in amc1 if line not in maintenance[:1]]
+    (directory / "ustekinumab_doses.csv").write_text("\n".join([lines[0], *kept]) + "\n")
+    before = UstekinumabDose.objects.count()
+    out, err, code = run_import(directory)
+    assert code == 0, err
+    assert f"ustekinumab_doses: deleted 1, unchanged {len(kept)}" in out
+    assert UstekinumabDose.objects.count() == before - 1
+
+
+def test_files_whose_patient_is_unknown_are_refused(centres, tmp_path):
+    directory = tmp_path / "orphans"
+    directory.mkdir()
+    shutil.copy(COHORT / "follow_up.csv", directory)
+    out, err, code = run_import(directory)
+    assert code == 1
+    assert "follow_up.csv:2: study_id: unknown patient AMC-001; new patients must be in patients.csv." in err
+
+
+@pytest.mark.parametrize(
+    "file, line, column, value, message",
+    [
+        ("patients.csv", 2, "centre", "XYZ", "patients.csv:2: centre: no centre with code 'XYZ'"),
+        ("patients.csv", 2, "sex", "", "patients.csv:2: sex: is required."),
+        (
+            "patients.csv",
+            2,
+            "birth_year",
+            "nineteen",
+            "patients.csv:2: birth_year: 'nineteen' is not a whole number.",
+        ),
+        ("patients.csv", 2, "birth_year", "2999", "patients.csv:2: birth_year: must not be after this year"),
+        ("patients.csv", 2, "consent", "no", "patients.csv:2: consent: must be yes"),
+        ("patients.csv", 3, "study_id", "AMC-001", "patients.csv:3: study_id: AMC-001 is given twice"),
+        (
+            "patients.csv",
+            2,
+            "study_id",
+            "UMCU-999",
+            "patients.csv:2: study_id: must start with the centre code",
+        ),
+        (
+            "ustekinumab_doses.csv",
+            2,
+            "weight_kg",
+            "7o",
+            "ustekinumab_doses.csv:2: weight_kg: '7o' is not a number",
+        ),
+        ("ustekinumab_doses.csv", 2, "route", "sc", "ustekinumab_doses.csv:2: route: must be iv"),
+        (
+            "ustekinumab_doses.csv",
+            2,
+            "phase",
+            "reinduction",
+            "phase: a patient has exactly one re-induction dose; this is a second.",
+        ),
+        ("reinduction.csv", 2, "lor_date", "2015-01-01", "reinduction.csv:2: lor_date: must lie between"),
+        (
+            "assessments.csv",
+            2,
+            "assessment_date",
+            "2020-01-01",
+            "assessments.csv:2: assessment_date: the week 0",
+        ),
+        (
+            "assessments.csv",
+            3,
+            "visit",
+            "week_0",
+            "assessments.csv:3: visit: this patient already has a week_0",
+        ),
+        (
+            "assessments.csv",
+            3,
+            "ses_cd",
+            "3",
+            "assessments.csv:3: ses_cd: may only be given when endoscopy_done = yes.",
+        ),
+        (
+            "follow_up.csv",
+            2,
+            "last_follow_up_date",
+            "2016-02-01",
+            "follow_up.csv:2: last_follow_up_date: must be on",
+        ),
+        (
+            "adverse_events.csv",
+            2,
+            "description",
+            "x" * 501,
+            "adverse_events.csv:2: description: must be at most 500",
+        ),
+        (
+            "prior_biologics.csv",
+            2,
+            "agent",
+            "etanercept",
+            "prior_biologics.csv:2: agent: 'etanercept' is not an",
+        ),
+    ],
+)
+def test_each_kind_of_invalid_row_is_located_and_nothing_is_written(
+    centres, tmp_path, file, line, column, value, message
+):
+    directory = copy_cohort(tmp_path)
+    edit(directory / file, line, column, value)
+    out, err, code = run_import(directory)
+    assert code == 1
+    assert message in err, err
+    assert set(counts().values()) == {0}
+
+
+def test_a_bad_header_is_reported_on_line_1(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    text = (directory / "follow_up.csv").read_text().replace("next_therapy", "next_drug", 1)
+    (directory / "follow_up.csv").write_text(text)
+    out, err, code = run_import(directory)
+    assert code == 1
+    assert "follow_up.csv:1: next_drug: unknown variable for form follow_up." in err
+    assert "follow_up.csv:1: next_therapy: column missing" in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_exits_with_status_1_and_prints_each_error(centres, test_database_url):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": test_database_url, "DEBUG": "1"}
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    result = subprocess.run(
+        [sys.executable, str(manage), "import_cohort", str(CORRUPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count(".csv:") == 5
+    assert "patients.csv:5: birth_year: must be 1920 or later." in result.stderr
+    assert Patient.objects.count() == 0

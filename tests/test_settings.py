@@ -1,0 +1,63 @@
+"""The settings module in production shape: refuses to start without a real SECRET_KEY, and
+`manage.py check --deploy` is clean (SPEC section 9).
+
+Each case runs in a fresh interpreter, because settings are read once at import. DATABASE_URL
+points at the test database, so no embedded server is started and nothing connects to it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SETUP = "import django; django.setup(); from django.conf import settings; print('DEBUG', settings.DEBUG)"
+
+
+@pytest.fixture
+def production_env(test_database_url) -> dict[str, str]:
+    """The environment of a production process: DEBUG off, DATABASE_URL set, nothing else of ours."""
+    ours = ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "CELERY_", "EMBEDDED_PG_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
+    env.update(DJANGO_SETTINGS_MODULE="cohort.settings", DATABASE_URL=test_database_url, DEBUG="0")
+    return env
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_it_refuses_to_start_without_secret_key(production_env):
+    result = run(["-c", SETUP], production_env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_it_refuses_a_short_secret_key(production_env):
+    result = run(["-c", SETUP], {**production_env, "SECRET_KEY": "too-short"})
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_it_starts_with_a_long_secret_key(production_env):
+    result = run(["-c", SETUP], {**production_env, "SECRET_KEY": secrets.token_urlsafe(50)})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DEBUG False"
+
+
+def test_it_passes_the_deployment_checks(production_env):
+    env = {**production_env, "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "example.org"}
+
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
