@@ -1,5 +1,5 @@
 # make run   - the demo on http://127.0.0.1:8000/ (embedded PostgreSQL when DATABASE_URL is unset)
-# make test  - the test suite on a throwaway PostgreSQL, with Redis and a real Celery worker
+# make test  - the test suite on a throwaway PostgreSQL, with Redis, a real Celery worker and Chromium
 # make lint  - ruff check and ruff format --check
 # make clean - caches and build output (keeps .venv and the demo database in var/postgres)
 
@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint format clean distclean redis
+.PHONY: venv run test lint format clean distclean redis chromium
 
 venv: $(STAMP)
 
@@ -32,7 +32,7 @@ run: venv
 
 # Without DATABASE_URL the tests start their own PostgreSQL in a temporary directory, deleted
 # when the run ends.
-test: venv redis
+test: venv redis chromium
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 		export EMBEDDED_PG_DIR="$$(mktemp -d)" EMBEDDED_PG_THROWAWAY=1; \
 		echo "PostgreSQL: throwaway embedded server in $$EMBEDDED_PG_DIR"; \
@@ -50,6 +50,20 @@ redis:
 				|| echo "Could not install redis-server: the worker tests will skip"; \
 		else \
 			echo "redis-server not found (and not root): the worker tests will skip"; \
+		fi; \
+	fi
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used):
+# installed when we can, otherwise those tests skip with the reason (or fail under REQUIRE_SERVICES=1).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing chromium (Debian package) for the browser tests"; \
+			( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends chromium >/dev/null ) \
+				|| echo "Could not install chromium: the browser tests will skip"; \
+		else \
+			echo "/usr/bin/chromium not found (and not root): the browser tests will skip"; \
 		fi; \
 	fi
 

@@ -22,6 +22,7 @@ from cohort.models import (
     Patient,
     PriorBiologic,
     Reinduction,
+    UserProfile,
     UstekinumabDose,
 )
 
@@ -157,3 +158,9 @@ class AuditEventAdmin(admin.ModelAdmin):
 for model in apps.get_app_config("cohort").get_models():
     if issubclass(model, pghistory.models.Event):
         admin.site.register(model, AuditEventAdmin)
+
+
+@admin.register(UserProfile)
+class UserProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "language"]
+    list_filter = ["language"]

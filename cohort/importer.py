@@ -255,7 +255,8 @@ def _locate(problem: validators.Problem, origin: dict[int, SourceRow]) -> str:
         return f"{source.form}.csv:{source.line}: {variable}: {problem.message}"
     # A row already in the database that the imported rows would make invalid.
     form = next(name for name, model in FORM_MODELS.items() if isinstance(problem.row, model))
-    return f"{form}.csv:0: {problem.field}: {problem.message} (row already stored for {problem.row})"
+    owner = getattr(problem.row, "patient", problem.row)
+    return f"{form}.csv:0: {problem.field}: {problem.message} (stored row {problem.row} of {owner})"
 
 
 def _existing_patients(study_ids: Iterable[str]) -> dict[str, Patient]:

@@ -363,7 +363,8 @@ class PriorBiologic(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient_id}: {self.agent_other or self.agent}"
+        period = " - ".join(str(d) for d in (self.start_date, self.stop_date) if d)
+        return f"{self.agent_other or self.get_agent_display()}{f' ({period})' if period else ''}"
 
 
 @audited()
@@ -434,7 +435,7 @@ class UstekinumabDose(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient_id}: {self.phase} {self.dose_date}"
+        return f"{self.dose_date} {self.get_phase_display()}, {self.dose_mg} mg {self.get_route_display()}"
 
     @property
     def expected_iv_dose(self) -> int | None:
@@ -502,7 +503,7 @@ class Reinduction(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient_id}: re-induction"
+        return "re-induction"
 
 
 HBI_COMPONENTS = ("hbi_wellbeing", "hbi_pain", "hbi_stools", "hbi_mass", "hbi_complications")
@@ -646,7 +647,7 @@ class Assessment(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient_id}: {self.visit}"
+        return self.get_visit_display()
 
     @property
     def hbi_total(self) -> int | None:
@@ -739,7 +740,7 @@ class FollowUp(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient_id}: follow-up"
+        return "follow-up"
 
 
 @audited()
@@ -773,7 +774,17 @@ class AdverseEvent(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient_id}: {self.category} {self.onset_date}"
+        return f"{self.onset_date} {self.get_category_display()}"
+
+
+class UserProfile(models.Model):
+    """Per-user preferences: the interface language (English or Dutch)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    language = models.CharField("Language", max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.language})"
 
 
 class AuditedUser(User):

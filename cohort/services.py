@@ -10,7 +10,7 @@ import pghistory.models
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import IntegerField, Max
+from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
@@ -104,6 +104,12 @@ def patient_soft_delete(*, patient: Patient, by: User, reason: str) -> None:
         Patient.all_objects.filter(pk=patient.pk).update(deleted_at=timezone.now())
 
 
+def _tracked_verbose_name(event_model: str) -> str:
+    from django.apps import apps
+
+    return str(apps.get_model(event_model).pgh_tracked_model._meta.verbose_name)
+
+
 def patient_audit_trail(patient: Patient) -> list[dict]:
     """Every audit event of the patient and of the rows of their forms, oldest first: when (UTC),
     who, why, which record, and per field the old and the new value (SPEC section 4)."""
@@ -129,6 +135,7 @@ def patient_audit_trail(patient: Patient) -> list[dict]:
                 "at": event["pgh_created_at"],
                 "action": event["pgh_label"],
                 "model": event["pgh_model"].split(".")[-1].removesuffix("Event"),
+                "form": _tracked_verbose_name(event["pgh_model"]),
                 "record": event["pgh_obj_id"],
                 "user": context.get("username"),
                 "user_id": context.get("user"),
@@ -138,3 +145,110 @@ def patient_audit_trail(patient: Patient) -> list[dict]:
             }
         )
     return trail
+
+
+class EditConflict(Exception):
+    """Someone else saved the form after this user opened it (optimistic lock)."""
+
+    def __init__(self, changes: list[tuple[str, str, str]]):
+        super().__init__("The form was changed by someone else after you opened it.")
+        self.changes = changes  # (field label, value when opened, value now)
+
+
+REASON_REQUIRED = "a reason for change is required: this form was marked complete."
+
+
+def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = ""):
+    """Save one CRF row from the web: validate it against the patient's whole record, refuse a
+    stale version, require a reason to change a completed form, and audit who and why.
+
+    Saves of one patient are serialised by locking the patient row, so cross-form rules are
+    checked against what the other forms hold at that moment.
+    """
+    from django.core.exceptions import ValidationError
+
+    model = type(row)
+    with transaction.atomic(), audit_context(user=by, reason=reason, source="web"):
+        patient_id = row.pk if isinstance(row, Patient) else row.patient_id
+        patient = Patient.objects.select_for_update().get(pk=patient_id)
+        stored = model._base_manager.filter(pk=row.pk).first() if row.pk else _stored_single(row)
+        if stored is not None and not row.pk:
+            raise EditConflict(_changes(model, None, stored))
+        if stored is not None and stored.version != expected_version:
+            raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
+        if stored is not None and stored.form_status == "complete" and not reason.strip():
+            raise ValidationError({"reason_for_change": REASON_REQUIRED})
+        if not isinstance(row, Patient):
+            row.patient = patient
+        record = patient_record(patient).with_row(row)
+        validators.raise_for(validators.record_problems(record, rows=[row]), row)
+        if stored is None:
+            row.save()
+            return row
+        values = {
+            f.attname: getattr(row, f.attname)
+            for f in model._meta.concrete_fields
+            if f.editable and not f.primary_key and f.attname not in {"created_by_id", "centre_id", "study_id"}
+        }
+        updated = model._base_manager.filter(pk=row.pk, version=expected_version).update(
+            **values, version=F("version") + 1, updated_at=timezone.now()
+        )
+        if updated != 1:  # cannot happen under the patient lock; kept as the last line of defence
+            raise EditConflict([])
+        row.version = expected_version + 1
+    return row
+
+
+def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str = "") -> None:
+    """Remove one row of a repeating form; the audit trail keeps it."""
+    from django.core.exceptions import ValidationError
+
+    model = type(row)
+    with transaction.atomic(), audit_context(user=by, reason=reason, source="web"):
+        Patient.objects.select_for_update().get(pk=row.patient_id)
+        stored = model._base_manager.filter(pk=row.pk).first()
+        if stored is None or stored.version != expected_version:
+            raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
+        if stored.form_status == "complete" and not reason.strip():
+            raise ValidationError({"reason_for_change": REASON_REQUIRED})
+        stored.delete()
+
+
+def _stored_single(row):
+    """The stored row a new one-per-patient (or one-per-visit) row would collide with."""
+    from cohort.models import Assessment, FollowUp, Reinduction
+
+    if isinstance(row, (Reinduction, FollowUp)):
+        return type(row).objects.filter(patient_id=row.patient_id).first()
+    if isinstance(row, Assessment):
+        return Assessment.objects.filter(patient_id=row.patient_id, visit=row.visit).first()
+    return None
+
+
+def _snapshot(model, pk, version) -> dict | None:
+    """The row's values as they were at `version`, from the audit trail."""
+    from django.apps import apps
+
+    event_model = apps.get_model("cohort", f"{model.__name__}Event")
+    event = event_model.objects.filter(pgh_obj_id=pk, version=version).order_by("-pgh_id").first()
+    if event is None:
+        return None
+    return {f.attname: getattr(event, f.attname, None) for f in model._meta.concrete_fields}
+
+
+def _changes(model, before: dict | None, after) -> list[tuple[str, str, str]]:
+    changes = []
+    for f in model._meta.concrete_fields:
+        if not f.editable or f.primary_key or f.attname in {"created_by_id", "centre_id", "patient_id"}:
+            continue
+        then = None if before is None else before.get(f.attname)
+        now = None if after is None else getattr(after, f.attname)
+        if then != now:
+            changes.append((str(f.verbose_name), _display(f, then), _display(f, now)))
+    return changes
+
+
+def _display(field, value) -> str:
+    if value in (None, ""):
+        return "-"
+    return str(dict(field.flatchoices).get(value, value)) if field.choices else str(value)

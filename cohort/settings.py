@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,10 @@ INSTALLED_APPS = [
     "pgtrigger",
     "pghistory",
     "pghistory.admin",
+    # Second factor (TOTP) for coordinators and admins; login throttling and lockout.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "cohort",
     "reports",
 ]
@@ -62,10 +67,25 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): has this session passed the TOTP check?
+    "django_otp.middleware.OTPMiddleware",
+    # Ends the session of a deactivated account; sends users to TOTP verification or set-up, and
+    # anonymous visitors of the admin to our login page (before the next one sends them to the admin's).
+    "cohort.middleware.AccountMiddleware",
+    # Every view needs a login unless marked `login_not_required` (login, language, static files).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     # Attaches the acting user and URL to every audit event written during the request.
     "pghistory.middleware.HistoryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login attempt into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "cohort.site_urls"
@@ -79,6 +99,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -106,7 +127,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+# Dates in English read day-month-year (a Dutch study, not US formats); Dutch uses Django's own.
+FORMAT_MODULE_PATH = ["cohort.formats"]
 LANGUAGES = [("en", "English"), ("nl", "Nederlands")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "Europe/Amsterdam")
 USE_I18N = True
 USE_TZ = True
@@ -124,7 +148,29 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "cohort:patient-list"
+LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (SPEC section 9): the 5th wrong password in a row locks the account for 30
+# minutes. The lock is keyed on the username alone. Keyed on the IP address, an attacker behind
+# one hospital NAT could lock out every user of that hospital, and one who rotates addresses
+# would never be locked; keyed on username+IP, rotating addresses gives unlimited guesses. The
+# price of username-only is that someone who knows a username can keep that one account locked;
+# an admin lifts a lock with `manage.py axes_reset_username <name>` or in the admin.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=30)
+AXES_LOCKOUT_PARAMETERS = ["username"]
+# axes.W006 warns that without the IP address the limit can be dodged by rotating user agents or
+# cookies; keyed on the username it cannot. Password spraying (a few guesses at many accounts) is
+# met by the password validators (AUTH_PASSWORD_VALIDATORS) and the second factor, not by an IP lock.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+AXES_RESET_ON_SUCCESS = True
+# The login page with the reason and the time left, HTTP 429.
+AXES_LOCKOUT_CALLABLE = "cohort.accounts.lockout_response"
+
+# TOTP (RFC 6238) in any authenticator app; the issuer is the name the app shows.
+OTP_TOTP_ISSUER = "UST eCRF"
 
 # Audit events carry the moment of the write, not of the transaction's start, so the trail of one
 # transaction (an import, an enrolment) reads in the order things happened.
@@ -158,6 +204,8 @@ SECURE_HSTS_SECONDS = 0 if DEBUG else int(os.environ.get("SECURE_HSTS_SECONDS", 
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
+# Sessions end after SESSION_COOKIE_AGE seconds without a request (every request renews them);
+# static/js/session.js warns two minutes before and offers to stay signed in.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(30 * 60)))
 SESSION_SAVE_EVERY_REQUEST = True
 X_FRAME_OPTIONS = "DENY"

@@ -1,14 +1,14 @@
 """The root URL configuration."""
 
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.urls import include, path
 
 admin.site.site_header = "Ustekinumab re-induction cohort - eCRF"
 admin.site.site_title = "eCRF"
 admin.site.index_title = "Study administration"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("accounts/", include("cohort.account_urls")),
     path("admin/", admin.site.urls),
+    path("", include("cohort.urls")),
 ]

@@ -140,3 +140,18 @@ def make_record(patient: Patient, *, t0: dt.date = T0, initial: dt.date = INITIA
         led_to_discontinuation="no",
     )
     return patient
+
+
+def login_as(client, user: User):
+    """Log `user` in on the test client as after a full login: for roles that need MFA, with a
+    confirmed TOTP device and this session verified by it (the MFA pages are tested on their own)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    client.force_login(user)
+    if user.is_staff or user.is_superuser or user.memberships.exclude(role=Role.NURSE).exists():
+        device, _ = TOTPDevice.objects.get_or_create(user=user, name="test device", defaults={"confirmed": True})
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+    return client

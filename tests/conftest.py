@@ -276,3 +276,19 @@ def celery_on_redis(settings, redis_server):
 def _fast_password_hashing(settings):
     # Tests create many accounts; the production hasher's cost is not what they test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def people():
+    """The personae of tests/base.py: two centres, a nurse at each, a coordinator, an admin."""
+    from tests.base import personae
+
+    return personae()
+
+
+@pytest.fixture
+def patient(people):
+    """A complete, valid casebook at centre A."""
+    from tests.base import make_patient, make_record
+
+    return make_record(make_patient(people["centre_a"], people["nurse_a"]))

@@ -11,23 +11,13 @@ from django.contrib import admin
 from django.urls import reverse
 
 from cohort.models import Assessment, FollowUp
-from tests.base import T0, make_patient, make_record, personae
+from tests.base import T0, login_as
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def people():
-    return personae()
-
-
-@pytest.fixture
-def patient(people):
-    return make_record(make_patient(people["centre_a"], people["nurse_a"]))
-
-
 def test_every_model_is_in_the_admin(client, people, patient):
-    client.force_login(people["admin"])
+    login_as(client, people["admin"])
     index = client.get(reverse("admin:index"))
     assert index.status_code == 200
     for model in apps.get_app_config("cohort").get_models():
@@ -41,7 +31,7 @@ def test_every_model_is_in_the_admin(client, people, patient):
 
 
 def test_an_admin_save_runs_the_cross_form_rules(client, people, patient):
-    client.force_login(people["admin"])
+    login_as(client, people["admin"])
     follow_up = FollowUp.objects.get(patient=patient)
     url = reverse("admin:cohort_followup_change", args=[follow_up.pk])
     response = client.post(
@@ -63,7 +53,7 @@ def test_an_admin_save_runs_the_cross_form_rules(client, people, patient):
 
 
 def test_an_admin_save_shows_a_constraint_message_at_its_field(client, people, patient):
-    client.force_login(people["admin"])
+    login_as(client, people["admin"])
     assessment = Assessment.objects.get(patient=patient, visit="week_8")
     url = reverse("admin:cohort_assessment_change", args=[assessment.pk])
     data = {
@@ -97,7 +87,7 @@ def test_an_admin_save_shows_a_constraint_message_at_its_field(client, people, p
 
 
 def test_the_audit_trail_cannot_be_changed_in_the_admin(client, people, patient):
-    client.force_login(people["admin"])
+    login_as(client, people["admin"])
     event_model = apps.get_model("cohort", "AssessmentEvent")
     event = event_model.objects.first()
     change = client.post(reverse("admin:cohort_assessmentevent_change", args=[event.pk]), {"pgh_label": "x"})

@@ -12,19 +12,8 @@ from django.db import DatabaseError, connection, transaction
 
 from cohort.models import Assessment, Membership, Patient
 from cohort.services import audit_context, patient_audit_trail, patient_soft_delete
-from tests.base import make_patient, make_record, personae
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people():
-    return personae()
-
-
-@pytest.fixture
-def patient(people):
-    return make_record(make_patient(people["centre_a"], people["nurse_a"]))
 
 
 def test_a_bulk_queryset_update_is_audited_with_old_and_new_values_and_context(patient, people):

@@ -24,19 +24,9 @@ from cohort.models import (
     UstekinumabDose,
 )
 from cohort.services import patient_record
-from tests.base import INITIAL, T0, make_patient, make_record, personae
+from tests.base import INITIAL, T0, make_patient
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people():
-    return personae()
-
-
-@pytest.fixture
-def patient(people):
-    return make_record(make_patient(people["centre_a"], people["nurse_a"]))
 
 
 def _row(patient, model, **lookup):

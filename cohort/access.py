@@ -1,0 +1,72 @@
+"""The one entry point for who may see and change which patient (SPEC section 2, STYLE: Access).
+
+Views, exports and downloads never query patients any other way. A patient of a centre the user
+has no role at answers 404, exactly like a patient that does not exist; a read-only role that tries
+to change data gets 403.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from cohort.choices import Role
+from cohort.models import Centre, Patient
+
+
+def _roles(user: User | AnonymousUser) -> list[tuple[int, str]]:
+    """(centre id, role) of the user's memberships at active centres, read once per request."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    cached = getattr(user, "_ecrf_roles", None)
+    if cached is None:
+        cached = list(user.memberships.filter(centre__active=True).values_list("centre_id", "role"))
+        user._ecrf_roles = cached  # type: ignore[union-attr]
+    return cached
+
+
+def is_coordinator(user: User | AnonymousUser) -> bool:
+    return any(role == Role.COORDINATOR for _, role in _roles(user))
+
+
+def readable_centre_ids(user: User | AnonymousUser) -> set[int] | None:
+    """Centres whose data the user may read; None means every centre (coordinators)."""
+    if is_coordinator(user):
+        return None
+    return {centre_id for centre_id, _ in _roles(user)}
+
+
+def writable_centre_ids(user: User | AnonymousUser) -> set[int]:
+    """Only research nurses enter and change study data, at their own centres."""
+    return {centre_id for centre_id, role in _roles(user) if role == Role.NURSE}
+
+
+def centres_for_user(user: User | AnonymousUser, *, write: bool = False) -> QuerySet[Centre]:
+    centres = Centre.objects.filter(active=True)
+    if write:
+        return centres.filter(pk__in=writable_centre_ids(user))
+    readable = readable_centre_ids(user)
+    return centres if readable is None else centres.filter(pk__in=readable)
+
+
+def patients_for_user(user: User | AnonymousUser) -> QuerySet[Patient]:
+    """Every (not deleted) patient the user may see."""
+    readable = readable_centre_ids(user)
+    patients = Patient.objects.all()
+    return patients if readable is None else patients.filter(centre_id__in=readable)
+
+
+def can_write(user: User | AnonymousUser, patient: Patient) -> bool:
+    return patient.centre_id in writable_centre_ids(user)
+
+
+def get_patient_for_user(user: User | AnonymousUser, study_id: str, *, write: bool = False) -> Patient:
+    try:
+        patient = patients_for_user(user).select_related("centre").get(study_id=study_id)
+    except Patient.DoesNotExist:
+        raise Http404("No such patient.") from None
+    if write and not can_write(user, patient):
+        raise PermissionDenied("Your role at this centre is read-only.")
+    return patient

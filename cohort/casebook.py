@@ -1,0 +1,192 @@
+"""A patient's progress through the CRF, from plain records (no queries): the casebook grid of
+forms x visits, the visit schedule with its windows, and the summary the patient list shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.utils.translation import gettext_lazy as _
+
+from cohort import validators
+from cohort.choices import FormStatus, Visit
+from cohort.models import VISIT_SCHEDULE
+from cohort.validators import PatientRecord
+
+NOT_STARTED = "not_started"
+FLAGGED = "flagged"
+STATUS_LABELS = {
+    NOT_STARTED: _("not started"),
+    FormStatus.INCOMPLETE: _("incomplete"),
+    FormStatus.COMPLETE: _("complete"),
+    FLAGGED: _("flagged"),
+}
+
+# The forms in the order a nurse fills them in ('save and go to the next form').
+# (key, title, column of the casebook grid)
+FORMS: tuple[tuple[str, str, str], ...] = (
+    ("patient", _("Enrolment and demographics"), "baseline"),
+    ("prior_biologics", _("Prior biologics"), "baseline"),
+    ("doses", _("Ustekinumab doses"), "baseline"),
+    ("reinduction", _("Loss of response and re-induction"), "baseline"),
+    (Visit.WEEK_0, _("Assessment"), Visit.WEEK_0),
+    (Visit.WEEK_8, _("Assessment"), Visit.WEEK_8),
+    (Visit.WEEK_20, _("Assessment"), Visit.WEEK_20),
+    (Visit.WEEK_52, _("Assessment"), Visit.WEEK_52),
+    ("follow_up", _("Ustekinumab status at last follow-up"), "end"),
+    ("adverse_events", _("Adverse events"), "end"),
+)
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("baseline", _("Baseline")),
+    *((visit.value, visit.label) for visit in Visit),
+    ("end", _("Follow-up")),
+)
+
+
+@dataclass
+class FormCell:
+    key: str
+    title: str
+    column: str
+    status: str
+    flags: list[str]
+
+    @property
+    def status_label(self) -> str:
+        return str(STATUS_LABELS[self.status])
+
+
+def _status(rows: list, flagged_rows: set[int]) -> str:
+    if not rows:
+        return NOT_STARTED
+    if any(id(row) in flagged_rows for row in rows):
+        return FLAGGED
+    if all(row.form_status == FormStatus.COMPLETE for row in rows):
+        return FormStatus.COMPLETE
+    return FormStatus.INCOMPLETE
+
+
+def form_cells(record: PatientRecord) -> list[FormCell]:
+    """Each form's status: not started / incomplete / complete / flagged (a soft check fired)."""
+    flags = validators.soft_flags(record)
+    flagged_rows = {id(flag.row) for flag in flags}
+    assessments = {a.visit: a for a in record.assessments}
+    rows_of = {
+        "patient": [record.patient],
+        "prior_biologics": record.prior_biologics,
+        "doses": record.doses,
+        "reinduction": [record.reinduction] if record.reinduction else [],
+        "follow_up": [record.follow_up] if record.follow_up else [],
+        "adverse_events": record.adverse_events,
+        **{visit: [assessments[visit]] if visit in assessments else [] for visit in Visit.values},
+    }
+    cells = []
+    for key, title, column in FORMS:
+        rows = rows_of[key]
+        row_ids = {id(row) for row in rows}
+        cells.append(
+            FormCell(
+                key=key,
+                title=str(title),
+                column=column,
+                status=_status(rows, flagged_rows),
+                flags=[flag.message for flag in flags if id(flag.row) in row_ids],
+            )
+        )
+    return cells
+
+
+def next_form(key: str) -> str | None:
+    keys = [form[0] for form in FORMS]
+    index = keys.index(key)
+    return keys[index + 1] if index + 1 < len(keys) else None
+
+
+@dataclass
+class ScheduledVisit:
+    visit: str
+    label: str
+    nominal: dt.date | None
+    window_start: dt.date | None
+    window_end: dt.date | None
+    assessment_date: dt.date | None
+    state: str  # done, not_done, out_of_window, due, overdue, upcoming, unscheduled
+
+    @property
+    def state_label(self) -> str:
+        return str(SCHEDULE_STATES[self.state])
+
+
+SCHEDULE_STATES = {
+    "done": _("done"),
+    "not_done": _("not done"),
+    "out_of_window": _("done, out of window"),
+    "due": _("due now"),
+    "overdue": _("overdue"),
+    "upcoming": _("upcoming"),
+    "unscheduled": _("needs the re-induction date"),
+    "ended": _("not expected (follow-up ended)"),
+}
+
+
+def visit_schedule(record: PatientRecord, today: dt.date) -> list[ScheduledVisit]:
+    """The four visits with their dates computed from the re-induction (day 0) and where each stands."""
+    t0 = record.reinduction_date
+    assessments = {a.visit: a for a in record.assessments}
+    ended = record.follow_up.last_follow_up_date if record.follow_up else None
+    schedule = []
+    for visit in Visit:
+        nominal_day, low, high = VISIT_SCHEDULE[visit]
+        assessment = assessments.get(visit.value)
+        if t0 is None:
+            dates = (None, None, None)
+        else:
+            dates = tuple(t0 + dt.timedelta(days=day) for day in (nominal_day, low, high))
+        if assessment is not None and assessment.not_done == "yes":
+            state = "not_done"
+        elif assessment is not None:
+            state = "out_of_window" if assessment.in_window(t0) is False else "done"
+        elif t0 is None:
+            state = "unscheduled"
+        elif ended is not None and record.follow_up.status == "discontinued":
+            state = "ended"
+        elif today > dates[2]:
+            state = "overdue"
+        elif today >= dates[1]:
+            state = "due"
+        else:
+            state = "upcoming"
+        schedule.append(
+            ScheduledVisit(
+                visit=visit.value,
+                label=visit.label,
+                nominal=dates[0],
+                window_start=dates[1],
+                window_end=dates[2],
+                assessment_date=assessment.assessment_date if assessment else None,
+                state=state,
+            )
+        )
+    return schedule
+
+
+@dataclass
+class Progress:
+    complete: int
+    total: int
+    next_visit: ScheduledVisit | None
+    overdue: int
+    flags: int
+
+
+def progress(record: PatientRecord, today: dt.date) -> Progress:
+    cells = form_cells(record)
+    schedule = visit_schedule(record, today)
+    pending = [visit for visit in schedule if visit.state in ("due", "overdue", "upcoming")]
+    return Progress(
+        complete=sum(cell.status == FormStatus.COMPLETE for cell in cells),
+        total=len(cells),
+        next_visit=pending[0] if pending else None,
+        overdue=sum(visit.state == "overdue" for visit in schedule),
+        flags=sum(len(cell.flags) for cell in cells),
+    )

@@ -1,0 +1,295 @@
+"""The case report forms in the browser (django-crispy-forms, Bootstrap 5).
+
+Labels, units and help come from the models (which carry the data dictionary). Only the fields a
+nurse enters are form fields: the centre, the study ID, the creator, the version and the visit are
+never taken from a POST. Validation beyond the field types is the validation layer's
+(cohort/validators.py), run by the services when saving.
+"""
+
+from __future__ import annotations
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from cohort.models import (
+    HBI_COMPONENTS,
+    AdverseEvent,
+    Assessment,
+    FollowUp,
+    Patient,
+    PriorBiologic,
+    Reinduction,
+    UstekinumabDose,
+)
+
+
+class DateInput(forms.DateInput):
+    """ISO dates with the browser's date picker: unambiguous in every locale."""
+
+    input_type = "date"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs=attrs, format="%Y-%m-%d")
+
+
+class CrfForm(forms.ModelForm):
+    """A CRF form: its fields, the reason for change (asked for when editing a completed form) and
+    the version the user loaded (for the optimistic lock; never written)."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    reason_for_change = forms.CharField(
+        label=_("Reason for change"),
+        required=False,
+        max_length=200,
+        help_text=_("Required when changing a form that was marked complete."),
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    layout: tuple = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            if isinstance(field, forms.DateField):
+                field.widget = DateInput()
+                field.input_formats = ["%Y-%m-%d"]
+        if self.instance.pk:
+            self.fields["version"].initial = self.instance.version
+        self.asks_reason = bool(self.instance.pk) and self.instance.form_status == "complete"
+        if not self.asks_reason:
+            del self.fields["reason_for_change"]
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+        parts = [*self.layout, Field("form_status", wrapper_class="mt-3")]
+        if self.asks_reason:
+            parts.append(Div(Field("reason_for_change"), css_class="border border-warning rounded p-2 mt-2"))
+        parts.append("version")
+        self.helper.layout = Layout(*parts)
+
+    def _post_clean(self):
+        # Constraints and cross-form rules are checked by the service on the record as it will be
+        # (validators.record_problems), so the database is not asked per constraint here.
+        self._validate_constraints = False
+        super()._post_clean()
+
+
+class PatientForm(CrfForm):
+    class Meta:
+        model = Patient
+        fields = [
+            "enrolment_date",
+            "consent",
+            "sex",
+            "birth_year",
+            "diagnosis_year",
+            "montreal_location",
+            "upper_gi",
+            "montreal_behaviour",
+            "perianal",
+            "prior_resection",
+            "smoking",
+            "form_status",
+        ]
+
+    layout = (
+        Fieldset(_("Enrolment"), Div(Field("enrolment_date"), Field("consent"), css_class="crf-grid")),
+        Fieldset(_("Demographics"), Div(Field("sex"), Field("birth_year"), Field("smoking"), css_class="crf-grid")),
+        Fieldset(
+            _("Disease (Montreal classification)"),
+            Div(
+                Field("diagnosis_year"),
+                Field("montreal_location"),
+                Field("upper_gi"),
+                Field("montreal_behaviour"),
+                Field("perianal"),
+                Field("prior_resection"),
+                css_class="crf-grid",
+            ),
+        ),
+    )
+
+
+class PriorBiologicForm(CrfForm):
+    class Meta:
+        model = PriorBiologic
+        fields = ["agent", "agent_other", "start_date", "stop_date", "stop_reason", "form_status"]
+
+    layout = (
+        Div(
+            Field("agent"),
+            Field("agent_other", wrapper_class="js-when-agent-other"),
+            Field("start_date"),
+            Field("stop_date"),
+            Field("stop_reason"),
+            css_class="crf-grid",
+        ),
+    )
+
+
+class UstekinumabDoseForm(CrfForm):
+    class Meta:
+        model = UstekinumabDose
+        fields = ["dose_date", "phase", "route", "dose_mg", "weight_kg", "form_status"]
+
+    layout = (
+        Div(
+            Field("dose_date"),
+            Field("phase"),
+            Field("route"),
+            Field("dose_mg"),
+            Field("weight_kg"),
+            css_class="crf-grid",
+        ),
+    )
+
+
+class ReinductionForm(CrfForm):
+    class Meta:
+        model = Reinduction
+        fields = [
+            "initial_response",
+            "lor_date",
+            "lor_clinical",
+            "lor_biochemical",
+            "lor_endoscopic",
+            "interval_before",
+            "interval_after",
+            "corticosteroids",
+            "immunomodulator",
+            "form_status",
+        ]
+
+    layout = (
+        Fieldset(
+            _("Loss of response"),
+            Div(
+                Field("initial_response"),
+                Field("lor_date"),
+                Field("lor_clinical"),
+                Field("lor_biochemical"),
+                Field("lor_endoscopic"),
+                css_class="crf-grid",
+            ),
+        ),
+        Fieldset(
+            _("Treatment"),
+            Div(
+                Field("interval_before"),
+                Field("interval_after"),
+                Field("corticosteroids"),
+                Field("immunomodulator"),
+                css_class="crf-grid",
+            ),
+        ),
+    )
+
+
+class AssessmentForm(CrfForm):
+    class Meta:
+        model = Assessment
+        fields = [
+            "not_done",
+            "not_done_reason",
+            "assessment_date",
+            *HBI_COMPONENTS,
+            "hbi",
+            "crp_mg_l",
+            "fcal_ug_g",
+            "endoscopy_done",
+            "ses_cd",
+            "corticosteroids",
+            "form_status",
+        ]
+
+    layout = (
+        Fieldset(
+            _("Visit"),
+            Div(
+                Field("not_done", css_class="js-not-done"),
+                Field("not_done_reason", wrapper_class="js-when-not-done"),
+                Field("assessment_date"),
+                css_class="crf-grid",
+            ),
+        ),
+        Div(
+            Fieldset(
+                _("Harvey-Bradshaw Index"),
+                Div(*[Field(name, css_class="js-hbi-part") for name in HBI_COMPONENTS], css_class="crf-grid"),
+                Field("hbi", css_class="js-hbi-total"),
+                HTML('<p class="small text-muted js-hbi-note"></p>'),
+            ),
+            Fieldset(_("Laboratory"), Div(Field("crp_mg_l"), Field("fcal_ug_g"), css_class="crf-grid")),
+            Fieldset(
+                _("Endoscopy and medication"),
+                Div(
+                    Field("endoscopy_done", css_class="js-endoscopy"),
+                    Field("ses_cd", wrapper_class="js-when-endoscopy"),
+                    Field("corticosteroids"),
+                    css_class="crf-grid",
+                ),
+            ),
+            css_class="js-measurements",
+        ),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        # The total is derived when all five components are given (the page computes it live too).
+        parts = [cleaned.get(name) for name in HBI_COMPONENTS]
+        if all(part is not None for part in parts) and cleaned.get("hbi") is None:
+            cleaned["hbi"] = sum(parts)
+        return cleaned
+
+
+class FollowUpForm(CrfForm):
+    class Meta:
+        model = FollowUp
+        fields = [
+            "status",
+            "last_follow_up_date",
+            "discontinuation_date",
+            "discontinuation_reason",
+            "next_therapy",
+            "form_status",
+        ]
+
+    layout = (
+        Div(
+            Field("status", css_class="js-status"),
+            Field("last_follow_up_date"),
+            Field("discontinuation_date", wrapper_class="js-when-discontinued"),
+            Field("discontinuation_reason", wrapper_class="js-when-discontinued"),
+            Field("next_therapy"),
+            css_class="crf-grid",
+        ),
+    )
+
+
+class AdverseEventForm(CrfForm):
+    class Meta:
+        model = AdverseEvent
+        fields = [
+            "onset_date",
+            "category",
+            "description",
+            "serious",
+            "causality",
+            "outcome",
+            "led_to_discontinuation",
+            "form_status",
+        ]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2, "maxlength": 500})}
+
+    layout = (
+        Div(Field("onset_date"), Field("category"), css_class="crf-grid"),
+        Field("description"),
+        Div(
+            Field("serious"),
+            Field("causality"),
+            Field("outcome"),
+            Field("led_to_discontinuation"),
+            css_class="crf-grid",
+        ),
+    )

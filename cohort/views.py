@@ -1,0 +1,278 @@
+"""Pages of the data entry: the patient list, enrolment, the casebook and every form.
+
+Every view finds its patient through cohort.access (404 for another centre's patient, 403 for a
+read-only role writing); writes go through cohort.services. No view changes data on GET.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST, require_safe
+
+from cohort import access, casebook, services, validators
+from cohort.choices import Visit
+from cohort.forms import (
+    AdverseEventForm,
+    AssessmentForm,
+    FollowUpForm,
+    PatientForm,
+    PriorBiologicForm,
+    ReinductionForm,
+    UstekinumabDoseForm,
+)
+from cohort.models import AdverseEvent, Assessment, Patient, PriorBiologic, UstekinumabDose
+
+PAGE_SIZE = 25
+
+# Repeating forms: URL key -> (form class, model, title)
+REPEATING = {
+    "prior_biologics": (PriorBiologicForm, PriorBiologic),
+    "doses": (UstekinumabDoseForm, UstekinumabDose),
+    "adverse_events": (AdverseEventForm, AdverseEvent),
+}
+SINGLE = {
+    "patient": PatientForm,
+    "reinduction": ReinductionForm,
+    "follow_up": FollowUpForm,
+    "week_0": AssessmentForm,
+    "week_8": AssessmentForm,
+    "week_20": AssessmentForm,
+    "week_52": AssessmentForm,
+}
+TITLES = {
+    key: f"{title} {Visit(key).label}" if key in Visit.values else title for key, title, _column in casebook.FORMS
+}
+
+
+def _with_forms(patients):
+    """The patients with every row of their CRF, in a fixed number of queries."""
+    return patients.select_related("centre", "reinduction", "follow_up").prefetch_related(
+        "prior_biologics", "doses", "assessments", "adverse_events"
+    )
+
+
+def form_url(patient: Patient, key: str) -> str:
+    if key in REPEATING:
+        return reverse("cohort:rows", args=[patient.study_id, key])
+    return reverse("cohort:form", args=[patient.study_id, key])
+
+
+@login_required
+@require_safe
+def patient_list(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip().upper()
+    patients = access.patients_for_user(request.user).order_by("study_id")
+    if query:
+        patients = patients.filter(study_id__contains=query)
+    page = Paginator(_with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
+    today = timezone.localdate()
+    rows = [(patient, casebook.progress(services.patient_record(patient), today)) for patient in page]
+    return render(
+        request,
+        "cohort/patient_list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "query": query,
+            "can_enrol": bool(access.writable_centre_ids(request.user)),
+            "coordinator": access.is_coordinator(request.user),
+        },
+    )
+
+
+class EnrolForm(PatientForm):
+    centre = forms.ModelChoiceField(queryset=None, label=_("Centre"), empty_label=None)
+
+    class Meta(PatientForm.Meta):
+        pass
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only centres where this user is a nurse: a forged centre id fails as an invalid choice.
+        self.fields["centre"].queryset = access.centres_for_user(user, write=True)
+        self.helper.layout.insert(0, "centre")
+
+
+@login_required
+def patient_enrol(request: HttpRequest) -> HttpResponse:
+    if not access.writable_centre_ids(request.user):
+        raise PermissionDenied(_("Only research nurses enrol patients."))
+    form = EnrolForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = {name: value for name, value in form.cleaned_data.items() if name in PatientForm.Meta.fields}
+        try:
+            patient = services.patient_enrol(centre=form.cleaned_data["centre"], by=request.user, **data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, _("Patient %(id)s enrolled.") % {"id": patient.study_id})
+            return redirect("cohort:patient-detail", patient.study_id)
+    return render(request, "cohort/patient_enrol.html", {"form": form})
+
+
+@login_required
+@require_safe
+def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
+    """The casebook: forms x visits with their status, the visit schedule and recent changes."""
+    patient = access.get_patient_for_user(request.user, study_id)
+    patient = _with_forms(Patient.objects.filter(pk=patient.pk)).get()
+    record = services.patient_record(patient)
+    cells = casebook.form_cells(record)
+    for cell in cells:
+        cell.url = form_url(patient, cell.key)
+    grid = [(column, label, [cell for cell in cells if cell.column == column]) for column, label in casebook.COLUMNS]
+    trail = services.patient_audit_trail(patient)
+    return render(
+        request,
+        "cohort/patient_detail.html",
+        {
+            "patient": patient,
+            "grid": grid,
+            "schedule": casebook.visit_schedule(record, timezone.localdate()),
+            "history": list(reversed(trail))[:15],
+            "history_count": len(trail),
+            "can_write": access.can_write(request.user, patient),
+            "flags": [flag for cell in cells for flag in cell.flags],
+        },
+    )
+
+
+@login_required
+@require_safe
+def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
+    patient = access.get_patient_for_user(request.user, study_id)
+    trail = list(reversed(services.patient_audit_trail(patient)))
+    return render(request, "cohort/patient_history.html", {"patient": patient, "history": trail})
+
+
+def _save(request, form, patient, row, key: str) -> HttpResponse | None:
+    """Run the save service for a bound, valid form; None means: show the form again."""
+    try:
+        services.crf_row_save(
+            row=row,
+            by=request.user,
+            expected_version=form.cleaned_data.get("version"),
+            reason=form.cleaned_data.get("reason_for_change", ""),
+        )
+    except services.EditConflict as conflict:
+        form.conflict = conflict.changes
+        form.add_error(None, _("Someone else saved this form after you opened it. Nothing of yours was saved yet."))
+        return None
+    except ValidationError as error:
+        _add_errors(form, error)
+        return None
+    messages.success(request, _("%(form)s saved.") % {"form": TITLES.get(key, key)})
+    if "next" in request.POST:
+        following = casebook.next_form(key)
+        if following:
+            return redirect(form_url(patient, following))
+    if key in REPEATING:
+        return redirect("cohort:rows", patient.study_id, key)
+    return redirect("cohort:patient-detail", patient.study_id)
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    for field, messages_ in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages_)
+
+
+@login_required
+def form_edit(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
+    """A one-per-patient form (enrolment, re-induction, follow-up) or the assessment of a visit."""
+    write = request.method == "POST"
+    patient = access.get_patient_for_user(request.user, study_id, write=write)
+    form_class = SINGLE[key]
+    if key == "patient":
+        row = patient
+    elif key in ("reinduction", "follow_up"):
+        row = form_class._meta.model.objects.filter(patient=patient).first() or form_class._meta.model(patient=patient)
+    else:
+        row = Assessment.objects.filter(patient=patient, visit=key).first() or Assessment(patient=patient, visit=key)
+    form = form_class(request.POST or None, instance=row)
+    if write and form.is_valid():
+        response = _save(request, form, patient, form.instance, key)
+        if response:
+            return response
+    return _render_form(request, patient, key, form)
+
+
+def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpResponse:
+    can_write = access.can_write(request.user, patient)
+    if not can_write:
+        for field in form.fields.values():
+            field.disabled = True
+    record = services.patient_record(patient)
+    flags = [flag.message for flag in validators.soft_flags(record) if flag.row.pk and flag.row.pk == form.instance.pk]
+    return render(
+        request,
+        "cohort/crf_form.html",
+        {
+            "patient": patient,
+            "key": key,
+            "title": TITLES.get(key, key),
+            "form": form,
+            "rows": rows,
+            "editing": editing,
+            "can_write": can_write,
+            "flags": flags if type(form.instance) is not Patient or key == "patient" else [],
+            "next_form": casebook.next_form(key),
+            "reinduction_date": record.reinduction_date,
+        },
+    )
+
+
+@login_required
+def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
+    """A repeating form: its rows, with one being added (or edited, ?edit=<id>) in place."""
+    write = request.method == "POST"
+    patient = access.get_patient_for_user(request.user, study_id, write=write)
+    form_class, model = REPEATING[key]
+    editing = request.GET.get("edit") or request.POST.get("row")
+    row = model(patient=patient)
+    if editing:
+        row = model.objects.filter(patient=patient, pk=editing if str(editing).isdigit() else 0).first()
+        if row is None:
+            raise Http404("No such row.")
+    form = form_class(request.POST or None, instance=row)
+    if write and form.is_valid():
+        response = _save(request, form, patient, form.instance, key)
+        if response:
+            return response
+    stored = list(model.objects.filter(patient=patient))
+    flagged = {flag.row.pk: flag.message for flag in validators.soft_flags(services.patient_record(patient))}
+    listed = [(item, flagged.get(item.pk)) for item in stored]
+    return _render_form(request, patient, key, form, rows=listed, editing=row.pk)
+
+
+@login_required
+@require_POST
+def row_delete(request: HttpRequest, study_id: str, key: str, pk: int) -> HttpResponse:
+    patient = access.get_patient_for_user(request.user, study_id, write=True)
+    _form_class, model = REPEATING[key]
+    row = model.objects.filter(patient=patient, pk=pk).first()
+    if row is None:
+        raise Http404("No such row.")
+    version = request.POST.get("version", "")
+    try:
+        services.crf_row_delete(
+            row=row,
+            by=request.user,
+            expected_version=int(version) if version.isdigit() else None,
+            reason=request.POST.get("reason_for_change", ""),
+        )
+    except services.EditConflict:
+        messages.error(request, _("Someone else changed this row after you opened the page; nothing was removed."))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, _("Row removed."))
+    return redirect("cohort:rows", patient.study_id, key)

@@ -1,0 +1,71 @@
+// Behaviour of the CRF forms: live HBI total, conditional sections, confirmation of removals.
+// The server checks every rule again; this only spares the nurse a round trip.
+(function () {
+  "use strict";
+
+  function byName(name) { return document.querySelector('[name="' + name + '"]'); }
+  function wrapper(el) { return el ? el.closest(".mb-3") || el.parentElement : null; }
+  function show(selector, visible) {
+    document.querySelectorAll(selector).forEach(function (el) { el.hidden = !visible; });
+  }
+
+  // Harvey-Bradshaw Index: when all five components are given, the total is their sum.
+  var parts = Array.prototype.slice.call(document.querySelectorAll(".js-hbi-part"));
+  var total = document.querySelector(".js-hbi-total");
+  var note = document.querySelector(".js-hbi-note");
+  function updateHbi() {
+    if (!total) return;
+    var values = parts.map(function (el) { return el.value.trim(); });
+    var complete = values.every(function (v) { return v !== "" && !isNaN(Number(v)); });
+    if (complete) {
+      total.value = values.reduce(function (sum, v) { return sum + Number(v); }, 0);
+      total.readOnly = true;
+      if (note) note.textContent = total.dataset.computedText || "Computed from the five components.";
+    } else {
+      total.readOnly = false;
+      if (note) note.textContent = "";
+    }
+  }
+  parts.forEach(function (el) { el.addEventListener("input", updateHbi); });
+  updateHbi();
+
+  // 'Visit not done' hides the measurements (they must be empty then).
+  var notDone = byName("not_done");
+  function updateNotDone() {
+    if (!notDone) return;
+    var skipped = notDone.value === "yes";
+    show(".js-measurements", !skipped);
+    var reason = byName("not_done_reason");
+    if (reason) wrapper(reason).hidden = !skipped;
+  }
+  if (notDone) { notDone.addEventListener("change", updateNotDone); updateNotDone(); }
+
+  function toggleOn(controlName, value, fieldNames) {
+    var control = byName(controlName);
+    if (!control) return;
+    function update() {
+      fieldNames.forEach(function (name) {
+        var field = byName(name);
+        if (field) wrapper(field).hidden = control.value !== value;
+      });
+    }
+    control.addEventListener("change", update);
+    update();
+  }
+  toggleOn("agent", "other", ["agent_other"]);
+  toggleOn("status", "discontinued", ["discontinuation_date", "discontinuation_reason"]);
+  toggleOn("endoscopy_done", "yes", ["ses_cd"]);
+
+  // Removing a row asks for confirmation, and for a reason when the row was complete.
+  document.querySelectorAll("form.js-confirm").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (form.dataset.complete) {
+        var reason = window.prompt(form.dataset.confirm + "\n" + (form.dataset.reasonPrompt || "Reason for change:"));
+        if (!reason) { event.preventDefault(); return; }
+        form.querySelector('[name="reason_for_change"]').value = reason;
+      } else if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+      }
+    });
+  });
+})();

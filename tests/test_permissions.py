@@ -1,0 +1,189 @@
+"""The permission matrix, generated from the URL configuration (SPEC section 2, STYLE: Access).
+
+Every named URL pattern outside the admin is requested by every persona with GET and POST, and the
+status code is compared with the EXPECTED table below. A pattern without a row in the table fails
+`test_every_url_pattern_has_an_expectation`, so a new view cannot be added without deciding who may
+use it. URL arguments are filled from a complete patient of centre A: every form key the pattern
+accepts, and a stored row of that form for `pk`.
+
+Every GET of the matrix must also leave the database as it was: the row count of every table of
+the cohort app (the audit event tables included), of pghistory's contexts and of the TOTP devices
+is compared.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.apps import apps
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from cohort import views
+from tests.base import login_as, make_patient, make_record, personae
+
+pytestmark = pytest.mark.django_db
+
+PERSONAE = ("anonymous", "nurse_a", "nurse_b", "coordinator", "admin")
+
+# Expected answers. LOGIN: a redirect to our login page. WRITE: a write by a user allowed to write,
+# sent without form data: the form again with its errors (200) or done and redirected (302).
+LOGIN = "login"
+WRITE = (200, 302)
+
+
+def row(anonymous, nurse_a, nurse_b, coordinator, admin) -> dict[str, tuple]:
+    """Each argument is (GET, POST) for that persona, on centre A's patient."""
+    return dict(zip(PERSONAE, (anonymous, nurse_a, nurse_b, coordinator, admin), strict=True))
+
+
+# Pages that only show data: anyone who may read the patient gets them; they take no POST.
+READ_ONLY_PATIENT_PAGE = row((LOGIN, LOGIN), (200, 405), (404, 405), (200, 405), (200, 405))
+# A CRF form: readable like the casebook, writable by the centre's nurses only (403 for read-only roles).
+CRF_FORM = row((LOGIN, LOGIN), (200, WRITE), (404, 404), (200, 403), (200, 403))
+
+EXPECTED: dict[str, dict[str, tuple]] = {
+    # cohort: data entry
+    "cohort:home": row((LOGIN, LOGIN), (302, 302), (302, 302), (302, 302), (302, 302)),
+    "cohort:patient-list": row((LOGIN, LOGIN), (200, 405), (200, 405), (200, 405), (200, 405)),
+    # Only research nurses enrol (at their own centres); the others are read-only everywhere.
+    "cohort:patient-enrol": row((LOGIN, LOGIN), (200, WRITE), (200, WRITE), (403, 403), (403, 403)),
+    "cohort:patient-detail": READ_ONLY_PATIENT_PAGE,
+    "cohort:patient-history": READ_ONLY_PATIENT_PAGE,
+    "cohort:form": CRF_FORM,
+    "cohort:rows": CRF_FORM,
+    # POST only: a GET is 405 for everyone signed in, whether or not the row is theirs.
+    "cohort:row-delete": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 403), (405, 403)),
+    # accounts (cohort/account_urls.py)
+    "login": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
+    "logout": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),
+    "mfa": row((LOGIN, LOGIN), (200, 200), (200, 200), (200, 200), (200, 200)),
+    "mfa-setup": row((LOGIN, LOGIN), (200, 200), (200, 200), (200, 200), (200, 200)),
+    # Already verified (coordinator, admin) or without a device (nurses): sent on.
+    "mfa-verify": row((LOGIN, LOGIN), (302, 302), (302, 302), (302, 302), (302, 302)),
+    "mfa-disable": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),
+    # Open to anonymous visitors (the login page has the language menu too).
+    "language-set": row((405, 302), (405, 302), (405, 302), (405, 302), (405, 302)),
+    "session-keepalive": row((LOGIN, LOGIN), (405, 200), (405, 200), (405, 200), (405, 200)),
+}
+
+
+def url_patterns(resolver=None, namespace: str = "") -> dict[str, URLPattern]:
+    """Every named pattern of the site by its full name ('cohort:form'), the admin's left out."""
+    found: dict[str, URLPattern] = {}
+    for pattern in (resolver or get_resolver()).url_patterns:
+        if isinstance(pattern, URLResolver):
+            inner = ":".join(part for part in (namespace, pattern.namespace) if part)
+            if inner.split(":")[0] != "admin":
+                found.update(url_patterns(pattern, inner))
+        elif pattern.name:
+            found[f"{namespace}:{pattern.name}" if namespace else pattern.name] = pattern
+    return found
+
+
+def keys_of(pattern: URLPattern) -> list[str]:
+    """The alternatives of the pattern's `key` group, e.g. every single form's key."""
+    match = re.search(r"\(\?P<key>([\w|]+)\)", str(pattern.pattern))
+    assert match, f"cannot read the form keys of {pattern.pattern}"
+    return match.group(1).split("|")
+
+
+def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
+    """The pattern reversed for `patient`: once per form key it accepts, with a stored row for `pk`."""
+    groups = set(pattern.pattern.regex.groupindex)
+    unknown = groups - {"study_id", "key", "pk"}
+    assert not unknown, f"{name}: teach urls_for() how to fill {sorted(unknown)}"
+    if not groups:
+        return [reverse(name)]
+    urls = []
+    for key in keys_of(pattern) if "key" in groups else [None]:
+        kwargs = {"study_id": patient.study_id}
+        if key is not None:
+            kwargs["key"] = key
+        if "pk" in groups:
+            model = views.REPEATING[key][1]
+            kwargs["pk"] = model.objects.filter(patient=patient).values_list("pk", flat=True).first()
+        urls.append(reverse(name, kwargs=kwargs))
+    return urls
+
+
+def table_counts() -> dict[str, int]:
+    """Rows in every table of the cohort app (audit events included), pghistory's contexts and the TOTP devices."""
+    models = [model for app in ("cohort", "pghistory", "otp_totp") for model in apps.get_app_config(app).get_models()]
+    tables = [model for model in models if model._meta.managed and not model._meta.proxy]
+    return {model._meta.label: model._base_manager.count() for model in tables}
+
+
+def status_matches(response, expected) -> bool:
+    if expected == LOGIN:
+        return response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+    if isinstance(expected, tuple):
+        return response.status_code in expected
+    return response.status_code == expected
+
+
+def client_for(people, persona: str, **kwargs) -> Client:
+    client = Client(**kwargs)
+    if persona != "anonymous":
+        login_as(client, people[persona])
+    return client
+
+
+@pytest.fixture
+def people():
+    people = personae()
+    people["patient"] = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    return people
+
+
+def test_every_url_pattern_has_an_expectation():
+    names = set(url_patterns())
+    assert "cohort:patient-detail" in names and "login" in names  # the walk found both URL files
+    assert names - set(EXPECTED) == set(), "new URL patterns: add them to EXPECTED in tests/test_permissions.py"
+    assert set(EXPECTED) - names == set(), "EXPECTED names URL patterns that no longer exist"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_permission_matrix(people, name):
+    pattern = url_patterns()[name]
+    wrong = []
+    # POSTs in this order: nurse_a's (allowed) delete of the row comes after the others tried it.
+    requests = [("get", persona) for persona in PERSONAE]
+    requests += [("post", persona) for persona in sorted(PERSONAE, key="nurse_a".__eq__)]
+    for method, persona in requests:
+        expected = EXPECTED[name][persona][0 if method == "get" else 1]
+        for url in urls_for(name, pattern, people["patient"]):
+            client = client_for(people, persona)
+            before = table_counts() if method == "get" else None
+            response = getattr(client, method)(url)
+            if not status_matches(response, expected):
+                got = f"{response.status_code} {response.get('Location', '')}".strip()
+                wrong.append(f"{method.upper()} {url} as {persona}: {got} (expected {expected})")
+            if before is not None:
+                assert table_counts() == before, f"GET {url} as {persona} changed the database"
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_a_post_without_the_csrf_token_is_refused(people):
+    client = client_for(people, "nurse_a", enforce_csrf_checks=True)
+    url = reverse("cohort:form", args=[people["patient"].study_id, "week_8"])
+    data = {"hbi": "1", "reason_for_change": "typo"}
+    before = table_counts()
+
+    response = client.post(url, data)
+
+    assert response.status_code == 403
+    assert table_counts() == before
+    # The same request with the token from the page gets through to the form.
+    token = client.get(url).cookies["csrftoken"].value
+    assert client.post(url, data, headers={"X-CSRFToken": token}).status_code in WRITE
+
+
+def test_the_admin_needs_a_staff_login(people):
+    admin_index = reverse("admin:index")
+    for persona in ("anonymous", "nurse_a", "nurse_b", "coordinator"):
+        response = client_for(people, persona).get(admin_index, follow=True)
+        assert response.redirect_chain, persona
+        assert response.redirect_chain[-1][0].startswith("/accounts/login/"), persona
+    assert client_for(people, "admin").get(admin_index).status_code == 200

@@ -1,0 +1,83 @@
+"""The patient list and the casebook run a fixed number of queries however many patients, rows and
+visits there are (STYLE: no N+1 loops). Each page is measured twice, small and large, and must
+execute the same queries; the absolute numbers are pinned so that a new query is a decision."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from tests.base import login_as, make_patient, make_record, personae
+
+pytestmark = pytest.mark.django_db
+
+# Pinned counts for a nurse, raised only on purpose. 8 are the request itself: session read and save
+# (3 with its savepoint), user, TOTP device, the MFA role check (skipped once verified, so 1 fewer for
+# a coordinator) and the memberships cohort.access reads. Then the list: count, a page of patients
+# with centre, re-induction and follow-up joined, 4 prefetches; the casebook: the patient through
+# cohort.access, again with its forms joined, 4 prefetches, the audit trail.
+PATIENT_LIST_QUERIES = 14
+CASEBOOK_QUERIES = 15
+
+
+@pytest.fixture
+def people():
+    return personae()
+
+
+def queries_for(client, url: str) -> list[str]:
+    client.get(url)  # warm per-process caches (content types, translations) out of the measurement
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_the_patient_list_runs_the_same_queries_for_1_and_30_patients(client, people, django_assert_max_num_queries):
+    login_as(client, people["nurse_a"])
+    url = reverse("cohort:patient-list")
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    one = queries_for(client, url)
+    for _ in range(29):
+        make_record(make_patient(people["centre_a"], people["nurse_a"]))
+
+    thirty = queries_for(client, url)
+
+    print(f"patient list: {len(one)} queries with 1 patient, {len(thirty)} with 30")
+    assert len(thirty) == len(one), "\n".join(thirty)
+    with django_assert_max_num_queries(PATIENT_LIST_QUERIES):
+        assert client.get(url).status_code == 200
+
+
+def test_the_coordinators_list_of_every_centre_is_constant_too(client, people, django_assert_max_num_queries):
+    login_as(client, people["coordinator"])
+    url = reverse("cohort:patient-list")
+    make_patient(people["centre_a"], people["nurse_a"])
+    one = queries_for(client, url)
+    for centre, nurse in [(people["centre_a"], people["nurse_a"]), (people["centre_b"], people["nurse_b"])] * 15:
+        make_record(make_patient(centre, nurse))
+
+    many = queries_for(client, url)
+
+    print(f"patient list (coordinator): {len(one)} queries with 1 patient, {len(many)} with 31")
+    assert len(many) == len(one), "\n".join(many)
+    with django_assert_max_num_queries(PATIENT_LIST_QUERIES):
+        client.get(url)
+
+
+def test_the_casebook_runs_the_same_queries_for_a_bare_and_a_complete_patient(
+    client, people, django_assert_max_num_queries
+):
+    login_as(client, people["nurse_a"])
+    bare = make_patient(people["centre_a"], people["nurse_a"])
+    complete = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+
+    bare_queries = queries_for(client, reverse("cohort:patient-detail", args=[bare.study_id]))
+    complete_queries = queries_for(client, reverse("cohort:patient-detail", args=[complete.study_id]))
+
+    print(f"casebook: {len(bare_queries)} queries for a bare patient, {len(complete_queries)} for a complete one")
+    assert len(complete_queries) == len(bare_queries), "\n".join(complete_queries)
+    with django_assert_max_num_queries(CASEBOOK_QUERIES):
+        assert client.get(reverse("cohort:patient-detail", args=[complete.study_id])).status_code == 200
