@@ -25,6 +25,7 @@ from cohort.models import (
     UserProfile,
     UstekinumabDose,
 )
+from reports.services import wake_workers_on_commit
 
 
 class RecordCheckedForm(forms.ModelForm):
@@ -64,7 +65,20 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "centre"]
 
 
-class CrfAdmin(admin.ModelAdmin):
+class OutcomesChangedAdmin(admin.ModelAdmin):
+    """Saves and deletes of study data wake the outcome workers (the request itself is written by
+    the database trigger)."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        wake_workers_on_commit()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        wake_workers_on_commit()
+
+
+class CrfAdmin(OutcomesChangedAdmin):
     form = RecordCheckedForm
     readonly_fields = ["version", "created_at", "updated_at"]
     list_select_related = ["patient"]
@@ -76,7 +90,7 @@ class CrfAdmin(admin.ModelAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(OutcomesChangedAdmin):
     form = RecordCheckedForm
     list_display = ["study_id", "centre", "enrolment_date", "sex", "birth_year", "form_status"]
     list_filter = ["centre", "form_status"]

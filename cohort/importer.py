@@ -36,6 +36,7 @@ from cohort.models import (
 )
 from cohort.services import audit_context, patient_record
 from cohort.validators import PatientRecord
+from reports.services import wake_workers_on_commit
 
 FORM_MODELS: dict[str, type[models.Model]] = {
     "patients": Patient,
@@ -223,7 +224,10 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
         if errors:
             raise ImportFailed(_sorted(errors))
         with audit_context(user=user, source="import_cohort"):
-            return _write(records, sources, origin)
+            summary = _write(records, sources, origin)
+        if summary.changes:
+            wake_workers_on_commit()
+        return summary
 
 
 def _problems(record: PatientRecord, origin: dict[int, SourceRow]) -> list[validators.Problem]:

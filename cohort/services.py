@@ -63,6 +63,13 @@ def next_study_id(centre: Centre) -> str:
     return f"{prefix}{(highest or 0) + 1:03d}"
 
 
+def _outcomes_changed() -> None:
+    """The database has asked for a recompute (trigger); wake a worker once this commits."""
+    from reports.services import wake_workers_on_commit
+
+    wake_workers_on_commit()
+
+
 def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
     """Enrol a patient: the study ID is assigned here, never taken from the caller.
 
@@ -75,6 +82,7 @@ def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
         patient.study_id = next_study_id(centre)
         validators.raise_for(validators.record_problems(PatientRecord(patient)), patient)
         patient.save()
+        _outcomes_changed()
     return patient
 
 
@@ -102,6 +110,7 @@ def patient_soft_delete(*, patient: Patient, by: User, reason: str) -> None:
     """Remove a patient from every list and analysis; the row and its audit trail stay."""
     with transaction.atomic(), audit_context(user=by, reason=reason, source="delete"):
         Patient.all_objects.filter(pk=patient.pk).update(deleted_at=timezone.now())
+        _outcomes_changed()
 
 
 def _tracked_verbose_name(event_model: str) -> str:
@@ -182,6 +191,7 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
             row.patient = patient
         record = patient_record(patient).with_row(row)
         validators.raise_for(validators.record_problems(record, rows=[row]), row)
+        _outcomes_changed()
         if stored is None:
             row.save()
             return row
@@ -212,6 +222,7 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
         if stored.form_status == "complete" and not reason.strip():
             raise ValidationError({"reason_for_change": REASON_REQUIRED})
         stored.delete()
+        _outcomes_changed()
 
 
 def _stored_single(row):

@@ -188,6 +188,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
 CELERY_TASK_SERIALIZER = "json"
+CELERY_TASK_EAGER_PROPAGATES = False
+# A broker that is down must not hold up (or fail) the save that wakes the workers: no publish
+# retries and a short connect timeout; the durable request and the sweep cover the lost message.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    # Re-sends recompute requests the broker never delivered; the claim timeout covers lost workers.
+    "sweep-recompute-requests": {"task": "reports.tasks.sweep_recompute_requests", "schedule": 30.0},
+}
 CELERY_ACCEPT_CONTENT = ["json"]
 
 # Study settings (SPEC section 5).

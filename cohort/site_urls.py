@@ -10,5 +10,6 @@ admin.site.index_title = "Study administration"
 urlpatterns = [
     path("accounts/", include("cohort.account_urls")),
     path("admin/", admin.site.urls),
+    path("", include("reports.urls")),
     path("", include("cohort.urls")),
 ]

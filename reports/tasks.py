@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from cohort.models import Patient
+from reports import services
 
 
 @shared_task
@@ -15,3 +16,28 @@ def database_health() -> dict:
         cursor.execute("SELECT current_setting('server_version')")
         (server_version,) = cursor.fetchone()
     return {"patients": Patient.objects.count(), "server_version": server_version}
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=600,
+)
+def recompute_outcomes(self, scope: str) -> int | None:
+    """Recompute one scope's outcomes; returns the snapshot id, or None when there was nothing to do."""
+    try:
+        snapshot = services.recompute(scope)
+    except services.StillChanging:
+        # Changes are still coming in: look again once the burst is over.
+        raise self.retry(countdown=services.DEBOUNCE.total_seconds(), max_retries=None) from None
+    return snapshot.pk if snapshot else None
+
+
+@shared_task(acks_late=True)
+def sweep_recompute_requests() -> int:
+    """Periodic: re-send waiting requests, take back claims of lost workers."""
+    return services.sweep()

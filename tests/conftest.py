@@ -251,6 +251,11 @@ def _drop_broker_connections(app) -> None:
     app._backend_cache = None
     if hasattr(app._local, "backend"):
         del app._local.backend
+    # kombu keeps producer pools in a process-wide registry keyed by the broker URL: a pool
+    # closed above would be handed out again for the same URL.
+    import kombu.pools
+
+    kombu.pools.reset()
 
 
 @pytest.fixture

@@ -66,6 +66,10 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     # Open to anonymous visitors (the login page has the language menu too).
     "language-set": row((405, 302), (405, 302), (405, 302), (405, 302), (405, 302)),
     "session-keepalive": row((LOGIN, LOGIN), (405, 200), (405, 200), (405, 200), (405, 200)),
+    # reports: the outcomes dashboard of a scope, here centre A's (nurse B reads only centre B's); GET only.
+    "reports:dashboard-default": row((LOGIN, LOGIN), (200, 405), (200, 405), (200, 405), (200, 405)),
+    "reports:dashboard": READ_ONLY_PATIENT_PAGE,
+    "reports:status": READ_ONLY_PATIENT_PAGE,
 }
 
 
@@ -92,10 +96,12 @@ def keys_of(pattern: URLPattern) -> list[str]:
 def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
     """The pattern reversed for `patient`: once per form key it accepts, with a stored row for `pk`."""
     groups = set(pattern.pattern.regex.groupindex)
-    unknown = groups - {"study_id", "key", "pk"}
+    unknown = groups - {"study_id", "key", "pk", "scope"}
     assert not unknown, f"{name}: teach urls_for() how to fill {sorted(unknown)}"
     if not groups:
         return [reverse(name)]
+    if groups == {"scope"}:  # an outcomes scope: the patient's centre
+        return [reverse(name, kwargs={"scope": patient.centre.code})]
     urls = []
     for key in keys_of(pattern) if "key" in groups else [None]:
         kwargs = {"study_id": patient.study_id}

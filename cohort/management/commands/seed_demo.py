@@ -47,6 +47,7 @@ from cohort.models import (
     UstekinumabDose,
 )
 from cohort.services import audit_context, next_study_id, system_user
+from reports.services import wake_workers_on_commit
 
 # Synthetic centres: Dutch-sounding codes, made-up names.
 CENTRES: tuple[tuple[str, str], ...] = (
@@ -611,6 +612,8 @@ class Command(BaseCommand):
                 centre_rows = _centres(centres)
                 new_logins, nurses = _accounts(centre_rows)
                 counts = _seed_patients(random.Random(seed), timezone.localdate(), patients, centre_rows, nurses)
+            # The triggers have asked for the outcomes to be recomputed; wake a worker on commit.
+            wake_workers_on_commit()
         elapsed = time.perf_counter() - started
 
         logins = _read_logins(logins_file)

@@ -1,0 +1,61 @@
+"""Outcome snapshots and the durable requests that ask for them (SPEC section 6)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class RecomputeRequest(models.Model):
+    """A scope whose outcomes are out of date. Written by a database trigger in the same
+    transaction as the change to study data (whatever the write path); the broker message that
+    wakes a worker is only a hint, and a periodic sweep re-sends it for requests left waiting."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    scope = models.CharField(max_length=16, help_text="'all' or a centre code")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    # The latest change this request covers (a database sequence advanced by every change).
+    data_version = models.BigIntegerField()
+    requested_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            # Bursts coalesce: at most one waiting request per scope (the trigger updates it).
+            models.UniqueConstraint(
+                fields=["scope"], condition=Q(status="pending"), name="one_pending_request_per_scope"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "requested_at"], name="recompute_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} v{self.data_version} {self.status}"
+
+
+class OutcomeSnapshot(models.Model):
+    """The outcomes of one scope as computed from the data at `data_version`."""
+
+    scope = models.CharField(max_length=16)
+    computed_at = models.DateTimeField()
+    data_version = models.BigIntegerField()
+    algorithm_version = models.CharField(max_length=16)
+    result = models.JSONField()
+    load_seconds = models.FloatField(default=0)
+    compute_seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-computed_at"]
+        get_latest_by = "computed_at"
+        indexes = [models.Index(fields=["scope", "-computed_at"], name="snapshot_scope_latest_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} v{self.data_version} at {self.computed_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,486 @@
+"""The study's outcomes (SPEC section 5, binding): pure functions over plain data, no ORM.
+
+`compute(patients, scope=...)` returns the SPEC's outcome dict. The loader (reports/loaders.py)
+turns the database into these dataclasses; the Celery task, the `outcomes` command, the dashboard
+and the PDF all call this same function. Standard library only (no numpy at runtime); the statistics
+are checked against numpy, statsmodels and lifelines in tests/test_statistics.py.
+
+Shapes: a proportion is ``{"n", "N"}`` (remission-type outcomes add the 95% Wilson ``ci_low``,
+``ci_high``; null when N = 0); a distribution is ``{"median", "q1", "q3", "N"}`` (R type 7, numpy's
+default; null median/q1/q3 when N = 0). Estimates are unrounded floats; everything is plain JSON.
+
+Keys of the result (the SPEC's, plus the documented extras):
+
+- ``scope``, ``n_patients`` (included; the baseline table's "n"), ``excluded_incomplete`` (no
+  reinduction dose or no follow_up form), ``algorithm_version``.
+- ``baseline`` (denominator N = included patients, except where noted):
+  ``sex_female``, ``sex_male``;
+  ``age_at_reinduction_years`` (t0 year - birth_year), ``disease_duration_years`` (t0 year -
+  diagnosis_year);
+  ``montreal_location_L1`` / ``_L2`` / ``_L3``, ``upper_gi``, ``montreal_behaviour_B1`` / ``_B2`` /
+  ``_B3``, ``perianal``, ``prior_resection``;
+  ``smoking_current`` / ``_former`` / ``_never`` / ``_unknown``;
+  ``prior_anti_tnf_0`` / ``_1`` / ``_2`` / ``_3plus`` (distinct anti-TNF agents), ``anti_tnf_2plus``,
+  ``vedolizumab``;
+  ``interval_initial_to_reinduction_months`` (patients with both dose dates);
+  ``corticosteroids_at_reinduction``, ``immunomodulator_any`` (any code but 'none'),
+  ``immunomodulator_thiopurine`` / ``_methotrexate`` / ``_other`` (N = patients whose reinduction
+  form gives the value);
+  ``week0_hbi``, ``week0_crp_mg_l``, ``week0_fcal_ug_g`` (done week-0 assessments with the value).
+- ``treatment``: ``interval_initial_to_reinduction_months`` (as in baseline), ``maintenance_doses``
+  (per patient), ``interval_before_<code>`` and ``interval_after_<code>`` for q4w, q6w, q8w, q12w,
+  other (N = patients with a reinduction form).
+- ``drug_survival``: ``n``, ``events``, ``week_20`` / ``week_52`` {estimate, ci_low, ci_high,
+  at_risk}, ``curve``. The curve has one step per distinct time (event or censoring) in ascending
+  order and always starts at day 0: when nobody has time 0, a day-0 step {estimate 1.0, null CI,
+  at_risk = n, events 0, censored 0} is put first. S(day) beyond the last observed time is null
+  when the curve ended in censoring (S unknown there), 0.0 when it ended at 0.
+- ``clinical_remission`` / ``biochemical_remission`` / ``endoscopic_remission`` per ``week_8`` /
+  ``week_20`` / ``week_52``; ``nonresponse``; ``adverse_events`` (``by_category`` lists every code
+  of the dictionary, 0 when absent, so the table is stable; an unknown code present is added).
+
+Data rules beyond the SPEC text: a visit marked not_done counts as no assessment; when the study has
+several rows for one visit (the database forbids it) the first is used; corticosteroids unknown
+(None) at a visit is not steroid-free; a dated visit is needed to be "on ustekinumab" for a patient
+who discontinued; a discontinued follow-up without a discontinuation_date (refused by validation)
+is treated as discontinued at last_follow_up_date. The NRI numerator is the observed numerator as
+the SPEC says, so a patient seen at the visit but followed up less than the nominal day is counted in
+n and not in N (then n can exceed N; the Wilson interval is null when n > N).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+# Goes into every snapshot and PDF footer; bump it when a definition or a calculation changes.
+ALGORITHM_VERSION = "1.0.0"
+
+# Two-sided 95%: the exact normal quantile, as R, statsmodels and lifelines use.
+Z95 = NormalDist().inv_cdf(0.975)
+
+DAYS_PER_MONTH = 30.4375
+# SPEC section 3: nominal study day of each follow-up visit.
+NOMINAL_DAY = {"week_8": 56, "week_20": 140, "week_52": 364}
+FOLLOW_UP_VISITS = ("week_8", "week_20", "week_52")
+ANTI_TNF_AGENTS = frozenset({"infliximab", "adalimumab", "certolizumab_pegol", "golimumab"})
+AE_CATEGORIES = (
+    "infection",
+    "infusion_reaction",
+    "injection_site_reaction",
+    "skin",
+    "arthralgia",
+    "headache",
+    "malignancy",
+    "other",
+)
+INTERVAL_CODES = ("q4w", "q6w", "q8w", "q12w", "other")
+SMOKING_CODES = ("current", "former", "never", "unknown")
+IMMUNOMODULATOR_TYPES = ("thiopurine", "methotrexate", "other")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Study settings (SPEC section 5)."""
+
+    hbi_max: int = 4
+    crp_max: float = 5.0
+    fcal_max: float = 200.0
+
+
+@dataclass(frozen=True)
+class AssessmentData:
+    visit: str  # week_0, week_8, week_20, week_52
+    not_done: bool
+    assessment_date: dt.date | None
+    hbi: int | None  # the HBI total (Assessment.hbi_total): the component sum, or the entered total
+    crp_mg_l: float | None
+    fcal_ug_g: float | None
+    endoscopy_done: bool | None  # None when not recorded
+    ses_cd: int | None
+    corticosteroids: bool | None
+
+
+@dataclass(frozen=True)
+class FollowUpData:
+    status: str  # ongoing | discontinued
+    last_follow_up_date: dt.date
+    discontinuation_date: dt.date | None
+    discontinuation_reason: str  # code, '' when ongoing
+
+
+@dataclass(frozen=True)
+class AdverseEventData:
+    category: str
+    serious: bool
+    led_to_discontinuation: bool
+
+
+@dataclass(frozen=True)
+class PatientData:
+    study_id: str
+    centre: str
+    sex: str
+    birth_year: int
+    diagnosis_year: int
+    montreal_location: str
+    upper_gi: bool
+    montreal_behaviour: str
+    perianal: bool
+    prior_resection: bool
+    smoking: str
+    prior_agents: tuple[str, ...] = ()  # agent code of each prior biologic course (repeats kept)
+    initial_induction_date: dt.date | None = None
+    reinduction_date: dt.date | None = None  # t0
+    maintenance_doses: int = 0  # maintenance administrations recorded
+    interval_before: str | None = None  # reinduction form; None when the form is missing
+    interval_after: str | None = None
+    corticosteroids_at_reinduction: bool | None = None
+    immunomodulator: str | None = None
+    assessments: tuple[AssessmentData, ...] = ()
+    follow_up: FollowUpData | None = None
+    adverse_events: tuple[AdverseEventData, ...] = field(default_factory=tuple)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics (standard library only)
+
+
+def quantile(sorted_values: Sequence[float], p: float) -> float:
+    """Linear interpolation between order statistics (R type 7, numpy's default), as numpy computes it."""
+    h = (len(sorted_values) - 1) * p
+    low = math.floor(h)
+    high = min(low + 1, len(sorted_values) - 1)
+    t = h - low
+    a, b = float(sorted_values[low]), float(sorted_values[high])
+    # numpy's _lerp: from the nearer end, so the result is exact at the order statistics.
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+
+
+def summary(values: Iterable[float | int | None]) -> dict:
+    """{median, q1, q3, N} of the values that are present; null statistics when there are none."""
+    xs = sorted(float(v) for v in values if v is not None)
+    if not xs:
+        return {"median": None, "q1": None, "q3": None, "N": 0}
+    return {"median": quantile(xs, 0.5), "q1": quantile(xs, 0.25), "q3": quantile(xs, 0.75), "N": len(xs)}
+
+
+def wilson_interval(n: int, total: int, z: float = Z95) -> tuple[float | None, float | None]:
+    """95% Wilson score interval for n/total; (None, None) when it is undefined (total 0, n outside 0..total)."""
+    if total <= 0 or not 0 <= n <= total:
+        return None, None
+    p = n / total
+    z2 = z * z
+    denominator = 1 + z2 / total
+    centre = (p + z2 / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / denominator
+    # The exact bounds at the extremes are 0 and 1; avoid -1e-17 from rounding.
+    low = 0.0 if n == 0 else max(0.0, centre - half)
+    high = 1.0 if n == total else min(1.0, centre + half)
+    return low, high
+
+
+def proportion(n: int, total: int) -> dict:
+    low, high = wilson_interval(n, total)
+    return {"n": n, "N": total, "ci_low": low, "ci_high": high}
+
+
+def count(flags: Iterable[bool | None]) -> dict:
+    """{n, N}: N = flags that are known (not None), n = those that are true."""
+    known = [flag for flag in flags if flag is not None]
+    return {"n": sum(1 for flag in known if flag), "N": len(known)}
+
+
+@dataclass(frozen=True)
+class SurvivalStep:
+    """One distinct time of the Kaplan-Meier curve; the estimate includes this day's events."""
+
+    day: int
+    at_risk: int  # time >= day
+    events: int
+    censored: int
+    estimate: float
+    greenwood: float  # sum of d / (n (n - d)) up to and including this day; inf once S = 0
+
+
+def kaplan_meier(times: Sequence[int], events: Sequence[bool]) -> list[SurvivalStep]:
+    """Right-continuous Kaplan-Meier steps, one per distinct time, ascending."""
+    events_at: Counter[int] = Counter()
+    censored_at: Counter[int] = Counter()
+    for time, event in zip(times, events, strict=True):
+        (events_at if event else censored_at)[time] += 1
+    at_risk = len(times)
+    estimate, greenwood = 1.0, 0.0
+    steps = []
+    for day in sorted(events_at.keys() | censored_at.keys()):
+        d, c = events_at[day], censored_at[day]
+        if d:
+            estimate *= 1 - d / at_risk
+            greenwood = math.inf if d == at_risk else greenwood + d / (at_risk * (at_risk - d))
+        steps.append(SurvivalStep(day, at_risk, d, c, estimate, greenwood))
+        at_risk -= d + c
+    return steps
+
+
+def loglog_interval(estimate: float, greenwood: float, z: float = Z95) -> tuple[float | None, float | None]:
+    """CI on the log(-log S) scale (R survfit conf.type="log-log", lifelines' exponential Greenwood).
+
+    se(log(-log S)) = sqrt(greenwood) / |log S|; the bounds are S ** exp(+z se) (low) and
+    S ** exp(-z se) (high). Undefined, so (None, None), when S is 1 or 0.
+    """
+    if not 0.0 < estimate < 1.0 or math.isinf(greenwood):
+        return None, None
+    log_s = math.log(estimate)
+    se = math.sqrt(greenwood) / abs(log_s)
+    return estimate ** math.exp(z * se), estimate ** math.exp(-z * se)
+
+
+def survival_at(steps: Sequence[SurvivalStep], times: Sequence[int], day: int) -> dict:
+    """S(day) with its log-log CI and the number at risk (time >= day)."""
+    at_risk = sum(1 for time in times if time >= day)
+    previous = [step for step in steps if step.day <= day]
+    if not previous:  # before any observed time (or no patients): nothing has happened yet
+        estimate, greenwood = (1.0, 0.0) if steps else (None, 0.0)
+    else:
+        estimate, greenwood = previous[-1].estimate, previous[-1].greenwood
+        if at_risk == 0 and estimate > 0:
+            # Everyone was censored before this day: S is not known here.
+            estimate = None
+    if estimate is None:
+        return {"estimate": None, "ci_low": None, "ci_high": None, "at_risk": at_risk}
+    low, high = loglog_interval(estimate, greenwood)
+    return {"estimate": estimate, "ci_low": low, "ci_high": high, "at_risk": at_risk}
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions (SPEC section 5)
+
+
+def is_included(patient: PatientData) -> bool:
+    """Included in every outcome: has a reinduction dose and a follow_up form."""
+    return patient.reinduction_date is not None and patient.follow_up is not None
+
+
+def discontinuation_date(patient: PatientData) -> dt.date | None:
+    follow_up = patient.follow_up
+    if follow_up is None or follow_up.status != "discontinued":
+        return None
+    return follow_up.discontinuation_date or follow_up.last_follow_up_date
+
+
+def on_ustekinumab_at(patient: PatientData, day: dt.date | None) -> bool:
+    """SPEC 5: not discontinued on or before that visit's assessment_date."""
+    stopped = discontinuation_date(patient)
+    if stopped is None:
+        return True
+    return day is not None and day < stopped
+
+
+Seen = list[tuple[PatientData, AssessmentData]]
+
+
+def assessments_by_visit(patients: Sequence[PatientData]) -> dict[str, Seen]:
+    """Per visit, (patient, assessment) for each patient's done assessment of it; one pass over the data."""
+    by_visit: dict[str, Seen] = {}
+    for patient in patients:
+        visits_done = set()
+        for assessment in patient.assessments:
+            if not assessment.not_done and assessment.visit not in visits_done:
+                visits_done.add(assessment.visit)
+                by_visit.setdefault(assessment.visit, []).append((patient, assessment))
+    return by_visit
+
+
+def on_ustekinumab(seen: Seen) -> Seen:
+    """The assessments of patients on ustekinumab at that visit: every follow-up outcome's population."""
+    return [(p, a) for p, a in seen if on_ustekinumab_at(p, a.assessment_date)]
+
+
+def survival_time(patient: PatientData) -> tuple[int, bool]:
+    """Drug survival: (days from t0 to discontinuation or last follow-up, discontinued)."""
+    assert patient.reinduction_date is not None and patient.follow_up is not None
+    stopped = discontinuation_date(patient)
+    end = stopped if stopped is not None else patient.follow_up.last_follow_up_date
+    return (end - patient.reinduction_date).days, stopped is not None
+
+
+def distinct_anti_tnf(patient: PatientData) -> int:
+    return len(ANTI_TNF_AGENTS.intersection(patient.prior_agents))
+
+
+def interval_months(patient: PatientData) -> float | None:
+    if patient.initial_induction_date is None or patient.reinduction_date is None:
+        return None
+    return (patient.reinduction_date - patient.initial_induction_date).days / DAYS_PER_MONTH
+
+
+def baseline_table(patients: Sequence[PatientData], week_0: Seen) -> dict:
+    def share(predicate) -> dict:
+        return count([predicate(p) for p in patients])
+
+    def at_week0(name: str) -> list:
+        return [getattr(a, name) for _, a in week_0]
+
+    def immunomodulator(code: str | None):
+        return lambda p: None if p.immunomodulator is None else p.immunomodulator == code
+
+    table: dict = {
+        "sex_female": share(lambda p: p.sex == "F"),
+        "sex_male": share(lambda p: p.sex == "M"),
+        "age_at_reinduction_years": summary(p.reinduction_date.year - p.birth_year for p in patients),
+        "disease_duration_years": summary(p.reinduction_date.year - p.diagnosis_year for p in patients),
+    }
+    for code in ("L1", "L2", "L3"):
+        table[f"montreal_location_{code}"] = share(lambda p, code=code: p.montreal_location == code)
+    table["upper_gi"] = share(lambda p: p.upper_gi)
+    for code in ("B1", "B2", "B3"):
+        table[f"montreal_behaviour_{code}"] = share(lambda p, code=code: p.montreal_behaviour == code)
+    table["perianal"] = share(lambda p: p.perianal)
+    table["prior_resection"] = share(lambda p: p.prior_resection)
+    for code in SMOKING_CODES:
+        table[f"smoking_{code}"] = share(lambda p, code=code: p.smoking == code)
+    anti_tnf = [distinct_anti_tnf(p) for p in patients]
+    for label, low, high in (("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3plus", 3, math.inf)):
+        table[f"prior_anti_tnf_{label}"] = count([low <= agents <= high for agents in anti_tnf])
+    table["anti_tnf_2plus"] = count([agents >= 2 for agents in anti_tnf])
+    table["vedolizumab"] = share(lambda p: "vedolizumab" in p.prior_agents)
+    table["interval_initial_to_reinduction_months"] = summary(interval_months(p) for p in patients)
+    table["corticosteroids_at_reinduction"] = share(lambda p: p.corticosteroids_at_reinduction)
+    table["immunomodulator_any"] = share(lambda p: None if p.immunomodulator is None else p.immunomodulator != "none")
+    for code in IMMUNOMODULATOR_TYPES:
+        table[f"immunomodulator_{code}"] = share(immunomodulator(code))
+    table["week0_hbi"] = summary(at_week0("hbi"))
+    table["week0_crp_mg_l"] = summary(at_week0("crp_mg_l"))
+    table["week0_fcal_ug_g"] = summary(at_week0("fcal_ug_g"))
+    return table
+
+
+def treatment_table(patients: Sequence[PatientData]) -> dict:
+    table: dict = {
+        "interval_initial_to_reinduction_months": summary(interval_months(p) for p in patients),
+        "maintenance_doses": summary(p.maintenance_doses for p in patients),
+    }
+    for attribute in ("interval_before", "interval_after"):
+        given = [getattr(p, attribute) for p in patients]
+        for code in INTERVAL_CODES:
+            table[f"{attribute}_{code}"] = count([None if value is None else value == code for value in given])
+    return table
+
+
+def drug_survival(patients: Sequence[PatientData]) -> dict:
+    observations = [survival_time(p) for p in patients]
+    times = [time for time, _ in observations]
+    steps = kaplan_meier(times, [event for _, event in observations])
+    if steps and steps[0].day > 0:  # the curve starts at day 0 (S = 1) for the figure
+        steps = [SurvivalStep(0, len(times), 0, 0, 1.0, 0.0), *steps]
+    curve = []
+    for step in steps:
+        low, high = loglog_interval(step.estimate, step.greenwood)
+        curve.append(
+            {
+                "day": step.day,
+                "estimate": step.estimate,
+                "ci_low": low,
+                "ci_high": high,
+                "at_risk": step.at_risk,
+                "events": step.events,
+                "censored": step.censored,
+            }
+        )
+    return {
+        "n": len(times),
+        "events": sum(1 for _, event in observations if event),
+        "week_20": survival_at(steps, times, NOMINAL_DAY["week_20"]),
+        "week_52": survival_at(steps, times, NOMINAL_DAY["week_52"]),
+        "curve": curve,
+    }
+
+
+def clinical_remission(patients: Sequence[PatientData], on_drug: Seen, visit: str, thresholds: Thresholds) -> dict:
+    """`on_drug`: the week-w assessments of patients on ustekinumab at the visit."""
+    observed = [a for _, a in on_drug if a.hbi is not None]
+    in_remission = [a for a in observed if a.hbi <= thresholds.hbi_max]
+    steroid_free = [a for a in in_remission if a.corticosteroids is False]
+    # NRI denominator: discontinued (at any time) or followed up to the nominal day. The numerator is
+    # the observed numerator, as the SPEC defines it (to the letter, even for a patient seen at the
+    # visit but followed up less than the nominal day).
+    nominal = dt.timedelta(days=NOMINAL_DAY[visit])
+    nri_total = sum(
+        1
+        for p in patients
+        if p.follow_up.status == "discontinued" or p.follow_up.last_follow_up_date >= p.reinduction_date + nominal
+    )
+    return {
+        "observed": proportion(len(in_remission), len(observed)),
+        "nri": proportion(len(in_remission), nri_total),
+        "steroid_free": proportion(len(steroid_free), len(observed)),
+    }
+
+
+def biochemical_remission(on_drug: Seen, thresholds: Thresholds) -> dict:
+    n = total = 0
+    for _, assessment in on_drug:
+        checks = [
+            value <= limit
+            for value, limit in ((assessment.crp_mg_l, thresholds.crp_max), (assessment.fcal_ug_g, thresholds.fcal_max))
+            if value is not None
+        ]
+        if checks:
+            total += 1
+            n += all(checks)
+    return proportion(n, total)
+
+
+def endoscopic_remission(on_drug: Seen) -> dict:
+    n = total = 0
+    for _, assessment in on_drug:
+        if assessment.endoscopy_done is True and assessment.ses_cd is not None:
+            total += 1
+            n += assessment.ses_cd <= 2
+    return proportion(n, total)
+
+
+def adverse_event_table(patients: Sequence[PatientData]) -> dict:
+    events = [event for p in patients for event in p.adverse_events]
+    by_category = dict.fromkeys(AE_CATEGORIES, 0)
+    for event in events:
+        by_category[event.category] = by_category.get(event.category, 0) + 1
+    return {
+        "patients": sum(1 for p in patients if p.adverse_events),
+        "events": len(events),
+        "serious": sum(1 for event in events if event.serious),
+        "led_to_discontinuation": sum(1 for event in events if event.led_to_discontinuation),
+        "by_category": by_category,
+    }
+
+
+def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: Thresholds = Thresholds()) -> dict:
+    """The SPEC section 5 outcome dict for these patients.
+
+    A scope other than "all" is a centre code: patients of other centres are left out here too, so a
+    caller that passes the whole cohort still gets that centre's figures.
+    """
+    in_scope = [p for p in patients if scope == "all" or p.centre == scope]
+    included = [p for p in in_scope if is_included(p)]
+    by_visit = assessments_by_visit(included)
+    on_drug = {w: on_ustekinumab(by_visit.get(w, [])) for w in FOLLOW_UP_VISITS}
+    return {
+        "scope": scope,
+        "algorithm_version": ALGORITHM_VERSION,
+        "n_patients": len(included),
+        "excluded_incomplete": len(in_scope) - len(included),
+        "baseline": baseline_table(included, by_visit.get("week_0", [])),
+        "treatment": treatment_table(included),
+        "drug_survival": drug_survival(included),
+        "clinical_remission": {w: clinical_remission(included, on_drug[w], w, thresholds) for w in FOLLOW_UP_VISITS},
+        "biochemical_remission": {w: biochemical_remission(on_drug[w], thresholds) for w in FOLLOW_UP_VISITS},
+        "endoscopic_remission": {w: endoscopic_remission(on_drug[w]) for w in FOLLOW_UP_VISITS},
+        "nonresponse": proportion(
+            sum(1 for p in included if p.follow_up.discontinuation_reason == "nonresponse"), len(included)
+        ),
+        "adverse_events": adverse_event_table(included),
+    }

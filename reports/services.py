@@ -1,0 +1,149 @@
+"""Recomputing the outcomes: claim a waiting request, load, compute, store a snapshot.
+
+Requests are written by database triggers (reports/migrations/0002) in the transaction that
+changes study data; `wake_workers_on_commit` then nudges a worker. Nothing here trusts the broker:
+a lost message is re-sent by `sweep`, a killed worker's claim expires and is taken again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from reports import loaders, outcomes
+from reports.models import OutcomeSnapshot, RecomputeRequest
+
+log = logging.getLogger(__name__)
+
+# A request is taken once no change has come for this long, so a burst of saves coalesces into
+# one recompute per scope. In-process mode (no broker) recomputes at once.
+DEBOUNCE = dt.timedelta(seconds=1)
+# A claim older than this belongs to a worker that died (longest recompute is seconds).
+STALE_CLAIM = dt.timedelta(minutes=10)
+
+
+def thresholds() -> outcomes.Thresholds:
+    return outcomes.Thresholds(
+        hbi_max=settings.REMISSION_HBI_MAX, crp_max=settings.REMISSION_CRP_MAX, fcal_max=settings.REMISSION_FCAL_MAX
+    )
+
+
+def compute_scope(scope: str) -> tuple[dict, float, float]:
+    """The outcome dict of a scope from the current data, with load and compute seconds."""
+    started = time.perf_counter()
+    patients = loaders.load_patients(scope)
+    loaded = time.perf_counter()
+    result = outcomes.compute(patients, scope=scope, thresholds=thresholds())
+    return result, loaded - started, time.perf_counter() - loaded
+
+
+def _debounce() -> dt.timedelta:
+    return dt.timedelta(0) if settings.CELERY_TASK_ALWAYS_EAGER else DEBOUNCE
+
+
+def recompute(scope: str) -> OutcomeSnapshot | None:
+    """Take the scope's waiting request (if any, and if the burst is over) and store a snapshot.
+
+    Returns None when there is nothing to do: no request, another worker has it, or changes are
+    still arriving (the caller retries later). Safe to run twice."""
+    with transaction.atomic():
+        request = (
+            RecomputeRequest.objects.select_for_update(skip_locked=True)
+            .filter(scope=scope, status=RecomputeRequest.Status.PENDING)
+            .first()
+        )
+        if request is None:
+            return None
+        if request.requested_at > timezone.now() - _debounce():
+            raise StillChanging(scope)
+        request.status = RecomputeRequest.Status.RUNNING
+        request.started_at = timezone.now()
+        request.attempts += 1
+        request.save(update_fields=["status", "started_at", "attempts"])
+
+    try:
+        # One snapshot of the data: every query of the loader sees the same committed state.
+        with transaction.atomic():
+            with transaction.get_connection().cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            result, load_seconds, compute_seconds = compute_scope(scope)
+        snapshot = OutcomeSnapshot.objects.create(
+            scope=scope,
+            computed_at=timezone.now(),
+            data_version=request.data_version,
+            algorithm_version=outcomes.ALGORITHM_VERSION,
+            result=result,
+            load_seconds=load_seconds,
+            compute_seconds=compute_seconds,
+        )
+    except Exception as error:
+        RecomputeRequest.objects.filter(pk=request.pk).update(
+            status=RecomputeRequest.Status.PENDING if request.attempts < 3 else RecomputeRequest.Status.FAILED,
+            error=repr(error)[:2000],
+        )
+        raise
+    RecomputeRequest.objects.filter(pk=request.pk).update(
+        status=RecomputeRequest.Status.DONE, finished_at=timezone.now()
+    )
+    return snapshot
+
+
+class StillChanging(Exception):
+    """The scope's data changed less than DEBOUNCE ago: recompute a little later."""
+
+
+def pending_scopes() -> list[str]:
+    return list(RecomputeRequest.objects.filter(status=RecomputeRequest.Status.PENDING).values_list("scope", flat=True))
+
+
+def enqueue(scopes: list[str]) -> int:
+    """Send a wake-up per scope; a broker that is down is logged, never raised (saves must not fail)."""
+    from reports.tasks import recompute_outcomes
+
+    sent = 0
+    for scope in scopes:
+        try:
+            recompute_outcomes.apply_async(args=[scope], countdown=_debounce().total_seconds())
+            sent += 1
+        except Exception:  # broker down or unreachable: the sweep will send it again
+            log.warning("could not enqueue the recompute of %s; the sweep will retry", scope, exc_info=True)
+    return sent
+
+
+def wake_workers_on_commit() -> None:
+    """After the current transaction commits, wake workers for every waiting request."""
+    transaction.on_commit(lambda: enqueue(pending_scopes()))
+
+
+def sweep() -> int:
+    """Re-send requests left waiting (broker down at commit, lost message) and take back claims of
+    workers that died mid-recompute. Run periodically by beat."""
+    stale = timezone.now() - STALE_CLAIM
+    for request in RecomputeRequest.objects.filter(status=RecomputeRequest.Status.RUNNING, started_at__lt=stale):
+        with transaction.atomic():
+            has_pending = RecomputeRequest.objects.filter(
+                scope=request.scope, status=RecomputeRequest.Status.PENDING
+            ).exists()
+            # A newer waiting request covers the same scope: this one is superseded.
+            new_status = RecomputeRequest.Status.DONE if has_pending else RecomputeRequest.Status.PENDING
+            RecomputeRequest.objects.filter(pk=request.pk, status=RecomputeRequest.Status.RUNNING).update(
+                status=new_status, error="claim expired (worker lost)"
+            )
+    return enqueue(pending_scopes())
+
+
+def latest_snapshot(scope: str) -> OutcomeSnapshot | None:
+    return OutcomeSnapshot.objects.filter(scope=scope).order_by("-computed_at", "-id").first()
+
+
+def is_updating(scope: str) -> bool:
+    """Whether the scope's outcomes are being recomputed or waiting to be."""
+    return RecomputeRequest.objects.filter(
+        Q(status=RecomputeRequest.Status.PENDING) | Q(status=RecomputeRequest.Status.RUNNING), scope=scope
+    ).exists()
