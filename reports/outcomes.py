@@ -54,8 +54,9 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
+from typing import NamedTuple
 
 # Goes into every snapshot and PDF footer; bump it when a definition or a calculation changes.
 ALGORITHM_VERSION = "1.0.0"
@@ -92,8 +93,7 @@ class Thresholds:
     fcal_max: float = 200.0
 
 
-@dataclass(frozen=True)
-class AssessmentData:
+class AssessmentData(NamedTuple):
     visit: str  # week_0, week_8, week_20, week_52
     not_done: bool
     assessment_date: dt.date | None
@@ -105,23 +105,20 @@ class AssessmentData:
     corticosteroids: bool | None
 
 
-@dataclass(frozen=True)
-class FollowUpData:
+class FollowUpData(NamedTuple):
     status: str  # ongoing | discontinued
     last_follow_up_date: dt.date
     discontinuation_date: dt.date | None
     discontinuation_reason: str  # code, '' when ongoing
 
 
-@dataclass(frozen=True)
-class AdverseEventData:
+class AdverseEventData(NamedTuple):
     category: str
     serious: bool
     led_to_discontinuation: bool
 
 
-@dataclass(frozen=True)
-class PatientData:
+class PatientData(NamedTuple):
     study_id: str
     centre: str
     sex: str
@@ -143,7 +140,7 @@ class PatientData:
     immunomodulator: str | None = None
     assessments: tuple[AssessmentData, ...] = ()
     follow_up: FollowUpData | None = None
-    adverse_events: tuple[AdverseEventData, ...] = field(default_factory=tuple)
+    adverse_events: tuple[AdverseEventData, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
