@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint format clean distclean redis chromium
+.PHONY: venv run test lint format clean distclean redis chromium pdf-libs
 
 venv: $(STAMP)
 
@@ -32,7 +32,7 @@ run: venv
 
 # Without DATABASE_URL the tests start their own PostgreSQL in a temporary directory, deleted
 # when the run ends.
-test: venv redis chromium
+test: venv redis chromium pdf-libs
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 		export EMBEDDED_PG_DIR="$$(mktemp -d)" EMBEDDED_PG_THROWAWAY=1; \
 		echo "PostgreSQL: throwaway embedded server in $$EMBEDDED_PG_DIR"; \
@@ -64,6 +64,23 @@ chromium:
 				|| echo "Could not install chromium: the browser tests will skip"; \
 		else \
 			echo "/usr/bin/chromium not found (and not root): the browser tests will skip"; \
+		fi; \
+	fi
+
+# WeasyPrint (the PDF reports) needs Debian's Pango and HarfBuzz, and the reports name Liberation
+# Serif (fonts-liberation, as in the Dockerfile); pdftoppm (poppler-utils) shows the pages as images.
+# Installed when we can; without Pango the PDF tests fail with WeasyPrint's import error.
+PDF_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-liberation poppler-utils
+pdf-libs:
+	@if ! PATH="$$PATH:/sbin:/usr/sbin" ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1\.0\.so\.0' \
+		|| ! fc-list 2>/dev/null | grep -q 'Liberation Serif' || ! command -v pdftoppm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing $(PDF_PACKAGES) (Debian packages) for the PDF reports"; \
+			( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends $(PDF_PACKAGES) >/dev/null ) \
+				|| echo "Could not install $(PDF_PACKAGES): the PDF tests may fail"; \
+		else \
+			echo "Pango, Liberation fonts or pdftoppm missing (and not root): the PDF tests may fail"; \
 		fi; \
 	fi
 

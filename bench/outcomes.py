@@ -4,8 +4,8 @@ Run: .venv/bin/python bench/outcomes.py [--sizes 1000,10000,100000] [--repeat 3]
 
 Method: a throwaway embedded PostgreSQL server, migrated from scratch, seeded with seed_demo up to
 each size (the seeding is not timed here; see bench/seed.py). For each size the scope 'all' is
-loaded (reports.loaders.load_patients, the SQL queries counted) and computed
-(reports.outcomes.compute) `--repeat` times inside one REPEATABLE READ transaction like the
+loaded and computed by reports.services.compute_scope (the worker's code: loader, SQL queries counted,
+then the pure computation) `--repeat` times inside one REPEATABLE READ transaction like the
 worker's; the best and the median wall-clock seconds of each part are printed. SPEC target:
 100,000 patients under 5 s in total, with a query count that does not grow with the patients.
 """
@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +39,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from cohort.models import Patient  # noqa: E402
-from reports import loaders, outcomes  # noqa: E402
-from reports.services import thresholds  # noqa: E402
+from reports.services import compute_scope  # noqa: E402
 
 
 def measure(repeat: int) -> tuple[list[float], list[float], int, int]:
@@ -53,13 +51,9 @@ def measure(repeat: int) -> tuple[list[float], list[float], int, int]:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                patients = loaders.load_patients("all")
-                loaded = time.perf_counter()
-            result = outcomes.compute(patients, scope="all", thresholds=thresholds())
-            done = time.perf_counter()
-        loads.append(loaded - started)
-        computes.append(done - loaded)
+                result, load_seconds, compute_seconds = compute_scope("all")  # what the worker runs
+        loads.append(load_seconds)
+        computes.append(compute_seconds)
         queries = len(captured.captured_queries)
         n = result["n_patients"]
     return loads, computes, queries, n

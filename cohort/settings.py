@@ -185,7 +185,12 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Above the longest render: a message not acknowledged for this long is delivered again.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A running report job whose worker has not reported progress for this long is queued again.
+REPORT_JOB_STALE_SECONDS = int(os.environ.get("REPORT_JOB_STALE_SECONDS", "120"))
+# Test hook: seconds to pause at each render stage (the crash test kills a worker mid-render).
+REPORT_JOB_STAGE_DELAY = float(os.environ.get("REPORT_JOB_STAGE_DELAY", "0"))
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_TASK_EAGER_PROPAGATES = False
@@ -197,6 +202,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Re-sends recompute requests the broker never delivered; the claim timeout covers lost workers.
     "sweep-recompute-requests": {"task": "reports.tasks.sweep_recompute_requests", "schedule": 30.0},
+    "sweep-report-jobs": {"task": "reports.tasks.sweep_report_jobs", "schedule": 30.0},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
 

@@ -223,7 +223,7 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             "rows": rows,
             "editing": editing,
             "can_write": can_write,
-            "flags": flags if type(form.instance) is not Patient or key == "patient" else [],
+            "flags": flags,
             "next_form": casebook.next_form(key),
             "reinduction_date": record.reinduction_date,
         },

@@ -59,3 +59,51 @@ class OutcomeSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} v{self.data_version} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class ReportJob(models.Model):
+    """A PDF report or data export, rendered by a worker. The row is written before the broker is
+    told, so a job is never lost; the file is written under a temporary name and moved into place,
+    so it exists whole or not at all (SPEC sections 6 and 7)."""
+
+    class Kind(models.TextChoices):
+        COHORT_PDF = "cohort_pdf", "Cohort report (PDF)"
+        CASEBOOK_PDF = "casebook_pdf", "Casebook (PDF)"
+        IMPORT_CSV_ZIP = "import_csv_zip", "Data in the import format (CSV files, zip)"
+        WIDE_CSV = "wide_csv", "Analysis dataset (CSV)"
+        WIDE_XLSX = "wide_xlsx", "Analysis dataset (Excel)"
+        WIDE_SAV = "wide_sav", "Analysis dataset (SPSS)"
+        WIDE_DTA = "wide_dta", "Analysis dataset (Stata)"
+        DICTIONARY_CSV = "dictionary_csv", "Data dictionary (CSV)"
+        AUDIT_CSV = "audit_csv", "Audit trail (CSV)"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "rendering"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    scope = models.CharField(max_length=16, help_text="'all' or a centre code")
+    patient = models.ForeignKey("cohort.Patient", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="report_jobs")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=200, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    file_name = models.CharField(max_length=200, blank=True, default="")
+    file_size = models.BigIntegerField(null=True, blank=True)
+    data_version = models.BigIntegerField(null=True, blank=True)
+    language = models.CharField(max_length=8, default="en", help_text="the requester's interface language")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="reportjob_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.scope} #{self.pk} {self.status}"

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ def quantile(sorted_values: Sequence[float], p: float) -> float:
 
 def summary(values: Iterable[float | int | None]) -> dict:
     """{median, q1, q3, N} of the values that are present; null statistics when there are none."""
-    xs = sorted(float(v) for v in values if v is not None)
+    xs = sorted(filter(_present, values))
     if not xs:
         return {"median": None, "q1": None, "q3": None, "N": 0}
     return {"median": quantile(xs, 0.5), "q1": quantile(xs, 0.25), "q3": quantile(xs, 0.75), "N": len(xs)}
@@ -186,10 +187,16 @@ def proportion(n: int, total: int) -> dict:
     return {"n": n, "N": total, "ci_low": low, "ci_high": high}
 
 
+def _present(value) -> bool:
+    return value is not None
+
+
 def count(flags: Iterable[bool | None]) -> dict:
     """{n, N}: N = flags that are known (not None), n = those that are true."""
-    known = [flag for flag in flags if flag is not None]
-    return {"n": sum(1 for flag in known if flag), "N": len(known)}
+    # Counter tallies in C: at 100,000 patients this is most of the baseline table's time.
+    values = flags if isinstance(flags, list) else list(flags)
+    tally = Counter(values)
+    return {"n": tally[True], "N": len(values) - tally[None]}
 
 
 @dataclass(frozen=True)
@@ -316,40 +323,50 @@ def interval_months(patient: PatientData) -> float | None:
 
 
 def baseline_table(patients: Sequence[PatientData], week_0: Seen) -> dict:
-    def share(predicate) -> dict:
-        return count([predicate(p) for p in patients])
+    """One pass per variable with C-level tallies: the table must stay cheap at 100,000 patients."""
 
     def at_week0(name: str) -> list:
         return [getattr(a, name) for _, a in week_0]
 
-    def immunomodulator(code: str | None):
-        return lambda p: None if p.immunomodulator is None else p.immunomodulator == code
+    def column(name: str) -> list:
+        return [getattr(p, name) for p in patients]
 
+    total = len(patients)
+    sex = Counter(column("sex"))
+    t0_years = [p.reinduction_date.year for p in patients]
     table: dict = {
-        "sex_female": share(lambda p: p.sex == "F"),
-        "sex_male": share(lambda p: p.sex == "M"),
-        "age_at_reinduction_years": summary(p.reinduction_date.year - p.birth_year for p in patients),
-        "disease_duration_years": summary(p.reinduction_date.year - p.diagnosis_year for p in patients),
+        "sex_female": {"n": sex["F"], "N": total},
+        "sex_male": {"n": sex["M"], "N": total},
+        "age_at_reinduction_years": summary(map(operator.sub, t0_years, column("birth_year"))),
+        "disease_duration_years": summary(map(operator.sub, t0_years, column("diagnosis_year"))),
     }
+    # Every patient has a location, behaviour and smoking code: N is all patients (SPEC 5).
+    location, behaviour, smoking = (
+        Counter(column("montreal_location")),
+        Counter(column("montreal_behaviour")),
+        Counter(column("smoking")),
+    )
     for code in ("L1", "L2", "L3"):
-        table[f"montreal_location_{code}"] = share(lambda p, code=code: p.montreal_location == code)
-    table["upper_gi"] = share(lambda p: p.upper_gi)
+        table[f"montreal_location_{code}"] = {"n": location[code], "N": total}
+    table["upper_gi"] = count(column("upper_gi"))
     for code in ("B1", "B2", "B3"):
-        table[f"montreal_behaviour_{code}"] = share(lambda p, code=code: p.montreal_behaviour == code)
-    table["perianal"] = share(lambda p: p.perianal)
-    table["prior_resection"] = share(lambda p: p.prior_resection)
+        table[f"montreal_behaviour_{code}"] = {"n": behaviour[code], "N": total}
+    table["perianal"] = count(column("perianal"))
+    table["prior_resection"] = count(column("prior_resection"))
     for code in SMOKING_CODES:
-        table[f"smoking_{code}"] = share(lambda p, code=code: p.smoking == code)
-    anti_tnf = [distinct_anti_tnf(p) for p in patients]
-    for label, low, high in (("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3plus", 3, math.inf)):
-        table[f"prior_anti_tnf_{label}"] = count([low <= agents <= high for agents in anti_tnf])
-    table["anti_tnf_2plus"] = count([agents >= 2 for agents in anti_tnf])
-    table["vedolizumab"] = share(lambda p: "vedolizumab" in p.prior_agents)
+        table[f"smoking_{code}"] = {"n": smoking[code], "N": total}
+    anti_tnf = Counter(min(distinct_anti_tnf(p), 3) for p in patients)
+    for label, agents in (("0", 0), ("1", 1), ("2", 2), ("3plus", 3)):
+        table[f"prior_anti_tnf_{label}"] = {"n": anti_tnf[agents], "N": total}
+    table["anti_tnf_2plus"] = {"n": anti_tnf[2] + anti_tnf[3], "N": total}
+    table["vedolizumab"] = count(["vedolizumab" in p.prior_agents for p in patients])
     table["interval_initial_to_reinduction_months"] = summary(interval_months(p) for p in patients)
-    table["corticosteroids_at_reinduction"] = share(lambda p: p.corticosteroids_at_reinduction)
-    table["immunomodulator_any"] = share(lambda p: None if p.immunomodulator is None else p.immunomodulator != "none")
+    table["corticosteroids_at_reinduction"] = count(column("corticosteroids_at_reinduction"))
+    immunomodulators = Counter(column("immunomodulator"))
+    known = total - immunomodulators[None]
+    table["immunomodulator_any"] = {"n": known - immunomodulators["none"], "N": known}
     for code in IMMUNOMODULATOR_TYPES:
-        table[f"immunomodulator_{code}"] = share(immunomodulator(code))
+        table[f"immunomodulator_{code}"] = {"n": immunomodulators[code], "N": known}
     table["week0_hbi"] = summary(at_week0("hbi"))
     table["week0_crp_mg_l"] = summary(at_week0("crp_mg_l"))
     table["week0_fcal_ug_g"] = summary(at_week0("fcal_ug_g"))

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 
 from cohort.models import Patient
-from reports import services
+from reports import jobs, services
 
 
 @shared_task
@@ -41,3 +41,23 @@ def recompute_outcomes(self, scope: str) -> int | None:
 def sweep_recompute_requests() -> int:
     """Periodic: re-send waiting requests, take back claims of lost workers."""
     return services.sweep()
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError, OSError),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=1800,
+)
+def run_report_job(job_id: int) -> str | None:
+    """Render one report or export job; returns the file name, or None if nothing was to be done."""
+    job = jobs.job_run(job_id)
+    return job.file_name if job else None
+
+
+@shared_task(acks_late=True)
+def sweep_report_jobs() -> int:
+    """Periodic: re-send queued jobs, take back jobs of workers that died mid-render."""
+    return jobs.sweep()

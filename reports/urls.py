@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from reports import views
+from reports import downloads, views
 
 app_name = "reports"
 
@@ -9,4 +9,14 @@ urlpatterns = [
     path("outcomes/", views.dashboard, name="dashboard-default"),
     path("outcomes/<str:scope>/", views.dashboard, name="dashboard"),
     path("outcomes/<str:scope>/status.json", views.status, name="status"),
+    path("reports/", downloads.report_list, name="report-list"),
+    path("reports/new/", downloads.report_request, name="report-request"),
+    path("reports/<int:job_id>/status.json", downloads.job_status, name="job-status"),
+    path("reports/<int:job_id>/download/", downloads.job_download, name="job-download"),
+    path("reports/<int:job_id>/retry/", downloads.job_retry, name="job-retry"),
+    re_path(
+        r"^patients/(?P<study_id>[A-Z0-9]{2,10}-[0-9]{3,5})/casebook-pdf/$",
+        downloads.casebook_request,
+        name="casebook-request",
+    ),
 ]

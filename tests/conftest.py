@@ -263,11 +263,17 @@ def celery_on_redis(settings, redis_server):
     """`cohort.celery.app` sends to the test Redis (not eager) for this test; restored afterwards."""
     from cohort.celery import app
 
+    # Read the app's configuration before the settings change: its first read loads them.
+    keys = ("broker_url", "result_backend", "task_always_eager")
+    saved = {key: app.conf[key] for key in keys}
     settings.CELERY_BROKER_URL = redis_server
     settings.CELERY_RESULT_BACKEND = redis_server
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    keys = ("broker_url", "result_backend", "task_always_eager")
-    saved = {key: app.conf[key] for key in keys}
+    # Celery's process-wide "inside a task" flag: an eager task run by another thread of an earlier
+    # test (the live server) can leave it set, and then result.get() refuses to wait.
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
     _drop_broker_connections(app)
     app.conf.update(broker_url=redis_server, result_backend=redis_server, task_always_eager=False)
     try:
@@ -275,6 +281,15 @@ def celery_on_redis(settings, redis_server):
     finally:
         _drop_broker_connections(app)
         app.conf.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    # A test that switches the interface to Dutch must not leave it on for the next one.
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

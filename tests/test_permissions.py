@@ -70,6 +70,15 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     "reports:dashboard-default": row((LOGIN, LOGIN), (200, 405), (200, 405), (200, 405), (200, 405)),
     "reports:dashboard": READ_ONLY_PATIENT_PAGE,
     "reports:status": READ_ONLY_PATIENT_PAGE,
+    # reports and exports: a done job of centre A (requested by nurse A). Requesting one is not a
+    # change to study data: every reader may ask (an empty request just returns to the list).
+    "reports:report-list": row((LOGIN, LOGIN), (200, 405), (200, 405), (200, 405), (200, 405)),
+    "reports:report-request": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),
+    "reports:job-status": READ_ONLY_PATIENT_PAGE,
+    "reports:job-download": READ_ONLY_PATIENT_PAGE,
+    # Whoever requested it, or a coordinator; the admin reads centre A but did not request it.
+    "reports:job-retry": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 302), (405, 403)),
+    "reports:casebook-request": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 302), (405, 302)),
 }
 
 
@@ -96,12 +105,14 @@ def keys_of(pattern: URLPattern) -> list[str]:
 def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
     """The pattern reversed for `patient`: once per form key it accepts, with a stored row for `pk`."""
     groups = set(pattern.pattern.regex.groupindex)
-    unknown = groups - {"study_id", "key", "pk", "scope"}
+    unknown = groups - {"study_id", "key", "pk", "scope", "job_id"}
     assert not unknown, f"{name}: teach urls_for() how to fill {sorted(unknown)}"
     if not groups:
         return [reverse(name)]
     if groups == {"scope"}:  # an outcomes scope: the patient's centre
         return [reverse(name, kwargs={"scope": patient.centre.code})]
+    if groups == {"job_id"}:  # a finished report of the patient's centre
+        return [reverse(name, kwargs={"job_id": finished_job(patient).pk})]
     urls = []
     for key in keys_of(pattern) if "key" in groups else [None]:
         kwargs = {"study_id": patient.study_id}
@@ -112,6 +123,19 @@ def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
             kwargs["pk"] = model.objects.filter(patient=patient).values_list("pk", flat=True).first()
         urls.append(reverse(name, kwargs=kwargs))
     return urls
+
+
+def finished_job(patient):
+    from reports.jobs import job_dir
+    from reports.models import ReportJob
+
+    job = ReportJob.objects.create(
+        kind=ReportJob.Kind.DICTIONARY_CSV, scope=patient.centre.code, requested_by=patient.created_by, status="done"
+    )
+    job.file_name = f"{job.pk}-dictionary_csv-{job.scope}.csv"
+    (job_dir() / job.file_name).write_text("form,variable\n")
+    job.save(update_fields=["file_name"])
+    return job
 
 
 def table_counts() -> dict[str, int]:

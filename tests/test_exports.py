@@ -1,0 +1,369 @@
+"""Data exports (SPEC section 7): every kind is written for the 31-patient cohort and read back with
+the readers analysts use (csv, openpyxl, pyreadstat); the values equal the database, the derived
+variables add up to the outcome tables, and a centre's queryset exports only that centre."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import zipfile
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+
+import openpyxl
+import pyreadstat
+import pytest
+from django.core.management import call_command
+
+from cohort import dictionary
+from cohort.access import patients_for_user
+from cohort.choices import Role
+from cohort.models import AdverseEvent, Assessment, Centre, FollowUp, Patient, UstekinumabDose
+from cohort.services import audit_context, centre_create, patient_audit_trail, patient_soft_delete
+from reports.exports import (
+    AUDIT_HEADER,
+    AUDIT_SKIPPED,
+    EXPORT_KINDS,
+    audit_rows,
+    load_patient_data,
+    wide_dataset,
+    write_export,
+)
+from reports.loaders import load_patients
+from reports.outcomes import compute
+from reports.services import thresholds
+from tests.base import make_patient, make_record, make_user
+
+pytestmark = pytest.mark.django_db
+
+COHORT31 = Path(__file__).parent / "data" / "cohort31"
+FORMS = list(dictionary.forms())
+
+
+@pytest.fixture
+def cohort31():
+    for code in ("AMC", "UMCU", "RUMC"):
+        centre_create(code=code, name=f"Synthetic centre {code}")
+    call_command("import_cohort", str(COHORT31), stdout=StringIO())
+
+
+@pytest.fixture
+def outcomes(cohort31) -> dict:
+    return compute(load_patients(), thresholds=thresholds())
+
+
+def export(tmp_path: Path, kind: str, patients=None) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / f"export{EXPORT_KINDS[kind][0]}"
+    write_export(kind, out, patients=Patient.objects.all() if patients is None else patients)
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def database_truth() -> dict[str, dict]:
+    """Per study ID, values read straight from the ORM (independently of the export code)."""
+    truth = {}
+    for patient in Patient.objects.select_related("centre"):
+        doses = {d.phase: d.dose_date for d in UstekinumabDose.objects.filter(patient=patient)}
+        week8 = Assessment.objects.filter(patient=patient, visit="week_8").first()
+        follow_up = FollowUp.objects.get(patient=patient)
+        truth[patient.study_id] = {
+            "centre": patient.centre.code,
+            "sex": patient.sex,
+            "sex_label": patient.get_sex_display(),
+            "birth_year": patient.birth_year,
+            "enrolment_date": patient.enrolment_date,
+            "montreal_location": patient.montreal_location,
+            "upper_gi": patient.upper_gi,
+            "montreal_age": patient.montreal_age,
+            "anti_tnf_count": patient.anti_tnf_count(),
+            "t0_date": doses["reinduction"],
+            "age_at_reinduction": doses["reinduction"].year - patient.birth_year,
+            "w8_date": week8.assessment_date if week8 else None,
+            "w8_hbi": week8.hbi_total if week8 else None,
+            "w8_crp": week8.crp_mg_l if week8 else None,
+            "status": follow_up.status,
+            "discontinuation_date": follow_up.discontinuation_date,
+            "ae_n": AdverseEvent.objects.filter(patient=patient).count(),
+        }
+    return truth
+
+
+def test_it_zips_the_import_files_byte_identical_to_the_source(cohort31, tmp_path):
+    with zipfile.ZipFile(export(tmp_path, "import_csv_zip")) as archive:
+        names = set(archive.namelist())
+        assert names == {f"{form}.csv" for form in FORMS} | {"data_dictionary.csv", "README.txt"}
+        for form in FORMS:
+            assert archive.read(f"{form}.csv") == (COHORT31 / f"{form}.csv").read_bytes(), form
+        dictionary_rows = list(csv.reader(io.StringIO(archive.read("data_dictionary.csv").decode())))
+        assert "31 patient(s)" in archive.read("README.txt").decode()
+    # The dictionary's own columns and rows come first, unchanged.
+    with dictionary.PATH.open(newline="", encoding="utf-8") as fh:
+        source = list(csv.reader(fh))
+    assert [row[:9] for row in dictionary_rows[: len(source)]] == source
+
+
+def test_it_writes_the_wide_csv_with_the_dictionary_codes(cohort31, outcomes, tmp_path):
+    rows = read_csv(export(tmp_path, "wide_csv"))
+    truth = database_truth()
+
+    assert [row["study_id"] for row in rows] == sorted(truth)
+    for row in rows:
+        expected = truth[row["study_id"]]
+        assert row["centre"] == expected["centre"]
+        assert row["sex"] == expected["sex"]  # string codes, as in the dictionary
+        assert row["upper_gi"] == expected["upper_gi"]
+        assert row["enrolment_date"] == expected["enrolment_date"].isoformat()
+        assert row["t0_date"] == expected["t0_date"].isoformat()
+        assert row["w8_hbi"] == ("" if expected["w8_hbi"] is None else str(expected["w8_hbi"]))
+        assert (Decimal(row["w8_crp"]) if row["w8_crp"] else None) == expected["w8_crp"]
+        assert row["montreal_age"] == expected["montreal_age"]
+    assert sum(row["anti_tnf_2plus"] == "yes" for row in rows) == outcomes["baseline"]["anti_tnf_2plus"]["n"] == 24
+    assert sum(row["nonresponse"] == "yes" for row in rows) == outcomes["nonresponse"]["n"] == 5
+
+
+def xlsx_records(path: Path) -> tuple[list[dict], openpyxl.Workbook]:
+    workbook = openpyxl.load_workbook(path, read_only=True)
+    values = list(workbook["data"].iter_rows(values_only=True))
+    header = values[0]
+    return [dict(zip(header, row, strict=True)) for row in values[1:]], workbook
+
+
+def as_date(value) -> dt.date | None:
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def test_the_xlsx_equals_the_database(cohort31, outcomes, tmp_path):
+    records, workbook = xlsx_records(export(tmp_path, "wide_xlsx"))
+    truth = database_truth()
+
+    assert len(records) == 31
+    for record in records:
+        expected = truth[record["study_id"]]
+        assert record["sex"] == expected["sex"]
+        assert record["birth_year"] == expected["birth_year"]
+        assert as_date(record["enrolment_date"]) == expected["enrolment_date"]
+        assert as_date(record["t0_date"]) == expected["t0_date"]
+        assert as_date(record["w8_date"]) == expected["w8_date"]
+        assert record["w8_hbi"] == expected["w8_hbi"]
+        assert record["w8_crp"] == (None if expected["w8_crp"] is None else float(expected["w8_crp"]))
+        assert record["anti_tnf_count"] == expected["anti_tnf_count"]
+        assert record["age_at_reinduction"] == expected["age_at_reinduction"]
+        assert record["status"] == expected["status"]
+        assert record["ae_n"] == expected["ae_n"]
+    assert_totals_match_outcomes(records, outcomes, yes="yes", no="no")
+    variables = list(workbook["variables"].iter_rows(values_only=True))
+    assert ("sex", "Sex", "choice", "F=female|M=male", None) in variables
+
+
+def assert_totals_match_outcomes(records: list[dict], outcomes: dict, *, yes, no) -> None:
+    """The derived flags add up to the outcome tables (reports.outcomes.compute)."""
+
+    def count(name: str, value) -> int:
+        return sum(1 for record in records if record[name] == value)
+
+    def given(name: str) -> int:
+        return sum(1 for record in records if record[name] in (yes, no))
+
+    assert count("included", yes) == outcomes["n_patients"]
+    assert count("anti_tnf_2plus", yes) == outcomes["baseline"]["anti_tnf_2plus"]["n"] == 24
+    assert count("vedolizumab", yes) == outcomes["baseline"]["vedolizumab"]["n"]
+    assert count("nonresponse", yes) == outcomes["nonresponse"]["n"] == 5
+    assert count("survival_event", yes) == outcomes["drug_survival"]["events"]
+    for week in ("8", "20", "52"):
+        remission = outcomes["clinical_remission"][f"week_{week}"]
+        assert count(f"w{week}_remission", yes) == remission["observed"]["n"]
+        assert given(f"w{week}_remission") == remission["observed"]["N"]
+        assert count(f"w{week}_sf_remission", yes) == remission["steroid_free"]["n"]
+        assert given(f"w{week}_sf_remission") == remission["steroid_free"]["N"]
+    assert count("w8_remission", yes) == 10
+    assert sum(record["ae_n"] for record in records) == outcomes["adverse_events"]["events"]
+
+
+@pytest.mark.parametrize(("kind", "reader"), [("wide_sav", pyreadstat.read_sav), ("wide_dta", pyreadstat.read_dta)])
+def test_the_spss_and_stata_files_equal_the_database(cohort31, outcomes, tmp_path, kind, reader):
+    frame, meta = reader(str(export(tmp_path, kind)))
+    truth = database_truth()
+    columns, _ = wide_dataset(Patient.objects.all())
+
+    assert len(frame) == 31
+    assert list(frame.columns) == [column.name for column in columns]
+    # Variable labels and numeric value labels on every coded variable.
+    assert meta.column_names_to_labels["w8_remission"] == "Week 8: clinical remission (HBI <= 4)"
+    assert meta.column_names_to_labels["sex"] == "Sex"
+    assert meta.variable_value_labels["sex"] == {1: "female", 2: "male"}
+    assert meta.variable_value_labels["upper_gi"] == {1: "yes", 0: "no"}
+    assert meta.variable_value_labels["montreal_location"] == {1: "ileal", 2: "colonic", 3: "ileocolonic"}
+    assert {c.name for c in columns if c.value_labels} <= set(meta.variable_value_labels)
+
+    def missing(value) -> bool:
+        return value is None or (isinstance(value, float) and math.isnan(value))
+
+    for record in frame.to_dict("records"):
+        expected = truth[record["study_id"]]
+        assert record["centre"] == expected["centre"]
+        assert meta.variable_value_labels["sex"][record["sex"]] == expected["sex_label"]
+        assert record["birth_year"] == expected["birth_year"]
+        assert record["enrolment_date"] == expected["enrolment_date"]
+        assert record["t0_date"] == expected["t0_date"]
+        assert (None if missing(record["w8_date"]) else record["w8_date"]) == expected["w8_date"]
+        assert (None if missing(record["w8_hbi"]) else record["w8_hbi"]) == expected["w8_hbi"]
+        crp = None if missing(record["w8_crp"]) else record["w8_crp"]
+        assert crp == (None if expected["w8_crp"] is None else float(expected["w8_crp"]))
+        assert (None if missing(record["discontinuation_date"]) else record["discontinuation_date"]) == expected[
+            "discontinuation_date"
+        ]
+        assert record["anti_tnf_count"] == expected["anti_tnf_count"]
+        assert record["ae_n"] == expected["ae_n"]
+    assert_totals_match_outcomes(frame.to_dict("records"), outcomes, yes=1, no=0)
+
+
+def test_the_dictionary_documents_the_numeric_codes(cohort31, tmp_path):
+    rows = read_csv(export(tmp_path, "dictionary_csv"))
+    by_name = {(row["form"], row["variable"]): row for row in rows}
+    columns, _ = wide_dataset(Patient.objects.none())
+
+    assert by_name[("patients", "sex")]["numeric_codes"] == "1=F|2=M"
+    assert by_name[("patients", "upper_gi")]["numeric_codes"] == "1=yes|0=no"
+    assert by_name[("patients", "birth_year")]["numeric_codes"] == ""
+    assert by_name[("wide", "montreal_age")]["numeric_codes"] == "1=A1|2=A2|3=A3"
+    assert by_name[("wide", "w52_remission")]["label"] == "Week 52: clinical remission (HBI <= 4)"
+    # Every wide column is documented: the patients form's variables and the derived ones.
+    assert {c.name for c in columns} == {v for form, v in by_name if form in ("patients", "wide")}
+    assert all(len(c.name) <= 32 and c.name.isidentifier() and c.name == c.name.lower() for c in columns)
+
+
+def test_a_centre_queryset_exports_only_that_centre(cohort31, tmp_path):
+    nurse = make_user("nurse_umcu", centre=Centre.objects.get(code="UMCU"), role=Role.NURSE)
+    patients = patients_for_user(nurse)
+
+    rows = read_csv(export(tmp_path, "wide_csv", patients))
+    assert len(rows) == 10 and {row["centre"] for row in rows} == {"UMCU"}
+    frame, _ = pyreadstat.read_dta(str(export(tmp_path, "wide_dta", patients)))
+    assert set(frame["study_id"]) == {row["study_id"] for row in rows}
+    with zipfile.ZipFile(export(tmp_path, "import_csv_zip", patients)) as archive:
+        for form in FORMS:
+            study_ids = {row["study_id"] for row in csv.DictReader(io.StringIO(archive.read(f"{form}.csv").decode()))}
+            assert study_ids <= {row["study_id"] for row in rows}, form
+    audit = read_csv(export(tmp_path, "audit_csv", patients))
+    assert audit and {row["study_id"].split("-")[0] for row in audit} == {"UMCU"}
+
+
+def test_the_audit_csv_has_the_change_with_its_reason(cohort31, tmp_path):
+    monitor = make_user("monitor")
+    assessment = Assessment.objects.get(patient__study_id="AMC-001", visit="week_8")
+    with audit_context(user=monitor, reason="Transcription error corrected", source="web"):
+        assessment.crp_mg_l = Decimal("5.2")
+        assessment.save()
+
+    rows = read_csv(export(tmp_path, "audit_csv"))
+    change = [row for row in rows if row["reason"] == "Transcription error corrected"]
+    assert len(change) == 1
+    assert change[0] | {"when_utc": "", "record_id": ""} == {
+        "when_utc": "",
+        "user": "monitor",
+        "reason": "Transcription error corrected",
+        "source": "web",
+        "study_id": "AMC-001",
+        "form": "assessments",
+        "record_id": "",
+        "action": "update",
+        "field": "crp_mg_l",
+        "old": "4.7",
+        "new": "5.2",
+    }
+    assert change[0]["record_id"] == str(assessment.pk)
+    assert dt.datetime.fromisoformat(change[0]["when_utc"]).utcoffset() == dt.timedelta(0)
+    # The import that created the cohort is there too, one row per field given.
+    imported = [row for row in rows if row["source"] == "import_cohort" and row["action"] == "insert"]
+    assert {row["form"] for row in imported} == set(FORMS)
+    assert {"study_id": "AMC-001", "field": "sex", "old": "", "new": "M"}.items() <= next(
+        row for row in imported if row["study_id"] == "AMC-001" and row["field"] == "sex"
+    ).items()
+    assert rows == sorted(rows, key=lambda row: row["when_utc"])
+
+
+def test_the_audit_csv_agrees_with_the_casebook_trail(cohort31, tmp_path):
+    """The export reads the event tables in one query; the casebook reads them through pghistory."""
+    patient = Patient.objects.get(study_id="AMC-001")
+    with audit_context(user=make_user("monitor"), reason="Re-measured"):
+        Assessment.objects.filter(patient=patient, visit="week_0").update(fcal_ug_g=Decimal("425.5"), hbi=None)
+        AdverseEvent.objects.filter(patient=patient).delete()
+
+    def text(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return format(Decimal(str(value)).normalize(), "f")
+        return str(value)
+
+    expected = {
+        (event["action"], str(event["record"]), name, text(old), text(new), event["reason"])
+        for event in patient_audit_trail(patient)
+        for name, (old, new) in event["changes"].items()
+        if name not in AUDIT_SKIPPED | {"centre_id"} and (text(old), text(new)) != ("", "")
+    }
+    rows = read_csv(export(tmp_path, "audit_csv", Patient.objects.filter(pk=patient.pk)))
+    actual = {
+        (row["action"], row["record_id"], row["field"], row["old"], row["new"], row["reason"])
+        for row in rows
+        if row["field"] != "centre"
+    }
+    assert actual == expected
+    assert ("update", "fcal_ug_g", "420", "425.5") in {(a, f, o, n) for a, _, f, o, n, _ in actual}
+    assert {row["study_id"] for row in rows} == {"AMC-001"}
+
+
+def test_deleted_patients_and_empty_querysets_export_nothing_of_them(cohort31, tmp_path):
+    patient = Patient.objects.get(study_id="AMC-001")
+    nurse = make_user("nurse_amc", centre=patient.centre, role=Role.NURSE)
+    patient_soft_delete(patient=patient, by=nurse, reason="withdrew consent")
+
+    rows = read_csv(export(tmp_path, "wide_csv", Patient.all_objects.all()))
+    assert len(rows) == 30 and "AMC-001" not in {row["study_id"] for row in rows}
+    study_id = AUDIT_HEADER.index("study_id")
+    assert "AMC-001" not in {row[study_id] for row in audit_rows(Patient.all_objects.all())}
+    # No patients: no rows, and never "no filter" (pghistory's references() of nothing is everything).
+    assert audit_rows(Patient.objects.none()) == []
+    for kind in EXPORT_KINDS:
+        assert export(tmp_path / kind, kind, Patient.objects.none()).stat().st_size > 0
+    assert read_csv(tmp_path / "audit_csv" / "export.csv") == []
+    assert read_csv(tmp_path / "wide_csv" / "export.csv") == []
+    assert len(pyreadstat.read_sav(str(tmp_path / "wide_sav" / "export.sav"))[0]) == 0
+
+
+def test_the_export_reads_the_data_as_the_outcome_loader_does(cohort31):
+    def normalised(patients):
+        return [p._replace(assessments=tuple(sorted(p.assessments))) for p in patients]
+
+    ours = [data for _, _, data in load_patient_data(Patient.objects.all())]
+    assert normalised(ours) == normalised(load_patients())
+
+
+def test_it_reports_progress_and_refuses_unknown_kinds(cohort31, tmp_path):
+    seen = []
+    write_export("wide_csv", tmp_path / "x.csv", patients=Patient.objects.all(), progress=lambda p, m: seen.append(p))
+    assert seen[-1] == 100 and seen == sorted(seen)
+    with pytest.raises(ValueError, match="Unknown export kind"):
+        write_export("wide_json", tmp_path / "x.json", patients=Patient.objects.all())
+
+
+def test_a_fixed_number_of_queries_whatever_the_number_of_patients(people, django_assert_max_num_queries):
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    with django_assert_max_num_queries(7):
+        assert len(wide_dataset(Patient.objects.all())[1]) == 1
+    with django_assert_max_num_queries(3):
+        few = len(audit_rows(Patient.objects.all()))
+    for _ in range(15):
+        make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    with django_assert_max_num_queries(7):
+        assert len(wide_dataset(Patient.objects.all())[1]) == 16
+    with django_assert_max_num_queries(3):
+        assert len(audit_rows(Patient.objects.all())) == 16 * few
