@@ -143,6 +143,26 @@ def test_a_centre_report_holds_only_that_centres_numbers(cohort31, tmp_path):
     assert all(re.search(r"Cohort report · UMCU · UMC Utrecht · data cut-off", page) for page in pages[1:])
 
 
+def test_every_table_keeps_to_the_text_width_with_long_centre_names(tmp_path):
+    long_names = {
+        "AMC": "Amstelland Academisch Centrum voor Maag-, Darm- en Leverziekten",
+        "UMCU": "Universitair Medisch Centrum Vechtstreek, afdeling MDL",
+        "RUMC": "Radboud-Waalkade Centrum voor Inflammatoire Darmziekten",
+    }
+    for code, name in long_names.items():
+        centre_create(code=code, name=name)
+    call_command("import_cohort", str(COHORT31), stdout=StringIO())
+    out = tmp_path / "all.pdf"
+    pdf.render_cohort_report("all", out)
+
+    margin = 20 / 25.4 * 72  # the @page side margins, 20 mm, in points
+    with pdfplumber.open(out) as document:
+        assert "Amstelland Academisch Centrum" in flat([page.extract_text() or "" for page in document.pages])
+        for number, page in enumerate(document.pages, start=1):
+            outside = [c["text"] for c in page.chars if c["x0"] < margin - 1 or c["x1"] > page.width - margin + 1]
+            assert not outside, f"page {number}: {''.join(outside)!r} runs into the margin"
+
+
 def test_the_command_renders_a_pdf_and_says_how_many_pages(cohort31, tmp_path):
     out = tmp_path / "report.pdf"
     stdout = StringIO()
