@@ -25,8 +25,10 @@ SCOPE_KINDS = [choice for choice in ReportJob.Kind.choices if choice[0] != Repor
 
 
 class ReportRequestForm(forms.Form):
-    kind = forms.ChoiceField(label=gettext_lazy("What"), choices=SCOPE_KINDS)
-    scope = forms.ChoiceField(label=gettext_lazy("Centres"))
+    kind = forms.ChoiceField(
+        label=gettext_lazy("What"), choices=SCOPE_KINDS, widget=forms.Select(attrs={"class": "form-select"})
+    )
+    scope = forms.ChoiceField(label=gettext_lazy("Centres"), widget=forms.Select(attrs={"class": "form-select"}))
 
     def __init__(self, *args, scopes: list[str], **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,6 +43,7 @@ def _job_json(job: ReportJob) -> dict:
         "status_label": job.get_status_display(),
         "progress": job.progress,
         "message": job.message,
+        "data_version": job.data_version,
         "error": job.error if job.status == ReportJob.Status.FAILED else "",
         "download_url": reverse("reports:job-download", args=[job.pk]) if job.status == ReportJob.Status.DONE else None,
     }

@@ -23,6 +23,7 @@ from reports import jobs
 from reports.models import ReportJob
 from tests.base import login_as
 from tests.conftest import BASE_DIR, stop, tail
+from tests.test_browser import page  # noqa: F401 - the Chromium fixture
 
 COHORT = Path(__file__).parent / "data" / "cohort31"
 
@@ -154,3 +155,63 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file_and_the_job_completes
     pdf = reports_dir / job.file_name
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size == job.file_size
     assert job.attempts == 2
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_in_a_browser_a_coordinator_follows_a_report_to_done_and_downloads_it(
+    page,  # noqa: F811 - the Chromium fixture
+    live_server,
+    people,
+    media,
+    redis_server,
+    test_database_url,
+    celery_on_redis,
+    tmp_path,
+):
+    """Real Chromium, a real worker: 'Generate', then queued / rendering with progress and done on
+    the same page (no reload), then the download is the PDF. Screenshots in test-output/."""
+    from django.test import Client
+    from playwright.sync_api import expect
+
+    from tests.conftest import _drop_broker_connections
+    from tests.test_browser import TIMEOUT_MS, shot
+
+    import_cohort31()
+    broker = redis_server.rsplit("/", 1)[0] + "/2"  # a worker of its own, slowed so progress shows
+    _drop_broker_connections(celery_on_redis)
+    celery_on_redis.conf.update(broker_url=broker, result_backend=broker)
+    log = tmp_path / "browser-worker.log"
+    worker = start_worker(test_database_url, broker, log, REPORT_JOB_STAGE_DELAY="0.6", MEDIA_ROOT=str(media))
+    try:
+        client = login_as(Client(), people["coordinator"])  # MFA verified in this session
+        page.context.add_cookies(
+            [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+        )
+        page.goto(f"{live_server.url}{reverse('reports:report-list')}")
+        page.evaluate("window.notReloaded = true")
+        page.select_option("#id_kind", "cohort_pdf")
+        page.select_option("#id_scope", "all")
+        page.click("#report-request button[type=submit]")
+        page.evaluate("window.notReloaded = true")  # the redirect after the POST loaded the page once
+        row = page.locator("#jobs tr[data-job]").first
+        expect(row.locator(".job-badge")).to_have_text("rendering", timeout=60_000)
+        expect(row.locator(".job-progress")).to_be_visible()
+        shot(page, "20-reports-rendering")
+        expect(row.locator(".job-badge")).to_have_text("done", timeout=120_000)
+        expect(row.locator(".job-progress")).to_be_hidden()
+        assert page.evaluate("window.notReloaded === true"), "the page reloaded to show the result"
+        job = ReportJob.objects.get()
+        assert job.data_version is not None  # the import's changes
+        expect(row.locator(".job-data-version")).to_have_text(str(job.data_version))
+        shot(page, "21-reports-done")
+        with page.expect_download(timeout=TIMEOUT_MS) as download:
+            row.get_by_role("link", name="Download").click()
+        body = Path(download.value.path()).read_bytes()
+    finally:
+        stop(worker)
+
+    job.refresh_from_db()
+    assert (job.kind, job.scope, job.status, job.requested_by) == ("cohort_pdf", "all", "done", people["coordinator"])
+    assert body.startswith(b"%PDF-") and len(body) == job.file_size
+    assert download.value.suggested_filename.endswith(".pdf")

@@ -13,6 +13,7 @@
     bar.hidden = job.status === "done" || job.status === "failed";
     bar.setAttribute("aria-valuenow", job.progress);
     bar.querySelector(".progress-bar").style.width = job.progress + "%";
+    row.querySelector(".job-data-version").textContent = job.data_version === null ? "\u2013" : job.data_version;
     row.querySelector(".job-message").textContent = job.status === "failed" ? job.error : job.message;
     var actions = row.querySelector(".job-actions");
     if (job.download_url && !actions.querySelector("a")) {
