@@ -221,8 +221,25 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
             raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
         if stored.form_status == "complete" and not reason.strip():
             raise ValidationError({"reason_for_change": REASON_REQUIRED})
+        # Refuse a removal that would break a rule of the rest of the record (the re-induction dose
+        # that every later form's dates depend on, say); what was broken before is not its fault.
+        record = patient_record(stored.patient)
+        before = {_problem_key(problem) for problem in validators.cross_form_problems(record)}
+        after = [p for p in validators.cross_form_problems(record.without_row(stored)) if _problem_key(p) not in before]
+        if after:
+            raise ValidationError(
+                [REMOVAL_BREAKS % {"row": stored}]
+                + [f"{p.row._meta.verbose_name} {p.row}: {p.field}: {p.message}" for p in after]
+            )
         stored.delete()
         _outcomes_changed()
+
+
+REMOVAL_BREAKS = "%(row)s cannot be removed: the rest of the record depends on it."
+
+
+def _problem_key(problem) -> tuple:
+    return (type(problem.row), problem.row.pk, problem.field, problem.message)
 
 
 def _stored_single(row):

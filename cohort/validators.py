@@ -22,6 +22,8 @@ from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import CombinedExpression
 from django.utils import timezone
 
+from cohort.choices import FormStatus
+
 if TYPE_CHECKING:
     from cohort.models import (
         AdverseEvent,
@@ -92,6 +94,14 @@ class PatientRecord:
                 rows.append(row)
             return replace(self, **{attribute: rows})
         return replace(self, **{attribute: row})
+
+    def without_row(self, row: Any) -> PatientRecord:
+        """The record as it would be with the stored `row` removed (a repeating form's row)."""
+        attribute = row._meta.default_related_name
+        current = getattr(self, attribute)
+        if isinstance(current, list):
+            return replace(self, **{attribute: [other for other in current if other.pk != row.pk]})
+        return replace(self, **{attribute: None})
 
     def dose_date(self, phase: str) -> dt.date | None:
         dates = [dose.dose_date for dose in self.doses if dose.phase == phase and dose.dose_date]
@@ -255,6 +265,23 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
 
     initial = record.dose_date("initial_induction")
     t0 = record.reinduction_date
+    # ...and once the record is complete (its last form, the status at follow-up, marked complete),
+    # exactly one of each. A missing re-induction is reported at the follow-up date already.
+    follow_up = record.follow_up
+    if (
+        follow_up is not None
+        and follow_up.form_status == FormStatus.COMPLETE
+        and t0
+        and not counts["initial_induction"]
+    ):
+        problems.append(
+            Problem(
+                follow_up,
+                "status",
+                "a complete record has exactly one initial induction dose: record it (ustekinumab doses) "
+                "first, or mark this form incomplete.",
+            )
+        )
     if initial and t0 and t0 <= initial:
         dose = next(d for d in record.doses if d.phase == "reinduction")
         problems.append(
@@ -281,7 +308,6 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
     for event in record.adverse_events:
         problems.extend(_after_t0(event, "onset_date", t0))
 
-    follow_up = record.follow_up
     if follow_up is not None:
         problems.extend(_after_t0(follow_up, "last_follow_up_date", t0))
         problems.extend(_after_t0(follow_up, "discontinuation_date", t0))

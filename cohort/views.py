@@ -211,7 +211,8 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
         for field in form.fields.values():
             field.disabled = True
     record = services.patient_record(patient)
-    flags = [flag.message for flag in validators.soft_flags(record) if flag.row.pk and flag.row.pk == form.instance.pk]
+    instance = form.instance
+    flags = [flag.message for flag in validators.soft_flags(record) if _same_row(flag.row, instance)]
     return render(
         request,
         "cohort/crf_form.html",
@@ -228,6 +229,11 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             "reinduction_date": record.reinduction_date,
         },
     )
+
+
+def _same_row(a, b) -> bool:
+    """The same stored row: ids repeat across the forms' tables, so the model must match too."""
+    return a.pk is not None and type(a) is type(b) and a.pk == b.pk
 
 
 @login_required
@@ -248,8 +254,8 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
         if response:
             return response
     stored = list(model.objects.filter(patient=patient))
-    flagged = {flag.row.pk: flag.message for flag in validators.soft_flags(services.patient_record(patient))}
-    listed = [(item, flagged.get(item.pk)) for item in stored]
+    flags = validators.soft_flags(services.patient_record(patient))
+    listed = [(item, next((flag.message for flag in flags if _same_row(flag.row, item)), None)) for item in stored]
     return _render_form(request, patient, key, form, rows=listed, editing=row.pk)
 
 

@@ -356,3 +356,50 @@ def test_it_takes_a_nurse_through_a_patient_record(page, live_server):
         "incomplete",
     )
     assert week_8.version == 1  # the refused save wrote nothing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_a_nurse_hides_by_changing_her_mind_is_not_sent(page, live_server, people, patient):
+    """'Visit not done' after typing the measurements, 'other' agent then a listed one: the hidden
+    values are cleared before sending, so the save is not refused over fields she cannot see."""
+    from django.test import Client
+    from playwright.sync_api import expect
+
+    from tests.base import T0
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    Assessment.objects.filter(patient=patient, visit="week_20").delete()
+    client = Client()
+    client.force_login(people["nurse_a"])
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/forms/week_20/")
+    fill_form(page, {"assessment_date": (T0 + dt.timedelta(days=140)).isoformat(), "hbi_wellbeing": "2"})
+    fill_form(page, {"hbi_pain": "1", "hbi_stools": "3", "hbi_mass": "0", "hbi_complications": "0", "crp_mg_l": "7"})
+    expect(page.locator('[name="hbi"]')).to_have_value("6")
+    page.locator('[name="not_done"]').select_option("yes")
+    expect(page.locator(".js-measurements")).to_be_hidden()
+    page.locator('[name="not_done_reason"]').select_option("missed")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page).to_have_url(f"{live_server.url}/patients/{patient.study_id}/")
+    week_20 = Assessment.objects.get(patient=patient, visit="week_20")
+    assert (week_20.not_done, week_20.not_done_reason, week_20.hbi, week_20.hbi_pain, week_20.crp_mg_l) == (
+        "yes",
+        "missed",
+        None,
+        None,
+        None,
+    )
+
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/rows/prior_biologics/")
+    page.locator('[name="agent"]').select_option("other")
+    fill_form(page, {"agent_other": "ozanimod"})
+    page.locator('[name="agent"]').select_option("vedolizumab")
+    expect(page.locator('[name="agent_other"]')).to_be_hidden()
+    fill_form(page, {"start_date": "2012-01-01", "stop_date": "2014-06-01", "stop_reason": "loss_of_response"})
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#rows")).to_contain_text("vedolizumab")
+    course = PriorBiologic.objects.get(patient=patient, agent="vedolizumab")
+    assert course.agent_other == ""

@@ -209,6 +209,35 @@ def test_repeating_forms_are_added_edited_and_removed_in_place(nurse, patient):
     assert not AdverseEvent.objects.filter(pk=event.pk).exists()
 
 
+def test_removing_a_row_the_record_depends_on_is_refused_and_nothing_removed(nurse, patient):
+    dose = UstekinumabDose.objects.get(patient=patient, phase="reinduction")
+    delete = reverse("cohort:row-delete", args=[patient.study_id, "doses", dose.pk])
+    response = nurse.post(delete, {"version": dose.version, "reason_for_change": "entered twice"}, follow=True)
+    page = response.content.decode()
+    assert "cannot be removed: the rest of the record depends on it" in page
+    assert "must be on or after the re-induction dose date" in page or "record the re-induction dose first" in page
+    assert UstekinumabDose.objects.filter(pk=dose.pk).exists()
+    # A maintenance dose nothing depends on goes.
+    maintenance = UstekinumabDose.objects.get(patient=patient, phase="maintenance")
+    delete = reverse("cohort:row-delete", args=[patient.study_id, "doses", maintenance.pk])
+    nurse.post(delete, {"version": maintenance.version, "reason_for_change": "not given"})
+    assert not UstekinumabDose.objects.filter(pk=maintenance.pk).exists()
+
+
+def test_a_flag_shows_on_its_own_row_only(nurse, patient):
+    """Row ids repeat across the forms' tables: a visit's flag must not appear on the dose or
+    prior-biologic row that happens to have the same id."""
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    Assessment.objects.filter(pk=week_8.pk).update(assessment_date=T0 + dt.timedelta(days=90))
+    for model in (UstekinumabDose, PriorBiologic, AdverseEvent):
+        row = model.objects.filter(patient=patient).first()
+        model.objects.filter(pk=row.pk).update(id=week_8.pk)  # the same id in another table
+    for key in ("doses", "prior_biologics", "adverse_events"):
+        page = nurse.get(reverse("cohort:rows", args=[patient.study_id, key])).content.decode()
+        assert "outside the week 8 window" not in page, key
+    assert "outside the week 8 window" in nurse.get(form_url(patient, "week_8")).content.decode()
+
+
 def test_save_and_next_goes_to_the_next_form(nurse, patient):
     follow_up = FollowUp.objects.get(patient=patient)
     data = post_data(

@@ -384,6 +384,17 @@ def test_it_refuses_a_second_initial_induction(patient):
     ]
 
 
+def test_a_complete_record_needs_its_initial_induction_dose(patient):
+    record = patient_record(patient)
+    record.doses = [dose for dose in record.doses if dose.phase != "initial_induction"]
+    record.follow_up.form_status = "complete"
+    assert ("FollowUp", "status") in [(row, field) for row, field, _message in _problems(record)]
+    assert any("a complete record has exactly one initial induction dose" in m for _r, _f, m in _problems(record))
+
+    record.follow_up.form_status = "incomplete"  # while the record is still being built: allowed
+    assert ("FollowUp", "status") not in [(row, field) for row, field, _message in _problems(record)]
+
+
 @pytest.mark.parametrize(
     "lor_date, ok",
     [(INITIAL, True), (T0, True), (INITIAL - dt.timedelta(days=1), False), (T0 + dt.timedelta(1), False)],

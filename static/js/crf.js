@@ -5,8 +5,23 @@
 
   function byName(name) { return document.querySelector('[name="' + name + '"]'); }
   function wrapper(el) { return el ? el.closest(".mb-3") || el.parentElement : null; }
+  // A part holding a field the server refused stays in view with its message, until the nurse
+  // changes the control that hides it (the message is then out of date and goes too).
+  var changing = false;
+  function hide(el, hidden) {
+    if (!el) return;
+    if (changing && hidden) {
+      el.querySelectorAll(".is-invalid").forEach(function (field) { field.classList.remove("is-invalid"); });
+      el.querySelectorAll(".invalid-feedback").forEach(function (message) { message.remove(); });
+    }
+    el.hidden = hidden && !el.querySelector(".is-invalid");
+  }
+  function onChange(control, update) {
+    control.addEventListener("change", function () { changing = true; update(); changing = false; });
+    update();
+  }
   function show(selector, visible) {
-    document.querySelectorAll(selector).forEach(function (el) { el.hidden = !visible; });
+    document.querySelectorAll(selector).forEach(function (el) { hide(el, !visible); });
   }
 
   // Harvey-Bradshaw Index: when all five components are given, the total is their sum.
@@ -36,9 +51,9 @@
     var skipped = notDone.value === "yes";
     show(".js-measurements", !skipped);
     var reason = byName("not_done_reason");
-    if (reason) wrapper(reason).hidden = !skipped;
+    if (reason) hide(wrapper(reason), !skipped);
   }
-  if (notDone) { notDone.addEventListener("change", updateNotDone); updateNotDone(); }
+  if (notDone) onChange(notDone, updateNotDone);
 
   function toggleOn(controlName, value, fieldNames) {
     var control = byName(controlName);
@@ -46,11 +61,21 @@
     function update() {
       fieldNames.forEach(function (name) {
         var field = byName(name);
-        if (field) wrapper(field).hidden = control.value !== value;
+        if (field) hide(wrapper(field), control.value !== value);
       });
     }
-    control.addEventListener("change", update);
-    update();
+    onChange(control, update);
+  }
+
+  // What is hidden must be empty (the dictionary's 'empty otherwise'): clear it before sending,
+  // so a value typed before the nurse changed her mind is not refused out of sight.
+  var crfForm = document.querySelector("form.crf-form");
+  if (crfForm) {
+    crfForm.addEventListener("submit", function () {
+      crfForm.querySelectorAll("[hidden] input, [hidden] select, [hidden] textarea").forEach(function (el) {
+        if (el.type !== "hidden") el.value = "";
+      });
+    });
   }
   toggleOn("agent", "other", ["agent_other"]);
   toggleOn("status", "discontinued", ["discontinuation_date", "discontinuation_reason"]);
