@@ -29,6 +29,8 @@ def env_list(name: str, default: str) -> list[str]:
 # Development mode is the default only on the embedded database (no DATABASE_URL): a server
 # pointed at a real database runs with DEBUG off unless told otherwise.
 DEBUG = env_bool("DEBUG", not os.environ.get("DATABASE_URL", "").strip())
+# A demonstration install (make run, synthetic data): pages and reports say so.
+DEMO_DATA = env_bool("DEMO_DATA", DEBUG)
 
 _DEV_SECRET = "dev-insecure-secret-key-do-not-use-in-production"
 SECRET_KEY = os.environ.get("SECRET_KEY", "") or _DEV_SECRET
@@ -102,6 +104,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "cohort.context_processors.site",
             ],
         },
     },

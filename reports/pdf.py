@@ -165,6 +165,7 @@ def cohort_report_context(scope: str) -> dict:
             "treatment": treatment_rows(result.get("treatment", {})),
             "centres": centres,
             "totals": _totals(centres) if len(centres) > 1 else None,
+            "demo_data": settings.DEMO_DATA,
             "thresholds": {
                 "hbi": settings.REMISSION_HBI_MAX,
                 "crp": settings.REMISSION_CRP_MAX,

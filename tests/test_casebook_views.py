@@ -278,3 +278,13 @@ def test_a_coordinator_reads_but_cannot_write(client, people, patient):
     response = client.post(reverse("cohort:row-delete", args=[patient.study_id, "doses", dose.pk]), {"version": 1})
     assert response.status_code == 403
     assert UstekinumabDose.objects.filter(pk=dose.pk).exists()
+
+
+def test_pages_remind_not_to_enter_identifiers_and_say_demo_only_on_a_demo_install(nurse, patient, settings):
+    url = reverse("cohort:patient-detail", args=[patient.study_id])
+    settings.DEMO_DATA = False
+    page = nurse.get(url).content.decode()
+    assert "Do not enter names, hospital numbers or other identifiers." in page
+    assert "Synthetic demo data" not in page
+    settings.DEMO_DATA = True
+    assert "Synthetic demo data only." in nurse.get(url).content.decode()

@@ -443,3 +443,14 @@ def test_in_a_browser_the_page_refreshes_itself_when_the_recompute_is_done(page,
     expect(page.locator("svg.km-curve")).to_be_visible()
     expect(page.locator("#scopes a.active")).to_have_text("All centres")
     shot(page, "10-dashboard")
+
+    # A coordinator leaves the page open; a nurse's save asks for a recompute: the page notices by
+    # itself (it polls while current too), shows the updating state, then the new figures.
+    page.evaluate("window.loadedOnce = true")
+    request = make_pending("all", data_version=43)
+    expect(page.locator("#updating")).to_be_visible(timeout=15_000)
+    assert page.evaluate("window.loadedOnce === undefined")  # it reloaded
+    make_snapshot("all", data_version=43, computed_at=COMPUTED_AT + dt.timedelta(minutes=9))
+    RecomputeRequest.objects.filter(pk=request.pk).update(status=RecomputeRequest.Status.DONE)
+    expect(page.locator("#computed-at")).to_contain_text("version 43")
+    expect(page.locator("#updating")).to_have_count(0)

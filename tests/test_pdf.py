@@ -107,6 +107,7 @@ def test_it_prints_the_whole_cohort_figures_header_footer_and_km_figure(cohort31
         assert figure in text, figure
     # Every centre's enrolment row, and the total.
     assert re.search(r"AMC .*12 12 12 12", text) and re.search(r"All centres 31 31 31 31", text)
+    assert "Synthetic demonstration data." in text  # the test settings are a demo install (DEBUG)
     # Header (study, scope, cut-off) and footer (versions, page X of Y) on every page after the title.
     for number, page in enumerate(pages, start=1):
         assert f"page {number} of {len(pages)}" in page
@@ -127,7 +128,8 @@ def test_it_prints_the_whole_cohort_figures_header_footer_and_km_figure(cohort31
         assert at_risk in page.extract_text()
 
 
-def test_a_centre_report_holds_only_that_centres_numbers(cohort31, tmp_path):
+def test_a_centre_report_holds_only_that_centres_numbers(cohort31, tmp_path, settings):
+    settings.DEMO_DATA = False  # a real study's report does not call its data synthetic
     out = tmp_path / "umcu.pdf"
     pdf.render_cohort_report("UMCU", out)
 
@@ -139,6 +141,7 @@ def test_a_centre_report_holds_only_that_centres_numbers(cohort31, tmp_path):
         assert figure in text, figure
     assert "Patients (N = 10)" in text
     assert "/31" not in text and "All centres" not in text
+    assert "Synthetic" not in text
     assert "AMC" not in text and "RUMC" not in text
     assert all(re.search(r"Cohort report · UMCU · UMC Utrecht · data cut-off", page) for page in pages[1:])
 

@@ -1,14 +1,22 @@
-// The outcomes dashboard while a recompute is pending: ask the status document every 2 seconds and
-// reload once the latest snapshot is another one (new computed_at or data_version) or the work is
-// over (a failed recompute ends the updating state too, and the page should stop saying it).
+// The outcomes dashboard stays current by itself. While a recompute is pending it asks the status
+// document every 2 seconds and reloads once the latest snapshot is another one (new computed_at or
+// data_version) or the work is over (a failed recompute ends the updating state too). While the
+// outcomes are current it asks every 5 seconds, and reloads when someone's save starts a recompute
+// (the page then shows the updating state) or a new snapshot has appeared.
 (function () {
   "use strict";
   const root = document.getElementById("outcomes");
-  if (!root || root.dataset.updating !== "true") return;
+  if (!root) return;
   const url = root.dataset.statusUrl;
+  const updating = root.dataset.updating === "true";
   const shownAt = root.dataset.computedAt || null;
   const shownVersion = root.dataset.dataVersion ? Number(root.dataset.dataVersion) : null;
-  const INTERVAL_MS = 2000;
+  const INTERVAL_MS = updating ? 2000 : 5000;
+
+  function changed(status) {
+    const other = status.computed_at !== shownAt || status.data_version !== shownVersion;
+    return other || status.updating !== updating;
+  }
 
   async function poll() {
     try {
@@ -16,8 +24,7 @@
       if (response.redirected) return; // sent to the login page: the session is over
       const type = response.headers.get("Content-Type") || "";
       if (response.ok && type.startsWith("application/json")) {
-        const status = await response.json();
-        if (status.computed_at !== shownAt || status.data_version !== shownVersion || !status.updating) {
+        if (changed(await response.json())) {
           window.location.reload();
           return;
         }
