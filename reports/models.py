@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
 
 
 class RecomputeRequest(models.Model):
@@ -29,13 +28,12 @@ class RecomputeRequest(models.Model):
 
     class Meta:
         ordering = ["-requested_at"]
-        constraints = [
-            # Bursts coalesce: at most one waiting request per scope (the trigger updates it).
-            models.UniqueConstraint(
-                fields=["scope"], condition=Q(status="pending"), name="one_pending_request_per_scope"
-            )
+        # Appended by every write statement (never updated by it, so writers never wait for each
+        # other); a worker takes all of a scope's pending rows at once: bursts coalesce there.
+        indexes = [
+            models.Index(fields=["status", "requested_at"], name="recompute_status_idx"),
+            models.Index(fields=["scope", "status"], name="recompute_scope_status_idx"),
         ]
-        indexes = [models.Index(fields=["status", "requested_at"], name="recompute_status_idx")]
 
     def __str__(self) -> str:
         return f"{self.scope} v{self.data_version} {self.status}"
@@ -55,7 +53,7 @@ class OutcomeSnapshot(models.Model):
     class Meta:
         ordering = ["-computed_at"]
         get_latest_by = "computed_at"
-        indexes = [models.Index(fields=["scope", "-computed_at"], name="snapshot_scope_latest_idx")]
+        indexes = [models.Index(fields=["scope", "-data_version", "-computed_at"], name="snapshot_scope_newest_idx")]
 
     def __str__(self) -> str:
         return f"{self.scope} v{self.data_version} at {self.computed_at:%Y-%m-%d %H:%M}"

@@ -65,27 +65,32 @@ def _debounce() -> dt.timedelta:
 
 
 def recompute(scope: str) -> OutcomeSnapshot | None:
-    """Take the scope's waiting request (if any, and if the burst is over) and store a snapshot.
+    """Take the scope's waiting requests (if any, and if the burst is over) and store a snapshot.
 
-    Returns None when there is nothing to do: no request, another worker has it, or changes are
-    still arriving (the caller retries later). Safe to run twice."""
+    Every write statement appends a request (reports/migrations/0004); all of the scope's pending
+    ones are claimed together, so a burst of saves gives one recompute, reflecting the newest.
+    Returns None when there is nothing to do: no request, or another worker has them. Raises
+    StillChanging while changes are still arriving (the caller retries later). Safe to run twice."""
     with transaction.atomic():
-        request = (
+        claimed = list(
             RecomputeRequest.objects.select_for_update(skip_locked=True)
             .filter(scope=scope, status=RecomputeRequest.Status.PENDING)
-            .first()
+            .values_list("pk", "data_version", "requested_at", "attempts")
         )
-        if request is None:
+        if not claimed:
             return None
-        if request.requested_at > timezone.now() - _debounce():
+        if max(requested_at for _pk, _version, requested_at, _attempts in claimed) > timezone.now() - _debounce():
             raise StillChanging(scope)
-        request.status = RecomputeRequest.Status.RUNNING
-        request.started_at = timezone.now()
-        request.attempts += 1
-        request.save(update_fields=["status", "started_at", "attempts"])
+        ids = [pk for pk, *_rest in claimed]
+        data_version = max(version for _pk, version, _at, _attempts in claimed)
+        attempts = 1 + max(attempts for *_rest, attempts in claimed)
+        RecomputeRequest.objects.filter(pk__in=ids).update(
+            status=RecomputeRequest.Status.RUNNING, started_at=timezone.now(), attempts=attempts
+        )
 
     try:
-        # One snapshot of the data: every query of the loader sees the same committed state.
+        # One snapshot of the data: every query of the loader sees the same committed state, which
+        # includes every claimed request's change (they were committed before they could be seen).
         with transaction.atomic():
             with transaction.get_connection().cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -93,21 +98,19 @@ def recompute(scope: str) -> OutcomeSnapshot | None:
         snapshot = OutcomeSnapshot.objects.create(
             scope=scope,
             computed_at=timezone.now(),
-            data_version=request.data_version,
+            data_version=data_version,
             algorithm_version=outcomes.ALGORITHM_VERSION,
             result=result,
             load_seconds=load_seconds,
             compute_seconds=compute_seconds,
         )
     except Exception as error:
-        RecomputeRequest.objects.filter(pk=request.pk).update(
-            status=RecomputeRequest.Status.PENDING if request.attempts < 3 else RecomputeRequest.Status.FAILED,
+        RecomputeRequest.objects.filter(pk__in=ids).update(
+            status=RecomputeRequest.Status.PENDING if attempts < 3 else RecomputeRequest.Status.FAILED,
             error=repr(error)[:2000],
         )
         raise
-    RecomputeRequest.objects.filter(pk=request.pk).update(
-        status=RecomputeRequest.Status.DONE, finished_at=timezone.now()
-    )
+    RecomputeRequest.objects.filter(pk__in=ids).update(status=RecomputeRequest.Status.DONE, finished_at=timezone.now())
     return snapshot
 
 
@@ -116,7 +119,8 @@ class StillChanging(Exception):
 
 
 def pending_scopes() -> list[str]:
-    return list(RecomputeRequest.objects.filter(status=RecomputeRequest.Status.PENDING).values_list("scope", flat=True))
+    pending = RecomputeRequest.objects.filter(status=RecomputeRequest.Status.PENDING)
+    return list(pending.order_by("scope").values_list("scope", flat=True).distinct())
 
 
 def enqueue(scopes: list[str]) -> int:
@@ -138,25 +142,28 @@ def wake_workers_on_commit() -> None:
     transaction.on_commit(lambda: enqueue(pending_scopes()))
 
 
+# Done requests are kept this long (they say when each scope was recomputed, for a while).
+KEEP_DONE = dt.timedelta(days=7)
+
+
 def sweep() -> int:
-    """Re-send requests left waiting (broker down at commit, lost message) and take back claims of
-    workers that died mid-recompute. Run periodically by beat."""
-    stale = timezone.now() - STALE_CLAIM
-    for request in RecomputeRequest.objects.filter(status=RecomputeRequest.Status.RUNNING, started_at__lt=stale):
-        with transaction.atomic():
-            has_pending = RecomputeRequest.objects.filter(
-                scope=request.scope, status=RecomputeRequest.Status.PENDING
-            ).exists()
-            # A newer waiting request covers the same scope: this one is superseded.
-            new_status = RecomputeRequest.Status.DONE if has_pending else RecomputeRequest.Status.PENDING
-            RecomputeRequest.objects.filter(pk=request.pk, status=RecomputeRequest.Status.RUNNING).update(
-                status=new_status, error="claim expired (worker lost)"
-            )
+    """Re-send requests left waiting (broker down at commit, lost message), take back claims of
+    workers that died mid-recompute, and forget old done requests. Run periodically by beat."""
+    now = timezone.now()
+    RecomputeRequest.objects.filter(status=RecomputeRequest.Status.RUNNING, started_at__lt=now - STALE_CLAIM).update(
+        status=RecomputeRequest.Status.PENDING, error="claim expired (worker lost)"
+    )
+    RecomputeRequest.objects.filter(status=RecomputeRequest.Status.DONE, finished_at__lt=now - KEEP_DONE).delete()
     return enqueue(pending_scopes())
 
 
+# The newest data first: two workers may recompute a scope at once, and the one that started
+# earlier (older data) can finish later.
+LATEST_FIRST = ("-data_version", "-computed_at", "-id")
+
+
 def latest_snapshot(scope: str) -> OutcomeSnapshot | None:
-    return OutcomeSnapshot.objects.filter(scope=scope).order_by("-computed_at", "-id").first()
+    return OutcomeSnapshot.objects.filter(scope=scope).order_by(*LATEST_FIRST).first()
 
 
 def is_updating(scope: str) -> bool:

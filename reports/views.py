@@ -337,7 +337,7 @@ def status(request: HttpRequest, scope: str) -> JsonResponse:
     # Only the version columns: the result document is not needed every two seconds.
     latest = (
         OutcomeSnapshot.objects.filter(scope=scope)
-        .order_by("-computed_at", "-id")
+        .order_by(*services.LATEST_FIRST)
         .values("data_version", "computed_at")
         .first()
     )

@@ -1,0 +1,75 @@
+"""The durable recompute requests (SPEC section 6) without a worker: a write never waits for
+another centre's open transaction, and a burst of requests is claimed and recomputed at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+
+from cohort.models import Assessment
+from cohort.services import crf_row_save
+from reports import services
+from reports.models import OutcomeSnapshot, RecomputeRequest
+from tests.base import make_patient, make_record
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def save_week_8(patient, user, hbi):
+    row = Assessment.objects.get(patient=patient, visit="week_8")
+    row.hbi = hbi
+    return crf_row_save(row=row, by=user, expected_version=row.version, reason="test")
+
+
+def test_a_save_does_not_wait_for_another_centres_open_transaction(people):
+    at_a = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    at_b = make_record(make_patient(people["centre_b"], people["nurse_b"]))
+    written, release, failures = threading.Event(), threading.Event(), []
+
+    def long_import_at_a():
+        try:
+            with transaction.atomic():
+                save_week_8(at_a, people["nurse_a"], hbi=11)  # asks for 'all' and 'AMC'
+                written.set()
+                release.wait(timeout=30)  # still open: an import of many files, say
+        except Exception as error:  # reported by the test's thread
+            failures.append(error)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=long_import_at_a)
+    other.start()
+    try:
+        assert written.wait(timeout=30)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")  # waiting would fail the save
+            save_week_8(at_b, people["nurse_b"], hbi=12)  # asks for 'all' and 'UMCU' too
+    finally:
+        release.set()
+        other.join(timeout=30)
+    assert failures == []
+    assert Assessment.objects.get(patient=at_a, visit="week_8").hbi == 11
+    assert Assessment.objects.get(patient=at_b, visit="week_8").hbi == 12
+
+
+def test_a_burst_of_requests_is_claimed_and_recomputed_once(people):
+    patient = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    OutcomeSnapshot.objects.all().delete()
+    RecomputeRequest.objects.all().delete()
+    with transaction.atomic():  # ten saves; the in-process worker is woken when they commit
+        for hbi in range(5, 15):
+            save_week_8(patient, people["nurse_a"], hbi=hbi)
+        pending = RecomputeRequest.objects.filter(scope="all", status="pending")
+        assert pending.count() == 10  # one request per write statement, none waits for another
+        newest = max(pending.values_list("data_version", flat=True))
+
+    snapshot = services.latest_snapshot("all")
+    assert OutcomeSnapshot.objects.filter(scope="all").count() == 1
+    assert snapshot.data_version == newest
+    assert snapshot.result["clinical_remission"]["week_8"]["observed"]["n"] == 0  # HBI 14, the last save
+    assert not RecomputeRequest.objects.exclude(status="done").exists()
+    assert services.recompute("all") is None  # nothing left: safe to run twice
+    assert services.pending_scopes() == []
