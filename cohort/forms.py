@@ -11,6 +11,7 @@ from __future__ import annotations
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from cohort.models import (
@@ -69,10 +70,14 @@ class CrfForm(forms.ModelForm):
         self.helper.layout = Layout(*parts)
 
     def _post_clean(self):
-        # Constraints and cross-form rules are checked by the service on the record as it will be
-        # (validators.record_problems), so the database is not asked per constraint here.
-        self._validate_constraints = False
-        super()._post_clean()
+        # Only put the cleaned values on the instance. The model's own checks (field types and
+        # ranges, the check constraints) and the cross-form rules are the validation layer's, run by
+        # the service on the record as it will be (validators.record_problems, in Python): Django's
+        # ModelForm would also run full_clean, asking the database once per check constraint.
+        try:
+            self.instance = forms.models.construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
+        except ValidationError as error:
+            self._update_errors(error)
 
 
 class PatientForm(CrfForm):

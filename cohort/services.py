@@ -63,11 +63,12 @@ def next_study_id(centre: Centre) -> str:
     return f"{prefix}{(highest or 0) + 1:03d}"
 
 
-def _outcomes_changed() -> None:
-    """The database has asked for a recompute (trigger); wake a worker once this commits."""
+def _outcomes_changed(centre: Centre | None = None) -> None:
+    """The database has asked for a recompute (trigger); wake a worker once this commits: for the
+    whole cohort and the patient's centre, or (centre unknown) for every waiting scope."""
     from reports.services import wake_workers_on_commit
 
-    wake_workers_on_commit()
+    wake_workers_on_commit(None if centre is None else ["all", centre.code])
 
 
 def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
@@ -82,7 +83,7 @@ def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
         patient.study_id = next_study_id(centre)
         validators.raise_for(validators.record_problems(PatientRecord(patient)), patient)
         patient.save()
-        _outcomes_changed()
+        _outcomes_changed(centre)
     return patient
 
 
@@ -178,9 +179,11 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
 
     model = type(row)
     with transaction.atomic(), audit_context(user=by, reason=reason, source="web"):
-        patient_id = row.pk if isinstance(row, Patient) else row.patient_id
-        patient = Patient.objects.select_for_update().get(pk=patient_id)
-        stored = model._base_manager.filter(pk=row.pk).first() if row.pk else _stored_single(row)
+        patient = _lock_patient(row.pk if isinstance(row, Patient) else row.patient_id)
+        record = patient_record(patient)
+        stored = _stored_in(record, row)
+        if stored is None and row.pk:
+            raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), None))
         if stored is not None and not row.pk:
             raise EditConflict(_changes(model, None, stored))
         if stored is not None and stored.version != expected_version:
@@ -189,9 +192,9 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
             raise ValidationError({"reason_for_change": REASON_REQUIRED})
         if not isinstance(row, Patient):
             row.patient = patient
-        record = patient_record(patient).with_row(row)
+        record = record.with_row(row)
         validators.raise_for(validators.record_problems(record, rows=[row]), row)
-        _outcomes_changed()
+        _outcomes_changed(patient.centre)
         if stored is None:
             row.save()
             return row
@@ -215,15 +218,15 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
 
     model = type(row)
     with transaction.atomic(), audit_context(user=by, reason=reason, source="web"):
-        Patient.objects.select_for_update().get(pk=row.patient_id)
-        stored = model._base_manager.filter(pk=row.pk).first()
+        patient = _lock_patient(row.patient_id)
+        record = patient_record(patient)
+        stored = _stored_in(record, row)
         if stored is None or stored.version != expected_version:
             raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
         if stored.form_status == "complete" and not reason.strip():
             raise ValidationError({"reason_for_change": REASON_REQUIRED})
         # Refuse a removal that would break a rule of the rest of the record (the re-induction dose
         # that every later form's dates depend on, say); what was broken before is not its fault.
-        record = patient_record(stored.patient)
         before = {_problem_key(problem) for problem in validators.cross_form_problems(record)}
         after = [p for p in validators.cross_form_problems(record.without_row(stored)) if _problem_key(p) not in before]
         if after:
@@ -232,7 +235,7 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
                 + [f"{p.row._meta.verbose_name} {p.row}: {p.field}: {p.message}" for p in after]
             )
         stored.delete()
-        _outcomes_changed()
+        _outcomes_changed(patient.centre)
 
 
 REMOVAL_BREAKS = "%(row)s cannot be removed: the rest of the record depends on it."
@@ -242,14 +245,34 @@ def _problem_key(problem) -> tuple:
     return (type(problem.row), problem.row.pk, problem.field, problem.message)
 
 
-def _stored_single(row):
-    """The stored row a new one-per-patient (or one-per-visit) row would collide with."""
+def _lock_patient(patient_id: int) -> Patient:
+    """The patient, read after taking its row lock (held until the transaction ends: saves of one
+    patient are serialised), with the centre and the one-per-patient forms in the same query.
+
+    Two statements on purpose: a row read in the locking statement itself could be the version
+    from before the lock was granted; the second statement sees what the lock holder committed."""
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute("SELECT 1 FROM cohort_patient WHERE id = %s AND deleted_at IS NULL FOR UPDATE", [patient_id])
+        if cursor.fetchone() is None:
+            raise Patient.DoesNotExist(patient_id)
+    return Patient.objects.select_related("centre", "reinduction", "follow_up").get(pk=patient_id)
+
+
+def _stored_in(record: PatientRecord, row):
+    """The stored row `row` is (same id) or would collide with (a new one-per-patient or
+    one-per-visit row); None for a new row of a repeating form."""
     from cohort.models import Assessment, FollowUp, Reinduction
 
-    if isinstance(row, (Reinduction, FollowUp)):
-        return type(row).objects.filter(patient_id=row.patient_id).first()
+    if isinstance(row, Patient):
+        return record.patient
+    current = getattr(record, row._meta.default_related_name)
+    stored = current if isinstance(current, list) else [current] if current is not None else []
+    if row.pk:
+        return next((other for other in stored if other.pk == row.pk), None)
     if isinstance(row, Assessment):
-        return Assessment.objects.filter(patient_id=row.patient_id, visit=row.visit).first()
+        return next((other for other in stored if other.visit == row.visit), None)
+    if isinstance(row, (Reinduction, FollowUp)):
+        return stored[0] if stored else None
     return None
 
 

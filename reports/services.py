@@ -137,9 +137,10 @@ def enqueue(scopes: list[str]) -> int:
     return sent
 
 
-def wake_workers_on_commit() -> None:
-    """After the current transaction commits, wake workers for every waiting request."""
-    transaction.on_commit(lambda: enqueue(pending_scopes()))
+def wake_workers_on_commit(scopes: list[str] | None = None) -> None:
+    """After the current transaction commits, wake workers for `scopes` (the ones the change asked
+    for, when the caller knows them), or for every scope with a waiting request."""
+    transaction.on_commit(lambda: enqueue(pending_scopes() if scopes is None else scopes))
 
 
 # Done requests are kept this long (they say when each scope was recomputed, for a while).

@@ -1,0 +1,560 @@
+"""Benchmark: a CRF form save under load against a bare Django view that writes one row, in one run.
+
+Run: .venv/bin/python bench/form_save.py [--requests 400] [--concurrency 4] [--workers 2]
+     [--patients 1000] [--broker redis|eager]
+
+Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_demo (8 centres; not
+timed). The project is served by gunicorn (sync workers) on a free port of 127.0.0.1, with the
+project's settings and middleware; this script is the WSGI module, so its URLconf is the project's
+(cohort.site_urls) plus one path, the bare view. The bare view is a POST behind the same middleware
+(session, CSRF, login required, django-otp, the account checks, pghistory's context, messages,
+axes) that inserts one row into django_admin_log with LogEntry.objects.create (a stock Django table
+with no triggers; checked below) and answers a redirect, as a save does.
+
+Load: `--concurrency` client threads (http.client, one connection per request, as gunicorn's sync
+workers close it), each signed in as the research nurse of one centre through the login page
+(django-axes, password checked; nurses need no second factor), with the CSRF token taken from the
+follow-up form's page like a browser. The form save is the real follow-up form (cohort.views.form_edit,
+services.crf_row_save) of that nurse's patients in turn: the stored values with `next_therapy`
+toggled, the current `version` (each thread owns its patients and counts their versions) and a
+reason for change (the seeded forms are complete). Only the success redirect to the casebook counts
+as a save; anything else fails the run. After warm-up, each endpoint gets `--requests` requests in
+two halves, in the order bare, form, form, bare; latency is the client's wall clock per request
+(connect to last byte); throughput is requests over the phases' wall clock. Then one request of
+each kind counts its SQL statements in the server (a WSGI wrapper around Django, active only on
+requests that ask for it with a header).
+
+Outcome recompute: SPEC section 6 has workers recompute after a save, with Redis as the broker. By
+default a throwaway redis-server on a Unix socket is the broker and no worker runs, so a save pays
+what it pays in production (its recompute request row by trigger, a wake-up message per waiting
+scope) and the recompute itself is not part of it. `--broker eager` is the embedded default without
+a broker instead, where the recompute runs inside the request after commit.
+
+DEBUG is on as in the other benchmarks (the server's pages need no collected static files); Django
+then logs every SQL statement of both views into connection.queries alike (reset per request).
+SPEC target (section 9): the form save's median latency within 2x of the bare view's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import http.client
+import io
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+STARTED = time.monotonic()
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+SERVER = os.environ.get("BENCH_FORM_SAVE_SERVER") == "1"  # imported by gunicorn as the WSGI module
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohort.settings")
+os.environ.setdefault("DEBUG", "1")
+if not SERVER:
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("CELERY_BROKER_URL", None)
+    os.environ.pop("CELERY_RESULT_BACKEND", None)
+    os.environ["EMBEDDED_PG_DIR"] = tempfile.mkdtemp(prefix="bench-form-save-pg-")
+    os.environ["EMBEDDED_PG_THROWAWAY"] = "1"
+# In the server, DATABASE_URL (the parent's embedded server) and the broker come from the parent.
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.admin.models import ADDITION, LogEntry  # noqa: E402
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect  # noqa: E402
+from django.urls import include, path  # noqa: E402
+from django.views.decorators.http import require_POST  # noqa: E402
+
+BARE_URL = "/bench/bare-write/"
+BARE_DONE = "/bench/bare-write/?done=1"
+
+
+@require_POST
+def bare_write(request: HttpRequest) -> HttpResponse:
+    """The baseline: one row written with the ORM, then a redirect (login and CSRF by middleware)."""
+    LogEntry.objects.create(user_id=request.user.pk, action_flag=ADDITION, object_repr="bench", change_message="")
+    return HttpResponseRedirect(BARE_DONE)
+
+
+urlpatterns = [
+    path(BARE_URL.strip("/") + "/", bare_write, name="bench-bare-write"),
+    path("", include("cohort.site_urls")),
+]
+# This module is the URLconf (the project's plus the bare view), in the server and in the parent.
+settings.ROOT_URLCONF = __name__
+
+if SERVER:
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connection
+
+    _django = get_wsgi_application()
+
+    def application(environ, start_response):
+        """Django, plus (only when the request asks for it) its SQL statements counted in a header."""
+        if environ.get("HTTP_X_BENCH_COUNT_QUERIES") != "1":
+            return _django(environ, start_response)
+        kinds: collections.Counter[str] = collections.Counter()
+
+        def count(execute, sql, params, many, context):
+            statement = sql.lstrip()
+            if statement.startswith("SELECT set_config('pghistory"):  # pghistory's audit context, prefixed
+                statement = statement.split(";", 1)[-1].lstrip()
+            kinds[statement.split(None, 1)[0].upper() if statement else "?"] += 1
+            return execute(sql, params, many, context)
+
+        started: list = []
+        with connection.execute_wrapper(count):
+            body = _django(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+        status, headers = started[0]
+        summary = " ".join(f"{kind}={n}" for kind, n in kinds.most_common())
+        start_response(status, [*headers, ("X-Bench-Queries", f"{sum(kinds.values())} {summary}")])
+        return body
+
+
+# --- the load generator (parent process) ---------------------------------------------------------
+
+REASON = "benchmark: data checked"
+TOKEN_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+ERROR_RE = re.compile(r'class="[^"]*(?:invalid-feedback|alert-danger|errorlist)[^"]*"[^>]*>(.*?)</', re.S)
+
+
+class Failure(Exception):
+    pass
+
+
+class Browser:
+    """One signed-in user's cookies over http.client (a new connection per request)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookies: dict[str, str] = {}
+        self.token = ""
+
+    def request(self, method: str, url: str, data: dict | None = None, headers: dict | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            send = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
+            body = None
+            if data is not None:
+                body = urllib.parse.urlencode(data)
+                send["Content-Type"] = "application/x-www-form-urlencoded"
+            conn.request(method, url, body=body, headers=send)
+            response = conn.getresponse()
+            content = response.read()
+            for header in response.msg.get_all("Set-Cookie") or []:
+                for name, morsel in SimpleCookie(header).items():
+                    # A browser would show the flash message on the next page; not followed here.
+                    if name != "messages":
+                        self.cookies[name] = morsel.value
+            return (
+                response.status,
+                response.getheader("Location", ""),
+                response.getheader("X-Bench-Queries", ""),
+                content,
+            )
+        finally:
+            conn.close()
+
+    def login(self, username: str, password: str) -> None:
+        status, _, _, page = self.request("GET", "/accounts/login/")
+        token = TOKEN_RE.search(page.decode())
+        if status != 200 or token is None:
+            raise Failure(f"login page: HTTP {status}")
+        status, location, _, _ = self.request(
+            "POST",
+            "/accounts/login/",
+            {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)},
+        )
+        if status != 302 or "sessionid" not in self.cookies:
+            raise Failure(f"login of {username} refused: HTTP {status} {location}")
+
+    def open_form(self, url: str) -> None:
+        """GET a form page as a browser would, taking its CSRF token (the cookie was rotated at login)."""
+        status, _, _, page = self.request("GET", url)
+        text = page.decode()
+        token = TOKEN_RE.search(text)
+        if status != 200 or token is None or 'name="version"' not in text or 'name="reason_for_change"' not in text:
+            raise Failure(f"form page {url}: HTTP {status}, not the editable form with version and reason")
+        self.token = token.group(1)
+
+
+class PatientForm:
+    """One follow-up form a thread owns: its stored values and the version it is at."""
+
+    def __init__(self, follow_up):
+        self.study_id = follow_up.patient.study_id
+        self.version = follow_up.version
+        self.original_next_therapy = follow_up.next_therapy
+        self.toggled = False
+        stopped = follow_up.discontinuation_date
+        self.values = {
+            "status": follow_up.status,
+            "last_follow_up_date": follow_up.last_follow_up_date.isoformat(),
+            "discontinuation_date": stopped.isoformat() if stopped else "",
+            "discontinuation_reason": follow_up.discontinuation_reason,
+            "form_status": follow_up.form_status,
+        }
+        self.url = f"/patients/{self.study_id}/forms/follow_up/"
+        self.done = f"/patients/{self.study_id}/"
+
+    def post_data(self, token: str) -> dict:
+        self.toggled = not self.toggled
+        other = "" if self.original_next_therapy else "vedolizumab"
+        return {
+            **self.values,
+            "next_therapy": other if self.toggled else self.original_next_therapy,
+            "version": str(self.version),
+            "reason_for_change": REASON,
+            "csrfmiddlewaretoken": token,
+        }
+
+
+class Client:
+    """One load thread: a nurse's browser and the patients it saves in turn."""
+
+    def __init__(self, port: int, username: str, password: str, forms: list[PatientForm]):
+        self.browser = Browser(port)
+        self.username, self.password = username, password
+        self.forms = forms
+        self.next_form = 0
+        self.saves = 0
+        self.bare_writes = 0
+        self.failures: list[str] = []
+
+    def prepare(self) -> None:
+        self.browser.login(self.username, self.password)
+        self.browser.open_form(self.forms[0].url)
+
+    def bare(self, count_queries: bool = False) -> str:
+        headers = {"X-Bench-Count-Queries": "1"} if count_queries else None
+        status, location, queries, _ = self.browser.request(
+            "POST", BARE_URL, {"csrfmiddlewaretoken": self.browser.token}, headers
+        )
+        if status == 302 and location == BARE_DONE:
+            self.bare_writes += 1
+        else:
+            self.failures.append(f"bare view: HTTP {status} {location}")
+        return queries
+
+    def save(self, count_queries: bool = False) -> str:
+        form = self.forms[self.next_form % len(self.forms)]
+        self.next_form += 1
+        headers = {"X-Bench-Count-Queries": "1"} if count_queries else None
+        status, location, queries, page = self.browser.request(
+            "POST", form.url, form.post_data(self.browser.token), headers
+        )
+        if status == 302 and location == form.done:
+            form.version += 1
+            self.saves += 1
+        else:
+            errors = [re.sub(r"<[^>]+>|\s+", " ", e).strip() for e in ERROR_RE.findall(page.decode(errors="replace"))]
+            self.failures.append(
+                f"save of {form.study_id} v{form.version} refused: HTTP {status} {location} {errors[:3]}"
+            )
+            form.toggled = not form.toggled
+        return queries
+
+
+def run_phase(clients: list[Client], kind: str, total: int, deadline: float) -> tuple[list[float], float]:
+    """`total` requests of one kind, spread over the clients' threads; latencies (s) and wall time."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(clients) + 1)
+
+    def work(client: Client, share: int) -> None:
+        mine = []
+        barrier.wait()
+        for _ in range(share):
+            if time.monotonic() > deadline:
+                client.failures.append("time limit reached before all requests were sent")
+                break
+            started = time.perf_counter()
+            try:
+                client.bare() if kind == "bare" else client.save()
+            except (OSError, http.client.HTTPException) as error:
+                client.failures.append(f"{kind}: {error!r}")
+            mine.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(mine)
+
+    shares = [total // len(clients) + (1 if i < total % len(clients) else 0) for i in range(len(clients))]
+    threads = [threading.Thread(target=work, args=(c, s), daemon=True) for c, s in zip(clients, shares, strict=True)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(fraction * len(ordered)))) - 1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(check, seconds: float, what: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise Failure(f"{what} exited with status {process.returncode}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    raise Failure(f"{what} did not start within {seconds:.0f} s")
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def start_broker(kind: str, work: Path) -> tuple[subprocess.Popen | None, dict[str, str], str]:
+    if kind == "eager":
+        return None, {}, "none (recompute in-process, inside the request)"
+    server = shutil.which("redis-server")
+    if server is None:
+        raise Failure("redis-server not found (make redis), or run with --broker eager")
+    sock = work / "redis.sock"
+    process = subprocess.Popen(
+        [server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--save", "",
+         "--appendonly", "no", "--dir", str(work), "--logfile", str(work / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def ping() -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            s.connect(str(sock))
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    wait_for(ping, 15, "redis-server", process)
+    url = f"redis+socket://{sock}"
+    return process, {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}, "redis-server (Unix socket, no worker)"
+
+
+def redis_messages(work: Path) -> int | None:
+    sock = work / "redis.sock"
+    if not sock.exists():
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        s.connect(str(sock))
+        s.sendall(b"LLEN celery\r\n")
+        reply = s.recv(64)
+    return int(reply[1:].split(b"\r\n")[0]) if reply.startswith(b":") else None
+
+
+def setup_data(patients: int, concurrency: int, work: Path):
+    from django.core.management import call_command
+    from django.db import connection
+
+    from cohort.choices import Role
+    from cohort.management.commands.seed_demo import _read_logins
+    from cohort.models import FollowUp, Membership
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        call_command("migrate", verbosity=0)
+    logins_file = work / "demo_logins.txt"
+    with contextlib.redirect_stdout(io.StringIO()):
+        call_command("seed_demo", patients=patients, centres=8, seed=patients, logins_file=str(logins_file))
+    logins = _read_logins(logins_file)
+    with connection.cursor() as cursor:
+        triggers_of = "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal"
+        cursor.execute(triggers_of, ["django_admin_log"])
+        (triggers,) = cursor.fetchone()
+        cursor.execute(triggers_of, ["cohort_followup"])
+        (followup_triggers,) = cursor.fetchone()
+        cursor.execute("SHOW server_version")
+        (pg_version,) = cursor.fetchone()
+    if triggers:
+        raise Failure(f"django_admin_log has {triggers} triggers; the bare view should write a plain row")
+    nurses = list(Membership.objects.filter(role=Role.NURSE).select_related("user", "centre").order_by("centre__pk"))
+    # Thread i is the nurse of centre i mod centres; threads sharing a centre split its patients.
+    plan = []
+    for index in range(concurrency):
+        membership = nurses[index % len(nurses)]
+        sharing = [i for i in range(concurrency) if i % len(nurses) == index % len(nurses)]
+        follow_ups = list(
+            FollowUp.objects.filter(patient__centre=membership.centre)
+            .select_related("patient")
+            .order_by("patient__study_id")
+        )
+        slot = sharing.index(index)
+        mine = follow_ups[slot :: len(sharing)][:50]
+        if not mine:
+            raise Failure(f"no follow-up forms for thread {index} at {membership.centre.code}")
+        username = membership.user.username
+        plan.append((username, logins[username][1], [PatientForm(f) for f in mine]))
+    return plan, pg_version, followup_triggers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=400, help="timed requests per endpoint (default 400)")
+    parser.add_argument("--concurrency", type=int, default=4, help="client threads (default 4)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
+    parser.add_argument("--patients", type=int, default=1000, help="seeded patients (default 1000)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed requests per endpoint and thread")
+    parser.add_argument("--broker", choices=["redis", "eager"], default="redis")
+    parser.add_argument("--time-limit", type=float, default=120, help="seconds for the load phases (default 120)")
+    args = parser.parse_args()
+    if args.requests < 2 or args.concurrency < 1 or args.workers < 1:
+        parser.error("--requests >= 2, --concurrency >= 1 and --workers >= 1")
+
+    from cohort.models import FollowUp
+
+    # Stopped from outside: still stop the server and the broker (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="bench-form-save-"))
+    broker = server = None
+    server_log = work / "gunicorn.log"
+    ok = False
+    try:
+        plan, pg_version, followup_triggers = setup_data(args.patients, args.concurrency, work)
+        broker, broker_env, broker_name = start_broker(args.broker, work)
+        port = free_port()
+        # LOG_LEVEL: no INFO line per login (django-axes) in the server log; warnings and errors stay.
+        env = {**os.environ, "BENCH_FORM_SAVE_SERVER": "1", "LOG_LEVEL": "WARNING", **broker_env}
+        if args.broker == "eager":
+            env.pop("CELERY_BROKER_URL", None)
+            env.pop("CELERY_RESULT_BACKEND", None)
+        with server_log.open("wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+                 "--worker-class", "sync", "--timeout", "60", "--graceful-timeout", "5", "--no-control-socket",
+                 "--log-level", "warning", "--pythonpath", f"{BENCH},{ROOT}", "form_save:application"],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        wait_for(lambda: Browser(port).request("GET", "/accounts/login/")[0] == 200, 60, "gunicorn", server)
+
+        clients = [Client(port, username, password, forms) for username, password, forms in plan]
+        versions_before = {f.study_id: f.version for c in clients for f in c.forms}
+        events_before = FollowUp.pgh_event_model.objects.count()
+        bare_before = LogEntry.objects.filter(object_repr="bench").count()
+        for client in clients:
+            client.prepare()
+        print(
+            f"form save benchmark: {os.cpu_count()} CPUs, embedded PostgreSQL {pg_version.split()[0]}, "
+            f"{args.patients:,} patients; gunicorn {args.workers} sync workers on 127.0.0.1:{port}; "
+            f"broker: {broker_name}; DEBUG on"
+        )
+        print(
+            f"bare view: POST {BARE_URL}, one INSERT into django_admin_log (no triggers), redirect; "
+            f"form save: POST follow-up form (cohort_followup: {followup_triggers} triggers), redirect"
+        )
+        print(f"clients: {len(clients)} threads as nurses {', '.join(sorted({c.username for c in clients}))}")
+
+        deadline = time.monotonic() + args.time_limit
+        for kind in ("bare", "form"):  # warm-up: connections, caches, code paths; not timed
+            run_phase(clients, kind, args.warmup * len(clients), deadline)
+        half = [args.requests // 2, args.requests - args.requests // 2]
+        results: dict[str, tuple[list[float], float]] = {"bare": ([], 0.0), "form": ([], 0.0)}
+        for kind, total in (("bare", half[0]), ("form", half[0]), ("form", half[1]), ("bare", half[1])):
+            latencies, seconds = run_phase(clients, kind, total, deadline)
+            results[kind] = (results[kind][0] + latencies, results[kind][1] + seconds)
+        queries = {"bare": clients[0].bare(count_queries=True), "form": clients[0].save(count_queries=True)}
+
+        failures = [failure for client in clients for failure in client.failures]
+        saves = sum(c.saves for c in clients)
+        bare_writes = sum(c.bare_writes for c in clients)
+        # Every counted save is a new version of its form and an audit event; every bare request a row.
+        stored = dict(
+            FollowUp.objects.filter(patient__study_id__in=versions_before).values_list("patient__study_id", "version")
+        )
+        expected = {f.study_id: f.version for c in clients for f in c.forms}
+        if stored != expected:
+            failures.append("stored versions differ from the saves counted")
+        events = FollowUp.pgh_event_model.objects.count() - events_before
+        bare_rows = LogEntry.objects.filter(object_repr="bench").count() - bare_before
+        if events != saves:
+            failures.append(f"{events} audit events written for {saves} saves")
+        if bare_rows != bare_writes:
+            failures.append(f"{bare_rows} rows written by the bare view for {bare_writes} successes")
+
+        print()
+        header = ("endpoint", "requests", "conc", "median ms", "p95 ms", "req/s", "queries")
+        print("{:<26} {:>8} {:>5} {:>10} {:>8} {:>7} {:>8}".format(*header))
+        medians = {}
+        for kind, label in (("bare", "bare view (1-row INSERT)"), ("form", "form save (follow-up)")):
+            latencies, seconds = results[kind]
+            medians[kind] = statistics.median(latencies) * 1000
+            print(
+                f"{label:<26} {len(latencies):>8} {len(clients):>5} {medians[kind]:>10.1f} "
+                f"{percentile(latencies, 0.95) * 1000:>8.1f} {len(latencies) / seconds:>7.1f} "
+                f"{queries[kind].split(' ')[0] or '?':>8}"
+            )
+        ratio = medians["form"] / medians["bare"]
+        verdict = "within" if ratio <= 2 else "ABOVE"
+        print()
+        print(f"ratio form save / bare view (median latency): {ratio:.2f}x, {verdict} the SPEC target of 2x")
+        print(f"SQL statements per request (server side): bare {queries['bare']}; form save {queries['form']}")
+        print(
+            f"checks (warm-up included): {saves} saves redirected to the casebook, {events} audit events, "
+            f"stored versions {'as counted' if stored == expected else 'NOT as counted'}; "
+            f"{bare_rows} rows by the bare view; problems: {len(failures)}"
+        )
+        messages = redis_messages(work) if args.broker == "redis" else None
+        if messages is not None:
+            print(f"broker: {messages} wake-up messages queued by the saves (no worker consumes them here)")
+        if failures:
+            sys.stdout.flush()
+            print(f"FAILED: {len(failures)} problems, first ones:", file=sys.stderr)
+            for failure in failures[:10]:
+                print(f"  {failure}", file=sys.stderr)
+            return 1
+        print(f"whole run: {time.monotonic() - STARTED:.0f} s (database start, migrate and seed included)")
+        ok = True
+        return 0
+    except Failure as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout.flush()
+        stop(server)
+        stop(broker)
+        log = server_log.read_text(errors="replace").strip() if server_log.exists() else ""
+        if log:
+            print(f"server log ({len(log.splitlines())} lines):", file=sys.stderr)
+            print("\n".join(log.splitlines()[-20:]), file=sys.stderr)
+        if ok and not log:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept for inspection: {work}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
