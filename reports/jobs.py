@@ -2,8 +2,10 @@
 
 The job row is committed before the broker hears of it; a worker claims it with a conditional
 update and keeps a heartbeat while it renders; a job whose heartbeat stops (worker killed) is put
-back in the queue by the sweep. Files are written to `<id>.part` and renamed into place, so a
-download is always a whole file.
+back in the queue by the sweep. Files are written to `<id>.<attempt>.part` and renamed into place,
+so a download is always a whole file. Every write of a worker to the job row names its attempt: a
+worker that was only slow, not dead, and was taken over by another cannot overwrite the job's
+state when it finishes.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ def job_dir() -> Path:
     return path
 
 
-def part_path(job: ReportJob) -> Path:
-    return job_dir() / f"{job.pk}.part"
+def part_path(job: ReportJob, attempt: int | None = None) -> Path:
+    return job_dir() / f"{job.pk}.{job.attempts if attempt is None else attempt}.part"
 
 
 def final_name(job: ReportJob) -> str:
@@ -89,11 +91,11 @@ def _data_version() -> int | None:
         return cursor.fetchone()[0]
 
 
-def _progress(job_id: int):
+def _progress(job_id: int, attempt: int):
     delay = float(getattr(settings, "REPORT_JOB_STAGE_DELAY", 0))
 
     def report(percent: int, message: str) -> None:
-        ReportJob.objects.filter(pk=job_id, status=ReportJob.Status.RUNNING).update(
+        ReportJob.objects.filter(pk=job_id, status=ReportJob.Status.RUNNING, attempts=attempt).update(
             progress=max(0, min(99, int(percent))), message=message[:200], heartbeat_at=timezone.now()
         )
         if delay:  # only the crash test sets this, to have time to kill the worker mid-render
@@ -129,28 +131,32 @@ def job_run(job_id: int) -> ReportJob | None:
     if not claimed:
         return None
     job = ReportJob.objects.select_related("patient").get(pk=job_id)
-    partial = part_path(job)
-    partial.unlink(missing_ok=True)  # a previous attempt's leftovers
+    attempt = job.attempts
+    mine = ReportJob.objects.filter(pk=job.pk, status=ReportJob.Status.RUNNING, attempts=attempt)
+    partial = part_path(job, attempt)
     try:
-        ReportJob.objects.filter(pk=job.pk).update(data_version=_data_version())
-        _render(job, partial, _progress(job.pk))
-        final = job_dir() / final_name(job)
+        mine.update(data_version=_data_version())
+        _render(job, partial, _progress(job.pk, attempt))
         with partial.open("rb+") as fh:  # on disk before the rename makes it visible
             os.fsync(fh.fileno())
+        if not mine.exists():  # taken over meanwhile (this worker had stopped reporting progress)
+            partial.unlink(missing_ok=True)
+            return None
+        final = job_dir() / final_name(job)
         os.replace(partial, final)
     except Exception as error:
         partial.unlink(missing_ok=True)
-        status = (
-            ReportJob.Status.QUEUED if job.attempts < MAX_ATTEMPTS and _transient(error) else ReportJob.Status.FAILED
-        )
-        ReportJob.objects.filter(pk=job.pk).update(
+        status = ReportJob.Status.QUEUED if attempt < MAX_ATTEMPTS and _transient(error) else ReportJob.Status.FAILED
+        failed = mine.update(
             status=status, error=f"{type(error).__name__}: {error}"[:2000], message="", finished_at=timezone.now()
         )
+        if not failed:  # another attempt has the job: its outcome, not this one's
+            return None
         if status == ReportJob.Status.QUEUED:
             raise
         log.exception("report job %s failed", job.pk)
         return ReportJob.objects.get(pk=job.pk)
-    ReportJob.objects.filter(pk=job.pk).update(
+    done = mine.update(
         status=ReportJob.Status.DONE,
         progress=100,
         message="",
@@ -158,7 +164,7 @@ def job_run(job_id: int) -> ReportJob | None:
         file_size=final.stat().st_size,
         finished_at=timezone.now(),
     )
-    return ReportJob.objects.get(pk=job.pk)
+    return ReportJob.objects.get(pk=job.pk) if done else None
 
 
 def _transient(error: Exception) -> bool:

@@ -102,6 +102,48 @@ def wait_for(predicate, timeout=60, what="condition", log: Path | None = None):
     raise AssertionError(f"{what} not within {timeout} s" + (f"\n{tail(log)}" if log else ""))
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_worker_taken_over_by_another_does_not_overwrite_the_finished_job(people, media, settings):
+    """A worker that stops reporting progress (slow, not dead) is taken over after the stale time;
+    when it finishes, it must neither mark the job nor leave a second file."""
+    import threading
+
+    from django.db import connections
+
+    import_cohort31()
+    job = ReportJob.objects.create(kind=ReportJob.Kind.COHORT_PDF, scope="all", requested_by=people["coordinator"])
+    settings.REPORT_JOB_STAGE_DELAY = 1.0  # the first worker is slow at every stage
+    outcome = {}
+
+    def slow_worker():
+        try:
+            outcome["first"] = jobs.job_run(job.pk)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=slow_worker)
+    first.start()
+    try:
+        wait_for(lambda: ReportJob.objects.filter(pk=job.pk, status="running", progress__gt=0).exists(), timeout=30)
+        settings.REPORT_JOB_STALE_SECONDS = 0  # what the sweep decides after 120 s without progress
+        settings.REPORT_JOB_STAGE_DELAY = 0
+        # The sweep queues the job again and wakes a worker: without a broker that is this thread,
+        # which takes the job (attempt 2) and finishes it while the first is still rendering.
+        jobs.sweep()
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == ("done", 2)
+        finished = (job.file_name, job.file_size, job.finished_at)
+    finally:
+        first.join(timeout=60)
+    assert outcome["first"] is None  # the slow worker found it had been taken over
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("done", 2)
+    assert (job.file_name, job.file_size, job.finished_at) == finished
+    reports_dir = Path(media) / "reports"
+    assert sorted(path.name for path in reports_dir.iterdir()) == [job.file_name]
+    assert (reports_dir / job.file_name).read_bytes().startswith(b"%PDF-")
+
+
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_render_leaves_no_partial_file_and_the_job_completes(
@@ -138,7 +180,7 @@ def test_a_worker_killed_mid_render_leaves_no_partial_file_and_the_job_completes
     settings.REPORT_JOB_STALE_SECONDS = 1
     time.sleep(1.5)
     assert jobs.sweep() >= 1  # what beat does every 30 s: the job is queued again, its .part removed
-    assert not any(reports_dir.glob(f"{job.pk}.part"))
+    assert not any(reports_dir.glob(f"{job.pk}.*part"))
     fresh = start_worker(test_database_url, broker, log, **media_env)
     try:
 
