@@ -111,7 +111,7 @@ def patient_soft_delete(*, patient: Patient, by: User, reason: str) -> None:
     """Remove a patient from every list and analysis; the row and its audit trail stay."""
     with transaction.atomic(), audit_context(user=by, reason=reason, source="delete"):
         Patient.all_objects.filter(pk=patient.pk).update(deleted_at=timezone.now())
-        _outcomes_changed()
+        _outcomes_changed(patient.centre)
 
 
 def _tracked_verbose_name(event_model: str) -> str:

@@ -154,6 +154,22 @@ def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     return render(request, "cohort/patient_history.html", {"patient": patient, "history": trail})
 
 
+@login_required
+@require_POST
+def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
+    """Soft delete (SPEC section 4): the patient leaves every list and analysis; the audit stays."""
+    patient = access.get_patient_for_user(request.user, study_id, write=True)
+    reason = request.POST.get("reason_for_change", "").strip()[:200]
+    if not reason:
+        messages.error(request, _("Give the reason for removing the patient; nothing was removed."))
+        return redirect("cohort:patient-detail", patient.study_id)
+    services.patient_soft_delete(patient=patient, by=request.user, reason=reason)
+    messages.success(
+        request, _("Patient %(id)s removed; the record and its audit trail are kept.") % {"id": patient.study_id}
+    )
+    return redirect("cohort:patient-list")
+
+
 def _save(request, form, patient, row, key: str) -> HttpResponse | None:
     """Run the save service for a bound, valid form; None means: show the form again."""
     try:

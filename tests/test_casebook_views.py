@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 
 from cohort.models import AdverseEvent, Assessment, FollowUp, Patient, PriorBiologic, UstekinumabDose
+from cohort.services import patient_audit_trail
 from tests.base import PATIENT_DATA, T0, login_as, make_patient, make_record
 
 pytestmark = pytest.mark.django_db
@@ -288,3 +289,27 @@ def test_pages_remind_not_to_enter_identifiers_and_say_demo_only_on_a_demo_insta
     assert "Synthetic demo data" not in page
     settings.DEMO_DATA = True
     assert "Synthetic demo data only." in nurse.get(url).content.decode()
+
+
+def test_a_nurse_removes_a_patient_with_a_reason_and_the_audit_trail_stays(nurse, client, people, patient):
+    url = reverse("cohort:patient-delete", args=[patient.study_id])
+    casebook = reverse("cohort:patient-detail", args=[patient.study_id])
+    assert 'id="remove-patient"' in nurse.get(casebook).content.decode()
+    assert nurse.get(url).status_code == 405  # no change on GET
+
+    refused = nurse.post(url, {"reason_for_change": "  "}, follow=True)
+    assert "Give the reason for removing the patient; nothing was removed." in refused.content.decode()
+    assert Patient.objects.filter(pk=patient.pk).exists()
+
+    response = nurse.post(url, {"reason_for_change": "entered twice"})
+    assert response.status_code == 302 and response["Location"] == reverse("cohort:patient-list")
+    assert not Patient.objects.filter(pk=patient.pk).exists()
+    assert Patient.all_objects.get(pk=patient.pk).deleted_at is not None
+    assert nurse.get(casebook).status_code == 404
+    assert f'href="{casebook}"' not in nurse.get(reverse("cohort:patient-list")).content.decode()
+    last = patient_audit_trail(patient)[-1]
+    assert (last["action"], last["user"], last["reason"]) == ("update", "nurse_a", "entered twice")
+    assert last["changes"]["deleted_at"][0] is None
+    # The next patient of the centre gets a new number: a removed study ID is not given out again.
+    response = nurse.post(reverse("cohort:patient-enrol"), enrol_data(people))
+    assert Patient.objects.get().study_id == "AMC-002"

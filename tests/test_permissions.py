@@ -55,6 +55,8 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     "cohort:rows": CRF_FORM,
     # POST only: a GET is 405 for everyone signed in, whether or not the row is theirs.
     "cohort:row-delete": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 403), (405, 403)),
+    # Soft delete, POST only; sent without a reason it removes nothing and returns to the casebook.
+    "cohort:patient-delete": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 403), (405, 403)),
     # accounts (cohort/account_urls.py)
     "login": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
     "logout": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),
