@@ -1,16 +1,17 @@
 """The Django admin: admins manage centres, accounts and memberships and read the audit trail.
 
 Study forms are listed too (read and corrected by admins); every save goes through the same
-validation layer as the importer and the web forms, and is recorded by the audit triggers with
-the acting user (pghistory middleware)."""
+service as the casebook's (cohort.services.crf_row_save: the validation layer, the version the
+admin opened, a reason for change on completed forms, the audit context and the recompute)."""
 
 from __future__ import annotations
 
 import pghistory.models
 from django import forms
 from django.apps import apps
-from django.contrib import admin
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.contrib import admin, messages
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.http import HttpResponseRedirect
 
 from cohort import services, validators
 from cohort.models import (
@@ -25,11 +26,22 @@ from cohort.models import (
     UserProfile,
     UstekinumabDose,
 )
-from reports.services import wake_workers_on_commit
 
 
 class RecordCheckedForm(forms.ModelForm):
-    """Adds the cross-form rules of the patient's whole record to the model's own validation."""
+    """A study form in the admin, saved like the casebook saves it: the cross-form rules of the
+    patient's whole record, the version the admin opened (optimistic lock) and a reason for change
+    when the form was marked complete (services.crf_row_save, which checks them all again)."""
+
+    loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    reason_for_change = forms.CharField(
+        required=False, max_length=200, help_text="Required when changing a record that was marked complete."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["loaded_version"].initial = self.instance.version
 
     def _post_clean(self):
         super()._post_clean()
@@ -37,6 +49,13 @@ class RecordCheckedForm(forms.ModelForm):
         patient = row if isinstance(row, Patient) else getattr(row, "patient", None)
         if patient is None or self.errors:
             return
+        if row.pk:
+            stored = type(row)._base_manager.filter(pk=row.pk).first()
+            if stored is None or stored.version != self.cleaned_data.get("loaded_version"):
+                self.add_error(None, EDITED_MEANWHILE)
+                return
+            if stored.form_status == "complete" and not self.cleaned_data.get("reason_for_change", "").strip():
+                self.add_error("reason_for_change", services.REASON_REQUIRED)
         record = services.patient_record(patient) if patient.pk else validators.PatientRecord(patient)
         record = record.with_row(row)
         for problem in validators.cross_form_problems(record):
@@ -49,6 +68,46 @@ class RecordCheckedForm(forms.ModelForm):
                     NON_FIELD_ERRORS,
                     f"{problem.row._meta.verbose_name} {problem.row}: {problem.field}: {problem.message}",
                 )
+
+
+EDITED_MEANWHILE = "Someone else saved this record after you opened it; nothing was saved. Reload the page."
+
+
+class CrfSavedAdmin(admin.ModelAdmin):
+    """Saves go through services.crf_row_save (lock, version, reason, audit context, recompute).
+    Rows are removed in the casebook, where the rest of the record is checked and a reason asked."""
+
+    form = RecordCheckedForm
+
+    def save_model(self, request, obj, form, change):
+        try:
+            services.crf_row_save(
+                row=obj,
+                by=request.user,
+                expected_version=form.cleaned_data.get("loaded_version") if change else None,
+                reason=form.cleaned_data.get("reason_for_change", ""),
+                source="admin",
+            )
+        except services.EditConflict:
+            request._crf_save_error = EDITED_MEANWHILE  # between the form's checks and the lock
+        except ValidationError as error:
+            request._crf_save_error = " ".join(error.messages)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._refused(request) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        return self._refused(request) or super().response_change(request, obj)
+
+    def _refused(self, request):
+        error = getattr(request, "_crf_save_error", None)
+        if error is None:
+            return None
+        self.message_user(request, error, level=messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Centre)
@@ -65,21 +124,7 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "centre"]
 
 
-class OutcomesChangedAdmin(admin.ModelAdmin):
-    """Saves and deletes of study data wake the outcome workers (the request itself is written by
-    the database trigger)."""
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        wake_workers_on_commit()
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        wake_workers_on_commit()
-
-
-class CrfAdmin(OutcomesChangedAdmin):
-    form = RecordCheckedForm
+class CrfAdmin(CrfSavedAdmin):
     readonly_fields = ["version", "created_at", "updated_at"]
     list_select_related = ["patient"]
     search_fields = ["patient__study_id"]
@@ -90,8 +135,7 @@ class CrfAdmin(OutcomesChangedAdmin):
 
 
 @admin.register(Patient)
-class PatientAdmin(OutcomesChangedAdmin):
-    form = RecordCheckedForm
+class PatientAdmin(CrfSavedAdmin):
     list_display = ["study_id", "centre", "enrolment_date", "sex", "birth_year", "form_status"]
     list_filter = ["centre", "form_status"]
     list_select_related = ["centre"]
@@ -102,8 +146,8 @@ class PatientAdmin(OutcomesChangedAdmin):
         # The study ID and centre never change once a patient exists.
         return [*self.readonly_fields, "study_id", "centre"] if obj else self.readonly_fields
 
-    def has_delete_permission(self, request, obj=None):
-        # Patients are soft-deleted (services.patient_soft_delete), never removed.
+    def has_add_permission(self, request):
+        # Enrolment assigns the study ID (the casebook), or the import file names it.
         return False
 
 

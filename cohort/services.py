@@ -168,7 +168,7 @@ class EditConflict(Exception):
 REASON_REQUIRED = "a reason for change is required: this form was marked complete."
 
 
-def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = ""):
+def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "", source: str = "web"):
     """Save one CRF row from the web: validate it against the patient's whole record, refuse a
     stale version, require a reason to change a completed form, and audit who and why.
 
@@ -178,7 +178,7 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
     from django.core.exceptions import ValidationError
 
     model = type(row)
-    with transaction.atomic(), audit_context(user=by, reason=reason, source="web"):
+    with transaction.atomic(), audit_context(user=by, reason=reason, source=source):
         patient = _lock_patient(row.pk if isinstance(row, Patient) else row.patient_id)
         record = patient_record(patient)
         stored = _stored_in(record, row)

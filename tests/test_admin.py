@@ -10,6 +10,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
+from cohort import services
 from cohort.models import Assessment, FollowUp
 from tests.base import T0, login_as
 
@@ -38,6 +39,7 @@ def test_an_admin_save_runs_the_cross_form_rules(client, people, patient):
         url,
         {
             "patient": patient.pk,
+            "loaded_version": follow_up.version,
             "form_status": "complete",
             "status": "ongoing",
             "last_follow_up_date": (T0 + dt.timedelta(days=100)).isoformat(),
@@ -58,6 +60,7 @@ def test_an_admin_save_shows_a_constraint_message_at_its_field(client, people, p
     url = reverse("admin:cohort_assessment_change", args=[assessment.pk])
     data = {
         "patient": patient.pk,
+        "loaded_version": assessment.version,
         "form_status": "complete",
         "visit": "week_8",
         "not_done": "no",
@@ -83,7 +86,53 @@ def test_an_admin_save_shows_a_constraint_message_at_its_field(client, people, p
     response = client.post(url, data)
     assert response.status_code == 302
     assessment.refresh_from_db()
-    assert assessment.hbi == 3
+    assert (assessment.hbi, assessment.version) == (3, 2)
+
+
+def test_an_admin_save_is_a_casebook_save_version_reason_and_audit(client, people, patient):
+    """The admin saves through services.crf_row_save: a stale version is refused, a completed form
+    needs a reason, and the audit trail names the admin, the reason and the source."""
+    login_as(client, people["admin"])
+    follow_up = FollowUp.objects.get(patient=patient)
+    FollowUp.objects.filter(pk=follow_up.pk).update(form_status="complete")
+    url = reverse("admin:cohort_followup_change", args=[follow_up.pk])
+    data = {
+        "patient": patient.pk,
+        "loaded_version": follow_up.version,
+        "form_status": "complete",
+        "status": "ongoing",
+        "last_follow_up_date": (T0 + dt.timedelta(days=410)).isoformat(),
+        "discontinuation_date": "",
+        "discontinuation_reason": "",
+        "next_therapy": "",
+        "reason_for_change": "",
+    }
+    page = client.get(url).content.decode()
+    assert 'name="reason_for_change"' in page and f'name="loaded_version" value="{follow_up.version}"' in page
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["reason_for_change"] == [services.REASON_REQUIRED]
+
+    stale = client.post(url, {**data, "loaded_version": follow_up.version - 1, "reason_for_change": "typo"})
+    assert "Someone else saved this record after you opened it" in stale.content.decode()
+    follow_up.refresh_from_db()
+    assert follow_up.last_follow_up_date == T0 + dt.timedelta(days=400)
+
+    saved = client.post(url, {**data, "reason_for_change": "date corrected from the chart"})
+    assert saved.status_code == 302
+    follow_up.refresh_from_db()
+    assert (follow_up.last_follow_up_date, follow_up.version) == (T0 + dt.timedelta(days=410), 2)
+    last = services.patient_audit_trail(patient)[-1]
+    assert (last["user"], last["reason"], last["source"]) == ("admin", "date corrected from the chart", "admin")
+    assert last["changes"]["last_follow_up_date"][1] == (T0 + dt.timedelta(days=410)).isoformat()
+
+
+def test_study_data_are_not_added_or_removed_in_the_admin(client, people, patient):
+    login_as(client, people["admin"])
+    follow_up = FollowUp.objects.get(patient=patient)
+    assert client.get(reverse("admin:cohort_patient_add")).status_code == 403
+    assert client.post(reverse("admin:cohort_followup_delete", args=[follow_up.pk]), {"post": "yes"}).status_code == 403
+    assert FollowUp.objects.filter(pk=follow_up.pk).exists()
 
 
 def test_the_audit_trail_cannot_be_changed_in_the_admin(client, people, patient):
