@@ -62,6 +62,11 @@ def can_write(user: User | AnonymousUser, patient: Patient) -> bool:
     return patient.centre_id in writable_centre_ids(user)
 
 
+def can_confirm_flags(user: User | AnonymousUser, patient: Patient) -> bool:
+    """The centre's nurses and the coordinators (monitors) confirm flagged values: it changes no data."""
+    return can_write(user, patient) or is_coordinator(user)
+
+
 def get_patient_for_user(user: User | AnonymousUser, study_id: str, *, write: bool = False) -> Patient:
     try:
         patient = patients_for_user(user).select_related("centre").get(study_id=study_id)

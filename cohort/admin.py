@@ -18,6 +18,7 @@ from cohort.models import (
     AdverseEvent,
     Assessment,
     Centre,
+    FlagConfirmation,
     FollowUp,
     Membership,
     Patient,
@@ -196,13 +197,7 @@ class AdverseEventAdmin(CrfAdmin):
     list_filter = ["category", "serious"]
 
 
-class AuditEventAdmin(admin.ModelAdmin):
-    """The audit trail is read-only here; the database also refuses updates and deletes."""
-
-    list_display = ["pgh_created_at", "pgh_label", "pgh_obj_id", "pgh_context"]
-    list_filter = ["pgh_label"]
-    ordering = ["-pgh_created_at", "-pgh_id"]
-
+class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -211,6 +206,23 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(FlagConfirmation)
+class FlagConfirmationAdmin(ReadOnlyAdmin):
+    """Confirmed flags are read here; they are given in the casebook, by whoever checked the value."""
+
+    list_display = ["patient", "form", "field", "basis", "confirmed_by", "confirmed_at", "comment"]
+    list_select_related = ["patient", "confirmed_by"]
+    search_fields = ["patient__study_id"]
+
+
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail is read-only here; the database also refuses updates and deletes."""
+
+    list_display = ["pgh_created_at", "pgh_label", "pgh_obj_id", "pgh_context"]
+    list_filter = ["pgh_label"]
+    ordering = ["-pgh_created_at", "-pgh_id"]
 
 
 for model in apps.get_app_config("cohort").get_models():

@@ -777,6 +777,34 @@ class AdverseEvent(PatientRow):
         return f"{self.onset_date} {self.get_category_display()}"
 
 
+@audited()
+class FlagConfirmation(models.Model):
+    """Someone checked a flagged value (SPEC section 3: 'saved with a visible flag that someone can
+    confirm') and it stands. Tied to the values the flag was raised on (`basis`): when they change,
+    the flag is raised anew and needs confirming again."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="flag_confirmations")
+    form = models.CharField(max_length=32, help_text="the flagged row's model, e.g. assessment")
+    row_id = models.PositiveBigIntegerField()
+    field = models.CharField(max_length=64)
+    basis = models.CharField(max_length=200, help_text="the values the flag was raised on")
+    comment = models.CharField("Comment", max_length=200, blank=True)
+    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    confirmed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["form", "row_id", "field", "basis"], name="flag_confirmed_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient} {self.form} {self.row_id} {self.field}"
+
+    @property
+    def key(self) -> tuple[str, int, str, str]:
+        return (self.form, self.row_id, self.field, self.basis)
+
+
 class UserProfile(models.Model):
     """Per-user preferences: the interface language (English or Dutch)."""
 

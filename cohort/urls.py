@@ -16,6 +16,7 @@ urlpatterns = [
     re_path(rf"^patients/{STUDY_ID}/$", views.patient_detail, name="patient-detail"),
     re_path(rf"^patients/{STUDY_ID}/history/$", views.patient_history, name="patient-history"),
     re_path(rf"^patients/{STUDY_ID}/delete/$", views.patient_delete, name="patient-delete"),
+    re_path(rf"^patients/{STUDY_ID}/flags/confirm/$", views.flag_confirm, name="flag-confirm"),
     re_path(rf"^patients/{STUDY_ID}/forms/{SINGLE}/$", views.form_edit, name="form"),
     re_path(rf"^patients/{STUDY_ID}/rows/{REPEATING}/$", views.rows, name="rows"),
     re_path(rf"^patients/{STUDY_ID}/rows/{REPEATING}/(?P<pk>[0-9]+)/delete/$", views.row_delete, name="row-delete"),

@@ -50,11 +50,21 @@ def not_after_this_year(value: int) -> None:
 
 @dataclass(frozen=True)
 class Problem:
-    """A broken rule: the row it is reported on, the variable and what is allowed."""
+    """A broken rule: the row it is reported on, the variable and what is allowed. A soft flag also
+    names the values it was raised on (`basis`), which a confirmation of it is tied to."""
 
     row: Any
     field: str
     message: str
+    basis: str = ""
+
+    @property
+    def form(self) -> str:
+        return self.row._meta.model_name
+
+    @property
+    def key(self) -> tuple[str, int | None, str, str]:
+        return (self.form, self.row.pk, self.field, self.basis)
 
 
 @dataclass
@@ -68,6 +78,8 @@ class PatientRecord:
     assessments: list[Assessment] = field(default_factory=list)
     follow_up: FollowUp | None = None
     adverse_events: list[AdverseEvent] = field(default_factory=list)
+    # Keys of the soft flags someone confirmed (FlagConfirmation.key).
+    confirmed: frozenset = frozenset()
 
     def rows(self) -> list[Any]:
         single = [row for row in (self.reinduction, self.follow_up) if row is not None]
@@ -378,8 +390,14 @@ def _assessment_problems(record: PatientRecord, t0: dt.date | None) -> list[Prob
     return problems
 
 
-def soft_flags(record: PatientRecord) -> list[Problem]:
-    """Admissible but unusual values, saved with a visible flag (SPEC section 3)."""
+def soft_flags(record: PatientRecord, *, include_confirmed: bool = False) -> list[Problem]:
+    """Admissible but unusual values, saved with a visible flag (SPEC section 3), but for those
+    someone has confirmed (unless `include_confirmed`)."""
+    flags = _soft_flags(record)
+    return flags if include_confirmed else [flag for flag in flags if flag.key not in record.confirmed]
+
+
+def _soft_flags(record: PatientRecord) -> list[Problem]:
     from cohort.models import VISIT_SCHEDULE
 
     flags: list[Problem] = []
@@ -394,6 +412,7 @@ def soft_flags(record: PatientRecord) -> list[Problem]:
                     "assessment_date",
                     f"day {day} after re-induction is outside the {assessment.get_visit_display()} window "
                     f"(days {low} to {high}).",
+                    basis=f"{assessment.assessment_date} day {day}",
                 )
             )
     for dose in record.doses:
@@ -404,6 +423,7 @@ def soft_flags(record: PatientRecord) -> list[Problem]:
                     "dose_mg",
                     f"{dose.dose_mg} mg differs from the weight-based dose for {dose.weight_kg} kg "
                     f"({dose.expected_iv_dose} mg).",
+                    basis=f"{dose.dose_mg} mg {dose.weight_kg} kg",
                 )
             )
     return flags

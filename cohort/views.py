@@ -56,7 +56,7 @@ TITLES = {
 def _with_forms(patients):
     """The patients with every row of their CRF, in a fixed number of queries."""
     return patients.select_related("centre", "reinduction", "follow_up").prefetch_related(
-        "prior_biologics", "doses", "assessments", "adverse_events"
+        "prior_biologics", "doses", "assessments", "adverse_events", "flag_confirmations"
     )
 
 
@@ -170,6 +170,33 @@ def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
     return redirect("cohort:patient-list")
 
 
+@login_required
+@require_POST
+def flag_confirm(request: HttpRequest, study_id: str) -> HttpResponse:
+    """A flagged value was checked and stands: the flag stops counting (until the value changes)."""
+    patient = access.get_patient_for_user(request.user, study_id)
+    if not access.can_confirm_flags(request.user, patient):
+        raise PermissionDenied(_("Only the centre's nurses and the coordinators confirm flags."))
+    back = request.POST.get("next", "")
+    if not back.startswith(f"/patients/{patient.study_id}/"):  # only this patient's pages
+        back = reverse("cohort:patient-detail", args=[patient.study_id])
+    row_id = request.POST.get("row", "")
+    try:
+        services.flag_confirm(
+            patient=patient,
+            form=request.POST.get("form", ""),
+            row_id=int(row_id) if row_id.isdigit() else 0,
+            field=request.POST.get("field", ""),
+            by=request.user,
+            comment=request.POST.get("comment", "").strip()[:200],
+        )
+    except services.NothingToConfirm:
+        messages.error(request, _("This flag is no longer raised (the value was changed or confirmed already)."))
+    else:
+        messages.success(request, _("Flag confirmed: the value was checked and stands."))
+    return redirect(back)
+
+
 def _save(request, form, patient, row, key: str) -> HttpResponse | None:
     """Run the save service for a bound, valid form; None means: show the form again."""
     try:
@@ -228,7 +255,9 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             field.disabled = True
     record = services.patient_record(patient)
     instance = form.instance
-    flags = [flag.message for flag in validators.soft_flags(record) if _same_row(flag.row, instance)]
+    # A repeating form's page shows the flags of all its rows; a single form's, its own.
+    shown = [item for item, _flag in rows] if rows is not None else [instance]
+    flags = [flag for flag in validators.soft_flags(record) if any(_same_row(flag.row, row) for row in shown)]
     return render(
         request,
         "cohort/crf_form.html",
@@ -241,6 +270,7 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             "editing": editing,
             "can_write": can_write,
             "flags": flags,
+            "can_confirm": access.can_confirm_flags(request.user, patient),
             "next_form": casebook.next_form(key),
             "reinduction_date": record.reinduction_date,
         },

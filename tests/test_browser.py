@@ -403,3 +403,30 @@ def test_what_a_nurse_hides_by_changing_her_mind_is_not_sent(page, live_server, 
     expect(page.locator("#rows")).to_contain_text("vedolizumab")
     course = PriorBiologic.objects.get(patient=patient, agent="vedolizumab")
     assert course.agent_other == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_nurse_confirms_a_flagged_visit_date(page, live_server, people, patient):
+    from django.test import Client
+    from playwright.sync_api import expect
+
+    from tests.base import T0
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    Assessment.objects.filter(patient=patient, visit="week_8").update(assessment_date=T0 + dt.timedelta(days=90))
+    client = Client()
+    client.force_login(people["nurse_a"])
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/forms/week_8/")
+    flags = page.locator("#flags")
+    expect(flags).to_contain_text("day 90 after re-induction is outside the week 8 window")
+    flags.locator('[name="comment"]').fill("date checked in the chart")
+    shot(page, "06-flag-to-confirm")
+    flags.get_by_role("button", name="Confirm value").click()
+    expect(page.locator(".alert-success")).to_contain_text("Flag confirmed")
+    expect(page.locator("#flags")).to_have_count(0)
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/")
+    expect(cell(page, "week_8")).to_have_attribute("data-status", "incomplete")
+    assert patient.flag_confirmations.get().comment == "date checked in the chart"

@@ -313,3 +313,38 @@ def test_a_nurse_removes_a_patient_with_a_reason_and_the_audit_trail_stays(nurse
     # The next patient of the centre gets a new number: a removed study ID is not given out again.
     response = nurse.post(reverse("cohort:patient-enrol"), enrol_data(people))
     assert Patient.objects.get().study_id == "AMC-002"
+
+
+def test_a_flagged_value_is_confirmed_and_stops_counting_until_it_changes(nurse, client, people, patient):
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    Assessment.objects.filter(pk=week_8.pk).update(assessment_date=T0 + dt.timedelta(days=90))
+    casebook = reverse("cohort:patient-detail", args=[patient.study_id])
+    assert 'data-form="week_8" data-status="flagged"' in nurse.get(casebook).content.decode()
+    page = nurse.get(form_url(patient, "week_8")).content.decode()
+    assert "Confirm value" in page
+    confirm = reverse("cohort:flag-confirm", args=[patient.study_id])
+    data = {"form": "assessment", "row": week_8.pk, "field": "assessment_date", "next": form_url(patient, "week_8")}
+    assert nurse.get(confirm).status_code == 405
+
+    response = nurse.post(confirm, {**data, "comment": "visit date checked in the chart"})
+    assert response.status_code == 302 and response["Location"] == form_url(patient, "week_8")
+    confirmation = patient.flag_confirmations.get()
+    basis = f"{T0 + dt.timedelta(days=90)} day 90"  # the flagged values, the confirmation is tied to
+    assert (confirmation.confirmed_by, confirmation.basis) == (people["nurse_a"], basis)
+    assert confirmation.comment == "visit date checked in the chart"
+    casebook_page = nurse.get(casebook).content.decode()
+    assert 'data-form="week_8" data-status="incomplete"' in casebook_page  # no longer flagged
+    assert "outside the week 8 window" not in casebook_page
+    assert nurse.post(confirm, data).status_code == 302  # twice: 'no longer raised', nothing written
+    assert patient.flag_confirmations.count() == 1
+
+    # Another date outside the window is a new flag: it needs confirming again.
+    Assessment.objects.filter(pk=week_8.pk).update(assessment_date=T0 + dt.timedelta(days=95))
+    assert 'data-form="week_8" data-status="flagged"' in nurse.get(casebook).content.decode()
+
+    # Coordinators (monitors) confirm too; another centre's nurse does not see the patient at all.
+    login_as(client, people["coordinator"])
+    assert client.post(confirm, data).status_code == 302
+    assert patient.flag_confirmations.count() == 2
+    client.force_login(people["nurse_b"])
+    assert client.post(confirm, data).status_code == 404

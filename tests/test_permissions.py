@@ -57,6 +57,9 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     "cohort:row-delete": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 403), (405, 403)),
     # Soft delete, POST only; sent without a reason it removes nothing and returns to the casebook.
     "cohort:patient-delete": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 403), (405, 403)),
+    # Confirming a flagged value changes no study data: the centre's nurses and coordinators may; an
+    # empty request confirms nothing and returns to the casebook. The admin reads only.
+    "cohort:flag-confirm": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 302), (405, 403)),
     # accounts (cohort/account_urls.py)
     "login": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
     "logout": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),

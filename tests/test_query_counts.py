@@ -16,10 +16,10 @@ pytestmark = pytest.mark.django_db
 # Pinned counts for a nurse, raised only on purpose. 8 are the request itself: session read and save
 # (3 with its savepoint), user, TOTP device, the MFA role check (skipped once verified, so 1 fewer for
 # a coordinator) and the memberships cohort.access reads. Then the list: count, a page of patients
-# with centre, re-induction and follow-up joined, 4 prefetches; the casebook: the patient through
-# cohort.access, again with its forms joined, 4 prefetches, the audit trail.
-PATIENT_LIST_QUERIES = 14
-CASEBOOK_QUERIES = 15
+# with centre, re-induction and follow-up joined, 5 prefetches (4 forms, confirmed flags); the casebook:
+# the patient through cohort.access, again with its forms joined, 5 prefetches, the audit trail.
+PATIENT_LIST_QUERIES = 15
+CASEBOOK_QUERIES = 16
 
 
 @pytest.fixture
