@@ -1,147 +1,148 @@
 """Choice codes of the data dictionary (shared/crf/data_dictionary.csv): the codes are binding."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class YesNo(models.TextChoices):
-    YES = "yes", "yes"
-    NO = "no", "no"
+    YES = "yes", _("yes")
+    NO = "no", _("no")
 
 
 class Role(models.TextChoices):
-    NURSE = "nurse", "research nurse"
-    COORDINATOR = "coordinator", "coordinator"
-    ADMIN = "admin", "admin"
+    NURSE = "nurse", _("research nurse")
+    COORDINATOR = "coordinator", _("coordinator")
+    ADMIN = "admin", _("admin")
 
 
 class Sex(models.TextChoices):
-    F = "F", "female"
-    M = "M", "male"
+    F = "F", _("female")
+    M = "M", _("male")
 
 
 class MontrealLocation(models.TextChoices):
-    L1 = "L1", "ileal"
-    L2 = "L2", "colonic"
-    L3 = "L3", "ileocolonic"
+    L1 = "L1", _("ileal")
+    L2 = "L2", _("colonic")
+    L3 = "L3", _("ileocolonic")
 
 
 class MontrealBehaviour(models.TextChoices):
-    B1 = "B1", "non-stricturing non-penetrating"
-    B2 = "B2", "stricturing"
-    B3 = "B3", "penetrating"
+    B1 = "B1", _("non-stricturing non-penetrating")
+    B2 = "B2", _("stricturing")
+    B3 = "B3", _("penetrating")
 
 
 class Smoking(models.TextChoices):
-    CURRENT = "current", "current"
-    FORMER = "former", "former"
-    NEVER = "never", "never"
-    UNKNOWN = "unknown", "unknown"
+    CURRENT = "current", _("current")
+    FORMER = "former", _("former")
+    NEVER = "never", _("never")
+    UNKNOWN = "unknown", _("unknown")
 
 
 class Agent(models.TextChoices):
-    INFLIXIMAB = "infliximab", "infliximab"
-    ADALIMUMAB = "adalimumab", "adalimumab"
-    CERTOLIZUMAB_PEGOL = "certolizumab_pegol", "certolizumab pegol"
-    GOLIMUMAB = "golimumab", "golimumab"
-    VEDOLIZUMAB = "vedolizumab", "vedolizumab"
-    OTHER = "other", "other"
+    INFLIXIMAB = "infliximab", _("infliximab")
+    ADALIMUMAB = "adalimumab", _("adalimumab")
+    CERTOLIZUMAB_PEGOL = "certolizumab_pegol", _("certolizumab pegol")
+    GOLIMUMAB = "golimumab", _("golimumab")
+    VEDOLIZUMAB = "vedolizumab", _("vedolizumab")
+    OTHER = "other", _("other")
 
 
 ANTI_TNF_AGENTS = frozenset({Agent.INFLIXIMAB, Agent.ADALIMUMAB, Agent.CERTOLIZUMAB_PEGOL, Agent.GOLIMUMAB})
 
 
 class StopReason(models.TextChoices):
-    PRIMARY_NONRESPONSE = "primary_nonresponse", "primary nonresponse"
-    LOSS_OF_RESPONSE = "loss_of_response", "secondary loss of response"
-    INTOLERANCE = "intolerance", "intolerance or adverse event"
-    OTHER = "other", "other"
-    UNKNOWN = "unknown", "unknown"
+    PRIMARY_NONRESPONSE = "primary_nonresponse", _("primary nonresponse")
+    LOSS_OF_RESPONSE = "loss_of_response", _("secondary loss of response")
+    INTOLERANCE = "intolerance", _("intolerance or adverse event")
+    OTHER = "other", _("other")
+    UNKNOWN = "unknown", _("unknown")
 
 
 class Phase(models.TextChoices):
-    INITIAL_INDUCTION = "initial_induction", "initial IV induction"
-    MAINTENANCE = "maintenance", "maintenance"
-    REINDUCTION = "reinduction", "IV re-induction"
+    INITIAL_INDUCTION = "initial_induction", _("initial IV induction")
+    MAINTENANCE = "maintenance", _("maintenance")
+    REINDUCTION = "reinduction", _("IV re-induction")
 
 
 class Route(models.TextChoices):
-    IV = "iv", "intravenous"
-    SC = "sc", "subcutaneous"
+    IV = "iv", _("intravenous")
+    SC = "sc", _("subcutaneous")
 
 
 class Interval(models.TextChoices):
-    Q4W = "q4w", "every 4 weeks"
-    Q6W = "q6w", "every 6 weeks"
-    Q8W = "q8w", "every 8 weeks"
-    Q12W = "q12w", "every 12 weeks"
-    OTHER = "other", "other"
+    Q4W = "q4w", _("every 4 weeks")
+    Q6W = "q6w", _("every 6 weeks")
+    Q8W = "q8w", _("every 8 weeks")
+    Q12W = "q12w", _("every 12 weeks")
+    OTHER = "other", _("other")
 
 
 class Immunomodulator(models.TextChoices):
-    NONE = "none", "none"
-    THIOPURINE = "thiopurine", "thiopurine"
-    METHOTREXATE = "methotrexate", "methotrexate"
-    OTHER = "other", "other"
+    NONE = "none", _("none")
+    THIOPURINE = "thiopurine", _("thiopurine")
+    METHOTREXATE = "methotrexate", _("methotrexate")
+    OTHER = "other", _("other")
 
 
 class Visit(models.TextChoices):
-    WEEK_0 = "week_0", "week 0 (re-induction)"
-    WEEK_8 = "week_8", "week 8"
-    WEEK_20 = "week_20", "week 20"
-    WEEK_52 = "week_52", "week 52"
+    WEEK_0 = "week_0", _("week 0 (re-induction)")
+    WEEK_8 = "week_8", _("week 8")
+    WEEK_20 = "week_20", _("week 20")
+    WEEK_52 = "week_52", _("week 52")
 
 
 class NotDoneReason(models.TextChoices):
-    MISSED = "missed", "visit missed"
-    NOT_APPLICABLE = "not_applicable", "not applicable (treatment stopped)"
-    LOST_TO_FOLLOW_UP = "lost_to_follow_up", "lost to follow-up"
-    UNKNOWN = "unknown", "unknown"
+    MISSED = "missed", _("visit missed")
+    NOT_APPLICABLE = "not_applicable", _("not applicable (treatment stopped)")
+    LOST_TO_FOLLOW_UP = "lost_to_follow_up", _("lost to follow-up")
+    UNKNOWN = "unknown", _("unknown")
 
 
 class FollowUpStatus(models.TextChoices):
-    ONGOING = "ongoing", "still on ustekinumab"
-    DISCONTINUED = "discontinued", "discontinued"
+    ONGOING = "ongoing", _("still on ustekinumab")
+    DISCONTINUED = "discontinued", _("discontinued")
 
 
 class DiscontinuationReason(models.TextChoices):
-    NONRESPONSE = "nonresponse", "no response to re-induction"
-    LOSS_OF_RESPONSE = "loss_of_response", "loss of response after initial response to re-induction"
-    ADVERSE_EVENT = "adverse_event", "adverse event"
-    PATIENT_WISH = "patient_wish", "patient wish"
-    SURGERY = "surgery", "surgery"
-    OTHER = "other", "other"
+    NONRESPONSE = "nonresponse", _("no response to re-induction")
+    LOSS_OF_RESPONSE = "loss_of_response", _("loss of response after initial response to re-induction")
+    ADVERSE_EVENT = "adverse_event", _("adverse event")
+    PATIENT_WISH = "patient_wish", _("patient wish")
+    SURGERY = "surgery", _("surgery")
+    OTHER = "other", _("other")
 
 
 class AECategory(models.TextChoices):
-    INFECTION = "infection", "infection"
-    INFUSION_REACTION = "infusion_reaction", "infusion reaction"
-    INJECTION_SITE_REACTION = "injection_site_reaction", "injection site reaction"
-    SKIN = "skin", "skin"
-    ARTHRALGIA = "arthralgia", "arthralgia"
-    HEADACHE = "headache", "headache"
-    MALIGNANCY = "malignancy", "malignancy"
-    OTHER = "other", "other"
+    INFECTION = "infection", _("infection")
+    INFUSION_REACTION = "infusion_reaction", _("infusion reaction")
+    INJECTION_SITE_REACTION = "injection_site_reaction", _("injection site reaction")
+    SKIN = "skin", _("skin")
+    ARTHRALGIA = "arthralgia", _("arthralgia")
+    HEADACHE = "headache", _("headache")
+    MALIGNANCY = "malignancy", _("malignancy")
+    OTHER = "other", _("other")
 
 
 class Causality(models.TextChoices):
-    UNRELATED = "unrelated", "unrelated"
-    UNLIKELY = "unlikely", "unlikely"
-    POSSIBLE = "possible", "possible"
-    PROBABLE = "probable", "probable"
-    DEFINITE = "definite", "definite"
+    UNRELATED = "unrelated", _("unrelated")
+    UNLIKELY = "unlikely", _("unlikely")
+    POSSIBLE = "possible", _("possible")
+    PROBABLE = "probable", _("probable")
+    DEFINITE = "definite", _("definite")
 
 
 class AEOutcome(models.TextChoices):
-    RESOLVED = "resolved", "resolved"
-    RESOLVING = "resolving", "resolving"
-    ONGOING = "ongoing", "ongoing"
-    SEQUELAE = "sequelae", "resolved with sequelae"
-    FATAL = "fatal", "fatal"
-    UNKNOWN = "unknown", "unknown"
+    RESOLVED = "resolved", _("resolved")
+    RESOLVING = "resolving", _("resolving")
+    ONGOING = "ongoing", _("ongoing")
+    SEQUELAE = "sequelae", _("resolved with sequelae")
+    FATAL = "fatal", _("fatal")
+    UNKNOWN = "unknown", _("unknown")
 
 
 class FormStatus(models.TextChoices):
     """REDCap-like record status of a form (SPEC section 3); 'not started' is the absence of a row."""
 
-    INCOMPLETE = "incomplete", "incomplete"
-    COMPLETE = "complete", "complete"
+    INCOMPLETE = "incomplete", _("incomplete")
+    COMPLETE = "complete", _("complete")

@@ -239,6 +239,11 @@ class AssessmentForm(CrfForm):
         ),
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # What the page says once it has computed the total (in the request's language).
+        self.fields["hbi"].widget.attrs["data-computed-text"] = _("Computed from the five components.")
+
     def clean(self):
         cleaned = super().clean()
         # The total is derived when all five components are given (the page computes it live too).

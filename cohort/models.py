@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from cohort import validators
 from cohort.choices import (
@@ -138,10 +139,10 @@ def audited(**kwargs):
 @audited()
 class Centre(models.Model):
     code = models.CharField(
-        "Centre code", max_length=10, unique=True, help_text="2 to 10 capital letters or digits, e.g. AMC."
+        _("Centre code"), max_length=10, unique=True, help_text=_("2 to 10 capital letters or digits, e.g. AMC.")
     )
-    name = models.CharField("Name", max_length=200)
-    active = models.BooleanField("Active", default=True)
+    name = models.CharField(_("Name"), max_length=200)
+    active = models.BooleanField(_("Active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -165,7 +166,7 @@ class Membership(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     centre = models.ForeignKey(Centre, on_delete=models.PROTECT, related_name="memberships")
-    role = models.CharField("Role", max_length=20, choices=Role.choices)
+    role = models.CharField(_("Role"), max_length=20, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -187,7 +188,7 @@ class CrfRecord(models.Model):
     """What every CRF row carries: its form status and a version for optimistic locking."""
 
     form_status = models.CharField(
-        "Form status", max_length=12, choices=FormStatus.choices, default=FormStatus.INCOMPLETE
+        _("Form status"), max_length=12, choices=FormStatus.choices, default=FormStatus.INCOMPLETE
     )
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -212,35 +213,35 @@ class ActivePatientManager(models.Manager.from_queryset(PatientQuerySet)):  # ty
 @audited()
 class Patient(CrfRecord):
     study_id = models.CharField(
-        "Study ID",
+        _("Study ID"),
         max_length=16,
         unique=True,
-        help_text="The centre code, a hyphen and a sequence number; assigned on enrolment. Never changes.",
+        help_text=_("The centre code, a hyphen and a sequence number; assigned on enrolment. Never changes."),
     )
     centre = models.ForeignKey(
         Centre,
         on_delete=models.PROTECT,
         related_name="patients",
-        verbose_name="Centre",
-        help_text="A patient never moves between centres.",
+        verbose_name=_("Centre"),
+        help_text=_("A patient never moves between centres."),
     )
-    enrolment_date = models.DateField("Date of enrolment", validators=[validators.not_in_future])
-    consent = yesno_field("Informed consent or waiver documented", "Must be yes for the record to be saved.")
-    sex = models.CharField("Sex", max_length=1, choices=Sex.choices)
+    enrolment_date = models.DateField(_("Date of enrolment"), validators=[validators.not_in_future])
+    consent = yesno_field(_("Informed consent or waiver documented"), _("Must be yes for the record to be saved."))
+    sex = models.CharField(_("Sex"), max_length=1, choices=Sex.choices)
     birth_year = models.PositiveSmallIntegerField(
-        "Year of birth",
+        _("Year of birth"),
         validators=[validators.not_after_this_year],
-        help_text="Year only: no full date of birth is stored.",
+        help_text=_("Year only: no full date of birth is stored."),
     )
     diagnosis_year = models.PositiveSmallIntegerField(
-        "Year of Crohn's disease diagnosis", validators=[validators.not_after_this_year]
+        _("Year of Crohn's disease diagnosis"), validators=[validators.not_after_this_year]
     )
-    montreal_location = models.CharField("Montreal location", max_length=2, choices=MontrealLocation.choices)
-    upper_gi = yesno_field("Upper GI involvement (L4 modifier)")
-    montreal_behaviour = models.CharField("Montreal behaviour", max_length=2, choices=MontrealBehaviour.choices)
-    perianal = yesno_field("Perianal disease (p modifier)")
-    prior_resection = yesno_field("Prior intestinal resection")
-    smoking = models.CharField("Smoking status", max_length=7, choices=Smoking.choices)
+    montreal_location = models.CharField(_("Montreal location"), max_length=2, choices=MontrealLocation.choices)
+    upper_gi = yesno_field(_("Upper GI involvement (L4 modifier)"))
+    montreal_behaviour = models.CharField(_("Montreal behaviour"), max_length=2, choices=MontrealBehaviour.choices)
+    perianal = yesno_field(_("Perianal disease (p modifier)"))
+    prior_resection = yesno_field(_("Prior intestinal resection"))
+    smoking = models.CharField(_("Smoking status"), max_length=7, choices=Smoking.choices)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -308,7 +309,7 @@ class Patient(CrfRecord):
 class PatientRow(CrfRecord):
     """A row of a form that belongs to one patient."""
 
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, verbose_name="Study ID")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, verbose_name=_("Study ID"))
 
     class Meta:
         abstract = True
@@ -317,26 +318,26 @@ class PatientRow(CrfRecord):
 @audited()
 class PriorBiologic(PatientRow):
     agent = models.CharField(
-        "Biologic agent",
+        _("Biologic agent"),
         max_length=20,
         choices=Agent.choices,
-        help_text="Anti-TNF agents: infliximab, adalimumab, certolizumab pegol, golimumab.",
+        help_text=_("Anti-TNF agents: infliximab, adalimumab, certolizumab pegol, golimumab."),
     )
     agent_other = models.CharField(
-        "Other agent (name)",
+        _("Other agent (name)"),
         max_length=100,
         blank=True,
-        help_text="Required when agent = other; empty otherwise.",
+        help_text=_("Required when agent = other; empty otherwise."),
     )
-    start_date = models.DateField("Start date", null=True, blank=True, validators=[validators.not_in_future])
+    start_date = models.DateField(_("Start date"), null=True, blank=True, validators=[validators.not_in_future])
     stop_date = models.DateField(
-        "Stop date",
+        _("Stop date"),
         null=True,
         blank=True,
         validators=[validators.not_in_future],
-        help_text="On or after the start date, and before the first ustekinumab dose.",
+        help_text=_("On or after the start date, and before the first ustekinumab dose."),
     )
-    stop_reason = models.CharField("Reason stopped", max_length=20, choices=StopReason.choices)
+    stop_reason = models.CharField(_("Reason stopped"), max_length=20, choices=StopReason.choices)
 
     class Meta:
         default_related_name = "prior_biologics"
@@ -369,27 +370,29 @@ class PriorBiologic(PatientRow):
 
 @audited()
 class UstekinumabDose(PatientRow):
-    dose_date = models.DateField("Date of administration", validators=[validators.not_in_future])
+    dose_date = models.DateField(_("Date of administration"), validators=[validators.not_in_future])
     phase = models.CharField(
-        "Phase",
+        _("Phase"),
         max_length=20,
         choices=Phase.choices,
-        help_text="Exactly one initial IV induction and one IV re-induction per patient, re-induction last.",
+        help_text=_("Exactly one initial IV induction and one IV re-induction per patient, re-induction last."),
     )
     route = models.CharField(
-        "Route", max_length=2, choices=Route.choices, help_text="Initial induction and re-induction are IV."
+        _("Route"), max_length=2, choices=Route.choices, help_text=_("Initial induction and re-induction are IV.")
     )
     dose_mg = models.PositiveSmallIntegerField(
-        "Dose (mg)", help_text="Intravenous: 130 to 1040 mg; subcutaneous: 45 to 180 mg."
+        _("Dose (mg)"), help_text=_("Intravenous: 130 to 1040 mg; subcutaneous: 45 to 180 mg.")
     )
     weight_kg = models.DecimalField(
-        "Body weight (kg)",
+        _("Body weight (kg)"),
         max_digits=4,
         decimal_places=1,
         null=True,
         blank=True,
-        help_text="Recommended for IV doses. Weight-based IV dose: <=55 kg 260 mg, >55 to <=85 kg 390 mg, "
-        ">85 kg 520 mg; a different dose is saved with a warning.",
+        help_text=_(
+            "Recommended for IV doses. Weight-based IV dose: <=55 kg 260 mg, >55 to <=85 kg 390 mg, "
+            ">85 kg 520 mg; a different dose is saved with a warning."
+        ),
     )
 
     class Meta:
@@ -455,25 +458,27 @@ class UstekinumabDose(PatientRow):
 
 @audited()
 class Reinduction(PatientRow):
-    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, verbose_name="Study ID")
-    initial_response = yesno_field("Initial response to ustekinumab", "Inclusion criterion: must be yes.")
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, verbose_name=_("Study ID"))
+    initial_response = yesno_field(_("Initial response to ustekinumab"), _("Inclusion criterion: must be yes."))
     lor_date = models.DateField(
-        "Date of secondary loss of response",
+        _("Date of secondary loss of response"),
         validators=[validators.not_in_future],
-        help_text="Between the initial induction dose and the re-induction dose (inclusive).",
+        help_text=_("Between the initial induction dose and the re-induction dose (inclusive)."),
     )
     lor_clinical = yesno_field(
-        "Loss of response: clinical", "At least one of clinical, biochemical or endoscopic must be yes."
+        _("Loss of response: clinical"), _("At least one of clinical, biochemical or endoscopic must be yes.")
     )
-    lor_biochemical = yesno_field("Loss of response: biochemical")
-    lor_endoscopic = yesno_field("Loss of response: endoscopic")
+    lor_biochemical = yesno_field(_("Loss of response: biochemical"))
+    lor_endoscopic = yesno_field(_("Loss of response: endoscopic"))
     interval_before = models.CharField(
-        "Maintenance interval before loss of response", max_length=5, choices=Interval.choices
+        _("Maintenance interval before loss of response"), max_length=5, choices=Interval.choices
     )
-    interval_after = models.CharField("Maintenance interval after re-induction", max_length=5, choices=Interval.choices)
-    corticosteroids = yesno_field("Corticosteroids at re-induction")
+    interval_after = models.CharField(
+        _("Maintenance interval after re-induction"), max_length=5, choices=Interval.choices
+    )
+    corticosteroids = yesno_field(_("Corticosteroids at re-induction"))
     immunomodulator = models.CharField(
-        "Immunomodulator at re-induction", max_length=12, choices=Immunomodulator.choices
+        _("Immunomodulator at re-induction"), max_length=12, choices=Immunomodulator.choices
     )
 
     class Meta:
@@ -538,50 +543,60 @@ def _measurements_empty() -> Q:
 
 @audited()
 class Assessment(PatientRow):
-    visit = models.CharField("Visit", max_length=7, choices=Visit.choices)
-    not_done = yesno_field("Visit not done", "When yes: give the reason and leave every measurement empty.")
+    visit = models.CharField(_("Visit"), max_length=7, choices=Visit.choices)
+    not_done = yesno_field(_("Visit not done"), _("When yes: give the reason and leave every measurement empty."))
     not_done_reason = models.CharField(
-        "Reason visit not done", max_length=20, choices=NotDoneReason.choices, blank=True
+        _("Reason visit not done"), max_length=20, choices=NotDoneReason.choices, blank=True
     )
     assessment_date = models.DateField(
-        "Date of assessment",
+        _("Date of assessment"),
         null=True,
         blank=True,
         validators=[validators.not_in_future],
-        help_text="Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, "
-        "week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag.",
+        help_text=_(
+            "Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, "
+            "week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag."
+        ),
     )
     hbi_wellbeing = models.PositiveSmallIntegerField(
-        "HBI general well-being", null=True, blank=True, help_text="0 very well .. 4 terrible"
+        _("HBI general well-being"), null=True, blank=True, help_text=_("0 very well .. 4 terrible")
     )
     hbi_pain = models.PositiveSmallIntegerField(
-        "HBI abdominal pain", null=True, blank=True, help_text="0 none .. 3 severe"
+        _("HBI abdominal pain"), null=True, blank=True, help_text=_("0 none .. 3 severe")
     )
-    hbi_stools = models.PositiveSmallIntegerField("HBI liquid stools per day", null=True, blank=True)
+    hbi_stools = models.PositiveSmallIntegerField(_("HBI liquid stools per day"), null=True, blank=True)
     hbi_mass = models.PositiveSmallIntegerField(
-        "HBI abdominal mass", null=True, blank=True, help_text="0 none .. 3 definite and tender"
+        _("HBI abdominal mass"), null=True, blank=True, help_text=_("0 none .. 3 definite and tender")
     )
     hbi_complications = models.PositiveSmallIntegerField(
-        "HBI complications (count)",
+        _("HBI complications (count)"),
         null=True,
         blank=True,
-        help_text="arthralgia, uveitis, erythema nodosum, aphthous ulcers, pyoderma gangrenosum, anal fissure, "
-        "new fistula, abscess",
+        help_text=_(
+            "arthralgia, uveitis, erythema nodosum, aphthous ulcers, pyoderma gangrenosum, anal fissure, "
+            "new fistula, abscess"
+        ),
     )
     hbi = models.PositiveSmallIntegerField(
-        "Harvey-Bradshaw Index (total)",
+        _("Harvey-Bradshaw Index (total)"),
         null=True,
         blank=True,
-        help_text="The sum of the five components when all are given (computed); may be entered alone when the "
-        "components are unknown.",
+        help_text=_(
+            "The sum of the five components when all are given (computed); may be entered alone when the "
+            "components are unknown."
+        ),
     )
-    crp_mg_l = models.DecimalField("C-reactive protein (mg/L)", max_digits=5, decimal_places=1, null=True, blank=True)
-    fcal_ug_g = models.DecimalField("Faecal calprotectin (ug/g)", max_digits=6, decimal_places=1, null=True, blank=True)
-    endoscopy_done = yesno_field("Endoscopy performed", required=False)
+    crp_mg_l = models.DecimalField(
+        _("C-reactive protein (mg/L)"), max_digits=5, decimal_places=1, null=True, blank=True
+    )
+    fcal_ug_g = models.DecimalField(
+        _("Faecal calprotectin (ug/g)"), max_digits=6, decimal_places=1, null=True, blank=True
+    )
+    endoscopy_done = yesno_field(_("Endoscopy performed"), required=False)
     ses_cd = models.PositiveSmallIntegerField(
-        "SES-CD", null=True, blank=True, help_text="Only when endoscopy was performed."
+        _("SES-CD"), null=True, blank=True, help_text=_("Only when endoscopy was performed.")
     )
-    corticosteroids = yesno_field("Corticosteroids at this visit", required=False)
+    corticosteroids = yesno_field(_("Corticosteroids at this visit"), required=False)
 
     class Meta:
         default_related_name = "assessments"
@@ -673,30 +688,32 @@ class Assessment(PatientRow):
 
 @audited()
 class FollowUp(PatientRow):
-    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, verbose_name="Study ID")
-    status = models.CharField("Ustekinumab status", max_length=12, choices=FollowUpStatus.choices)
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, verbose_name=_("Study ID"))
+    status = models.CharField(_("Ustekinumab status"), max_length=12, choices=FollowUpStatus.choices)
     last_follow_up_date = models.DateField(
-        "Date of last follow-up",
+        _("Date of last follow-up"),
         validators=[validators.not_in_future],
-        help_text="On or after the re-induction dose date and every assessment date.",
+        help_text=_("On or after the re-induction dose date and every assessment date."),
     )
     discontinuation_date = models.DateField(
-        "Date of discontinuation",
+        _("Date of discontinuation"),
         null=True,
         blank=True,
         validators=[validators.not_in_future],
-        help_text="Required when discontinued, empty otherwise; between the re-induction dose date and the "
-        "date of last follow-up.",
+        help_text=_(
+            "Required when discontinued, empty otherwise; between the re-induction dose date and the "
+            "date of last follow-up."
+        ),
     )
     discontinuation_reason = models.CharField(
-        "Reason for discontinuation",
+        _("Reason for discontinuation"),
         max_length=20,
         choices=DiscontinuationReason.choices,
         blank=True,
-        help_text="Required when discontinued.",
+        help_text=_("Required when discontinued."),
     )
     next_therapy = models.CharField(
-        "Next therapy", max_length=200, blank=True, help_text="Do not enter names or other identifiers."
+        _("Next therapy"), max_length=200, blank=True, help_text=_("Do not enter names or other identifiers.")
     )
 
     class Meta:
@@ -746,20 +763,20 @@ class FollowUp(PatientRow):
 @audited()
 class AdverseEvent(PatientRow):
     onset_date = models.DateField(
-        "Onset date",
+        _("Onset date"),
         validators=[validators.not_in_future],
-        help_text="On or after the re-induction dose date.",
+        help_text=_("On or after the re-induction dose date."),
     )
-    category = models.CharField("Category", max_length=24, choices=AECategory.choices)
+    category = models.CharField(_("Category"), max_length=24, choices=AECategory.choices)
     description = models.CharField(
-        "Description",
+        _("Description"),
         max_length=500,
-        help_text="Free text, at most 500 characters. Do not enter names or other identifiers.",
+        help_text=_("Free text, at most 500 characters. Do not enter names or other identifiers."),
     )
-    serious = yesno_field("Serious adverse event")
-    causality = models.CharField("Relation to ustekinumab", max_length=9, choices=Causality.choices)
-    outcome = models.CharField("Outcome", max_length=9, choices=AEOutcome.choices)
-    led_to_discontinuation = yesno_field("Led to discontinuation of ustekinumab")
+    serious = yesno_field(_("Serious adverse event"))
+    causality = models.CharField(_("Relation to ustekinumab"), max_length=9, choices=Causality.choices)
+    outcome = models.CharField(_("Outcome"), max_length=9, choices=AEOutcome.choices)
+    led_to_discontinuation = yesno_field(_("Led to discontinuation of ustekinumab"))
 
     class Meta:
         default_related_name = "adverse_events"
@@ -784,11 +801,11 @@ class FlagConfirmation(models.Model):
     the flag is raised anew and needs confirming again."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="flag_confirmations")
-    form = models.CharField(max_length=32, help_text="the flagged row's model, e.g. assessment")
+    form = models.CharField(max_length=32, help_text=_("the flagged row's model, e.g. assessment"))
     row_id = models.PositiveBigIntegerField()
     field = models.CharField(max_length=64)
-    basis = models.CharField(max_length=200, help_text="the values the flag was raised on")
-    comment = models.CharField("Comment", max_length=200, blank=True)
+    basis = models.CharField(max_length=200, help_text=_("the values the flag was raised on"))
+    comment = models.CharField(_("Comment"), max_length=200, blank=True)
     confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     confirmed_at = models.DateTimeField(auto_now_add=True)
 
@@ -809,7 +826,7 @@ class UserProfile(models.Model):
     """Per-user preferences: the interface language (English or Dutch)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
-    language = models.CharField("Language", max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
+    language = models.CharField(_("Language"), max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
 
     def __str__(self) -> str:
         return f"{self.user} ({self.language})"

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
@@ -48,8 +49,9 @@ SINGLE = {
     "week_20": AssessmentForm,
     "week_52": AssessmentForm,
 }
-TITLES = {
-    key: f"{title} {Visit(key).label}" if key in Visit.values else title for key, title, _column in casebook.FORMS
+TITLES = {  # lazy: in the language of the request that shows them
+    key: format_lazy("{} {}", title, Visit(key).label) if key in Visit.values else title
+    for key, title, _column in casebook.FORMS
 }
 
 

@@ -348,3 +348,18 @@ def test_a_flagged_value_is_confirmed_and_stops_counting_until_it_changes(nurse,
     assert patient.flag_confirmations.count() == 2
     client.force_login(people["nurse_b"])
     assert client.post(confirm, data).status_code == 404
+
+
+def test_the_forms_speak_the_users_language(nurse, patient):
+    """The CRF's labels, help and choices come from the data dictionary in English, and in Dutch for a
+    user who chose Dutch; the stored codes are the same."""
+    url = form_url(patient, "week_8")
+    english = nurse.get(url).content.decode()
+    assert "Date of assessment" in english and "Visit not done" in english and ">no</option>" in english
+    nurse.post(reverse("language-set"), {"language": "nl", "next": url})
+    dutch = nurse.get(url).content.decode()
+    assert "Beoordeling week 8" in dutch and "Datum van beoordeling" in dutch and "Visite niet verricht" in dutch
+    assert '<option value="no" selected>nee</option>' in dutch
+    assert "Berekend uit de vijf onderdelen." in dutch  # the live HBI total's note
+    doses = nurse.get(reverse("cohort:rows", args=[patient.study_id, "doses"])).content.decode()
+    assert "initiële IV-inductie" in doses and "Toedieningsweg" in doses
