@@ -35,11 +35,11 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from cohort.models import Patient  # noqa: E402
-from reports.services import compute_scope  # noqa: E402
+from reports.services import compute_scope, data_snapshot  # noqa: E402
 
 
 def measure(repeat: int) -> tuple[list[float], list[float], int, int]:
@@ -47,11 +47,8 @@ def measure(repeat: int) -> tuple[list[float], list[float], int, int]:
     queries = 0
     n = 0
     for _ in range(repeat):
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            with CaptureQueriesContext(connection) as captured:
-                result, load_seconds, compute_seconds = compute_scope("all")  # what the worker runs
+        with data_snapshot(), CaptureQueriesContext(connection) as captured:
+            result, load_seconds, compute_seconds = compute_scope("all")  # what the worker runs
         loads.append(load_seconds)
         computes.append(compute_seconds)
         queries = len(captured.captured_queries)

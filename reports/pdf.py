@@ -26,7 +26,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.exceptions import SuspiciousFileOperation
-from django.db import connection, models, transaction
+from django.db import connection, models
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -35,7 +35,7 @@ from cohort import casebook, services, validators
 from cohort.choices import Interval, Visit
 from cohort.models import Patient
 from reports import outcomes
-from reports.services import compute_scope
+from reports.services import compute_scope, data_snapshot
 from reports.views import ALL, format_value, outcome_context, share
 
 Progress = Callable[[int, str], None] | None
@@ -143,7 +143,7 @@ def cohort_report(scope: str, out: pathlib.Path, *, progress: Progress = None) -
 
 def cohort_report_context(scope: str) -> dict:
     """Everything the cohort report prints, read in one consistent snapshot of the data."""
-    with _snapshot_of_the_data():
+    with data_snapshot():
         with connection.cursor() as cursor:
             cursor.execute("SELECT now()")  # the transaction's start: when the snapshot was taken
             (cut_off,) = cursor.fetchone()
@@ -174,23 +174,6 @@ def cohort_report_context(scope: str) -> dict:
         }
     )
     return context
-
-
-class _snapshot_of_the_data:
-    """A read-only REPEATABLE READ transaction, so that every query sees the same committed data.
-    Inside an existing transaction (a test case) that transaction's view is used as it is."""
-
-    def __enter__(self):
-        self.outer = connection.in_atomic_block
-        self.atomic = transaction.atomic()
-        self.atomic.__enter__()
-        if not self.outer:
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return self
-
-    def __exit__(self, *exc):
-        return self.atomic.__exit__(*exc)
 
 
 def treatment_rows(treatment: dict) -> dict:
@@ -364,7 +347,7 @@ def casebook_context(patient: Patient) -> dict:
     from cohort.views import REPEATING, SINGLE, TITLES
 
     patient = Patient.all_objects.select_related("centre").get(pk=patient.pk)
-    with _snapshot_of_the_data():
+    with data_snapshot():
         with connection.cursor() as cursor:
             cursor.execute("SELECT now()")
             (cut_off,) = cursor.fetchone()

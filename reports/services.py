@@ -50,6 +50,19 @@ def _without_cyclic_gc():
             gc.enable()
 
 
+@contextlib.contextmanager
+def data_snapshot():
+    """A read-only REPEATABLE READ transaction: every query inside sees the same committed data
+    (the loader's seven, a report's tables). Inside a transaction already open (a test case) that
+    transaction's view is used as it is."""
+    outer = transaction.get_connection().in_atomic_block
+    with transaction.atomic():
+        if not outer:
+            with transaction.get_connection().cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
 def compute_scope(scope: str) -> tuple[dict, float, float]:
     """The outcome dict of a scope from the current data, with load and compute seconds."""
     with _without_cyclic_gc():
@@ -91,9 +104,7 @@ def recompute(scope: str) -> OutcomeSnapshot | None:
     try:
         # One snapshot of the data: every query of the loader sees the same committed state, which
         # includes every claimed request's change (they were committed before they could be seen).
-        with transaction.atomic():
-            with transaction.get_connection().cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with data_snapshot():
             result, load_seconds, compute_seconds = compute_scope(scope)
         snapshot = OutcomeSnapshot.objects.create(
             scope=scope,

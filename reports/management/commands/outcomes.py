@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from cohort.models import Centre
-from reports.services import compute_scope
+from reports.services import compute_scope, data_snapshot
 from reports.text import outcome_table
 
 
@@ -18,7 +18,8 @@ class Command(BaseCommand):
         scope = centre or "all"
         if centre and not Centre.objects.filter(code=centre).exists():
             raise CommandError(f"--centre: no centre with code '{centre}'.")
-        result, _load, _compute = compute_scope(scope)
+        with data_snapshot():  # the same consistent view of the data as the workers' recompute
+            result, _load, _compute = compute_scope(scope)
         if format == "json":
             self.stdout.write(json.dumps(result, indent=2, sort_keys=False))
         else:
