@@ -231,13 +231,14 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
 
 
 def _problems(record: PatientRecord, origin: dict[int, SourceRow]) -> list[validators.Problem]:
-    """The validation layer's verdict on the imported rows. A row with an unreadable cell is
-    reported once (by the reader): its own rules and the patient's cross-form rules would only
-    repeat the same error in other words (a missing date seen as 'no re-induction dose')."""
-    unreadable = {key for key, source in origin.items() if source.failed}
-    rows = [row for row in record.rows() if id(row) in origin and id(row) not in unreadable]
-    problems = [problem for row in rows for problem in validators.row_problems(row)]
-    if not any(id(row) in unreadable for row in record.rows()):
+    """The validation layer's verdict on the imported rows, so that one run reports every error.
+    An unreadable cell is reported once (by the reader): its row's other cells are still checked,
+    leaving out the rules that read that cell; the patient's cross-form rules are not run, since
+    they would only repeat the error in other words (a missing date seen as 'no re-induction
+    dose')."""
+    rows = [row for row in record.rows() if id(row) in origin]
+    problems = [problem for row in rows for problem in validators.row_problems(row, skip=origin[id(row)].failed)]
+    if not any(origin[id(row)].failed for row in rows):
         problems.extend(validators.cross_form_problems(record))
     return problems
 

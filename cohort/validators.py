@@ -129,9 +129,10 @@ class PatientRecord:
 _NOT_INPUT = {"id", "patient", "centre", "created_by", "created_at", "updated_at", "deleted_at", "version"}
 
 
-def row_problems(row: models.Model) -> list[Problem]:
-    """Types, ranges, codes and within-row rules of one row, with the database's own constraints."""
-    exclude = [f.name for f in row._meta.fields if f.name in _NOT_INPUT]
+def row_problems(row: models.Model, *, skip: set[str] = frozenset()) -> list[Problem]:
+    """Types, ranges, codes and within-row rules of one row, with the database's own constraints.
+    `skip`: fields already reported (an unreadable import cell) and every rule that reads them."""
+    exclude = [f.name for f in row._meta.fields if f.name in _NOT_INPUT or f.name in skip]
     errors: dict[str, list[ValidationError]] = {}
     try:
         row.clean_fields(exclude=exclude)

@@ -292,3 +292,23 @@ def test_the_command_exits_with_status_1_and_prints_each_error(centres, test_dat
     assert result.stderr.count(".csv:") == 5
     assert "patients.csv:5: birth_year: must be 1920 or later." in result.stderr
     assert Patient.objects.count() == 0
+
+
+def test_an_unreadable_cell_does_not_hide_the_rows_other_errors(centres, tmp_path):
+    """One run reports every error: a row with a cell that cannot be read still has its other cells
+    checked (the reader's message is not repeated by the rules that read that cell)."""
+    directory = copy_cohort(tmp_path)
+    edit(directory / "patients.csv", 2, "birth_year", "nineteen")
+    edit(directory / "patients.csv", 2, "sex", "X")
+    edit(directory / "ustekinumab_doses.csv", 2, "dose_date", "2021-13-45")
+    edit(directory / "ustekinumab_doses.csv", 2, "dose_mg", "100")
+    out, err, code = run_import(directory)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith(("patients.csv", "ustekinumab_doses.csv"))]
+    assert lines == [
+        "patients.csv:2: birth_year: 'nineteen' is not a whole number.",
+        "patients.csv:2: sex: 'X' is not an allowed code; allowed: F, M.",
+        "ustekinumab_doses.csv:2: dose_date: '2021-13-45' is not a valid date (YYYY-MM-DD).",
+        "ustekinumab_doses.csv:2: dose_mg: an intravenous dose must be between 130 and 1040 mg.",
+    ], err
+    assert set(counts().values()) == {0}
