@@ -166,7 +166,31 @@ def sweep() -> int:
         status=RecomputeRequest.Status.PENDING, error="claim expired (worker lost)"
     )
     RecomputeRequest.objects.filter(status=RecomputeRequest.Status.DONE, finished_at__lt=now - KEEP_DONE).delete()
+    request_missing()
     return enqueue(pending_scopes())
+
+
+def request_missing() -> list[str]:
+    """Ask for the outcomes of every scope that has none yet and is not waiting for them: a new
+    centre has no patients, so no data change would ever ask for its (empty) outcomes."""
+    from cohort.models import Centre
+
+    scopes = ["all", *Centre.objects.filter(active=True).values_list("code", flat=True)]
+    known = set(OutcomeSnapshot.objects.filter(scope__in=scopes).values_list("scope", flat=True).distinct())
+    waiting = RecomputeRequest.objects.filter(
+        scope__in=scopes, status__in=[RecomputeRequest.Status.PENDING, RecomputeRequest.Status.RUNNING]
+    )
+    known |= set(waiting.values_list("scope", flat=True).distinct())
+    missing = [scope for scope in scopes if scope not in known]
+    if missing:
+        with transaction.get_connection().cursor() as cursor:
+            cursor.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM reports_data_version")
+            (version,) = cursor.fetchone()
+        now = timezone.now()
+        RecomputeRequest.objects.bulk_create(
+            RecomputeRequest(scope=scope, data_version=version, requested_at=now) for scope in missing
+        )
+    return missing
 
 
 # The newest data first: two workers may recompute a scope at once, and the one that started
@@ -176,6 +200,14 @@ LATEST_FIRST = ("-data_version", "-computed_at", "-id")
 
 def latest_snapshot(scope: str) -> OutcomeSnapshot | None:
     return OutcomeSnapshot.objects.filter(scope=scope).order_by(*LATEST_FIRST).first()
+
+
+def last_failure(scope: str, snapshot: OutcomeSnapshot | None) -> RecomputeRequest | None:
+    """A recompute of the scope that failed for good after the latest snapshot: its outcomes are stale."""
+    failed = RecomputeRequest.objects.filter(scope=scope, status=RecomputeRequest.Status.FAILED)
+    if snapshot is not None:
+        failed = failed.filter(data_version__gt=snapshot.data_version)
+    return failed.order_by("-requested_at").first()
 
 
 def is_updating(scope: str) -> bool:

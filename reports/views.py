@@ -321,6 +321,7 @@ def dashboard(request: HttpRequest, scope: str | None = None) -> HttpResponse:
         "choices": choices,
         "snapshot": snapshot,
         "updating": services.is_updating(scope),
+        "failure": services.last_failure(scope, snapshot),
         "status_url": reverse("reports:status", args=[scope]),
     }
     if snapshot is not None:

@@ -73,3 +73,35 @@ def test_a_burst_of_requests_is_claimed_and_recomputed_once(people):
     assert not RecomputeRequest.objects.exclude(status="done").exists()
     assert services.recompute("all") is None  # nothing left: safe to run twice
     assert services.pending_scopes() == []
+
+
+def test_the_sweep_asks_for_the_outcomes_of_a_centre_without_patients(people):
+    """No data change will ever ask for a new centre's (empty) outcomes; the sweep does."""
+    OutcomeSnapshot.objects.all().delete()
+    RecomputeRequest.objects.all().delete()
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))  # AMC and all are computed
+    assert not OutcomeSnapshot.objects.filter(scope="UMCU").exists()
+
+    services.sweep()  # what beat runs every 30 s; without a broker the recompute runs here
+
+    umcu = services.latest_snapshot("UMCU")
+    assert umcu is not None and umcu.result["n_patients"] == 0
+    assert services.request_missing() == []  # every scope has its outcomes now
+
+
+def test_the_dashboard_says_when_the_last_recompute_failed(client, people):
+    from tests.base import login_as
+
+    OutcomeSnapshot.objects.all().delete()
+    RecomputeRequest.objects.all().delete()
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    services.sweep()  # the in-process worker takes every waiting request
+    snapshot = services.latest_snapshot("AMC")
+    RecomputeRequest.objects.create(
+        scope="AMC", status="failed", data_version=snapshot.data_version + 1, requested_at=snapshot.computed_at,
+        attempts=3, error="ZeroDivisionError()",
+    )  # fmt: skip
+    login_as(client, people["nurse_a"])
+    page = client.get("/outcomes/AMC/").content.decode()
+    assert 'id="recompute-failed"' in page and "These outcomes are out of date" in page
+    assert 'id="recompute-failed"' not in client.get("/outcomes/all/").content.decode()
