@@ -620,8 +620,9 @@ def _json(text: str | None) -> dict:
 
 def audit_rows(patients: QuerySet) -> list[list[str]]:
     """One row per changed field of every audit event of the patients and their forms' rows, oldest
-    first (AUDIT_HEADER). Three queries whatever the number of patients or events."""
-    study_ids = dict(patients.filter(deleted_at__isnull=True).values_list("pk", "study_id"))
+    first (AUDIT_HEADER). Three queries whatever the number of patients or events. Soft-deleted
+    patients passed in are included: their trail stays, ending with the removal and its reason."""
+    study_ids = dict(patients.values_list("pk", "study_id"))
     if not study_ids:
         return []
     centres = dict(Centre.objects.values_list("pk", "code"))
@@ -669,7 +670,8 @@ def write_export(kind: str, out: Path, *, patients: QuerySet, progress: Progress
         raise ValueError(f"Unknown export kind {kind!r}; expected one of {', '.join(EXPORT_KINDS)}.")
     report = progress or (lambda percent, message: None)
     out = Path(out)
-    patients = patients.filter(deleted_at__isnull=True)
+    if kind != "audit_csv":  # removed patients leave every dataset; their audit trail stays (SPEC 4)
+        patients = patients.filter(deleted_at__isnull=True)
     if kind == "import_csv_zip":
         _write_import_zip(out, patients, report)
     elif kind == "dictionary_csv":

@@ -116,7 +116,8 @@ def _render(job: ReportJob, path: Path, progress) -> None:
     else:
         from reports.exports import write_export
 
-        patients = Patient.objects.all()
+        # The audit trail includes removed patients (their removal is in it); data exports do not.
+        patients = (Patient.all_objects if job.kind == ReportJob.Kind.AUDIT_CSV else Patient.objects).all()
         if job.scope != "all":
             patients = patients.filter(centre__code=job.scope)
         write_export(job.kind, path, patients=patients, progress=progress)
