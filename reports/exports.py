@@ -123,9 +123,12 @@ def _flag(value: bool | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # The wide dataset
 
+AE_CODES = [code for code, _label in next(v for v in dictionary.variables() if v.name == "category").choices]
+
 
 def _columns() -> list[Column]:
-    hbi_max = thresholds().hbi_max
+    limits = thresholds()
+    hbi_max = limits.hbi_max
     crf = dictionary.forms()
     patient_columns = [Column(v.name, v.label, v.type, v.choices, v.notes) for v in crf["patients"]]
     choices = {(v.form, v.name): v.choices for v in dictionary.variables()}
@@ -154,6 +157,22 @@ def _columns() -> list[Column]:
             notes="Days / 30.4375, unrounded.",
         ),
         Column("maintenance_doses", "Maintenance doses recorded", "integer"),
+        Column(
+            "interval_before",
+            "Maintenance interval before loss of response",
+            "choice",
+            choices[("reinduction", "interval_before")],
+        ),
+        Column(
+            "interval_after",
+            "Maintenance interval after re-induction",
+            "choice",
+            choices[("reinduction", "interval_after")],
+        ),
+        Column("corticosteroids_at_reinduction", "Corticosteroids at re-induction", "yesno"),
+        Column(
+            "immunomodulator", "Immunomodulator at re-induction", "choice", choices[("reinduction", "immunomodulator")]
+        ),
         Column("status", "Ustekinumab status at last follow-up", "choice", choices[("follow_up", "status")]),
         Column("last_follow_up_date", "Date of last follow-up", "date"),
         Column("discontinuation_date", "Date of discontinuation", "date"),
@@ -182,6 +201,7 @@ def _columns() -> list[Column]:
             Column(f"{w}_hbi", f"{week.capitalize()}: Harvey-Bradshaw Index (total)", "integer"),
             Column(f"{w}_crp", f"{week.capitalize()}: C-reactive protein (mg/L)", "decimal"),
             Column(f"{w}_fcal", f"{week.capitalize()}: faecal calprotectin (ug/g)", "decimal"),
+            Column(f"{w}_endoscopy", f"{week.capitalize()}: endoscopy performed", "yesno"),
             Column(f"{w}_ses_cd", f"{week.capitalize()}: SES-CD", "integer"),
             Column(f"{w}_steroids", f"{week.capitalize()}: corticosteroids", "yesno"),
         ]
@@ -207,6 +227,27 @@ def _columns() -> list[Column]:
                 "yesno",
                 notes="Clinical remission and corticosteroids = no at the visit; same denominator.",
             ),
+            Column(
+                f"{w}_nri_remission",
+                f"{week.capitalize()}: clinical remission, non-responder imputation",
+                "yesno",
+                notes="SPEC 5 'nri': empty unless discontinued or followed up to the nominal day; missing or "
+                "discontinued counts as no.",
+            ),
+            Column(
+                f"{w}_biochemical_remission",
+                f"{week.capitalize()}: biochemical remission (CRP <= {limits.crp_max:g} mg/L, faecal calprotectin "
+                f"<= {limits.fcal_max:g} ug/g)",
+                "yesno",
+                notes="Every value present within its threshold; empty without CRP and calprotectin, or off "
+                "ustekinumab at the visit.",
+            ),
+            Column(
+                f"{w}_endoscopic_remission",
+                f"{week.capitalize()}: endoscopic remission (SES-CD <= 2)",
+                "yesno",
+                notes="Empty without an endoscopy and its SES-CD, or off ustekinumab at the visit.",
+            ),
         ]
     derived += [
         Column(
@@ -217,6 +258,11 @@ def _columns() -> list[Column]:
         ),
         Column("ae_n", "Adverse events (number)", "integer"),
         Column("ae_serious_n", "Serious adverse events (number)", "integer"),
+        Column("ae_led_to_discontinuation_n", "Adverse events that led to discontinuation (number)", "integer"),
+        *(
+            Column(f"ae_{code}_n", f"Adverse events: {label} (number)", "integer")
+            for code, label in choices[("adverse_events", "category")]
+        ),
     ]
     return patient_columns + derived
 
@@ -324,11 +370,11 @@ def load_patient_data(patients: QuerySet) -> list[tuple[Patient, list[Assessment
 
 
 def _visit_values(
-    patient: PatientData, assessment: Assessment | None, visit: str, included: bool, hbi_max: int
+    patient: PatientData, assessment: Assessment | None, visit: str, included: bool, limits: outcomes.Thresholds
 ) -> list:
     t0 = patient.reinduction_date
     if assessment is None:
-        values: list = [None] * 9
+        values: list = [None] * 10
     else:
         done = assessment.not_done != "yes"
         values = [
@@ -339,13 +385,14 @@ def _visit_values(
             assessment.hbi_total,
             assessment.crp_mg_l,
             assessment.fcal_ug_g,
+            (assessment.endoscopy_done or None) if done else None,
             assessment.ses_cd,
             (assessment.corticosteroids or None) if done else None,
         ]
     if visit == "week_0":
         return values
     if not included:
-        return [*values, None, None, None]
+        return [*values, None, None, None, None, None, None]
     done = assessment is not None and assessment.not_done != "yes"
     date = assessment.assessment_date if done else None
     reference = date or t0 + dt.timedelta(days=VISIT_SCHEDULE[visit][0])
@@ -354,20 +401,27 @@ def _visit_values(
         on_drug = True if patient.follow_up.last_follow_up_date >= reference else None
     else:
         on_drug = outcomes.on_ustekinumab_at(patient, reference)
-    remission = steroid_free = None
+    remission = steroid_free = biochemical = endoscopic = None
     hbi = assessment.hbi_total if done else None
     # The 'observed' denominator (SPEC 5): a done visit with an HBI, on ustekinumab at its date.
     if hbi is not None and outcomes.on_ustekinumab_at(patient, date):
-        remission = hbi <= hbi_max
+        remission = hbi <= limits.hbi_max
         steroid_free = remission and assessment.corticosteroids == "no"
-    return [*values, _flag(on_drug), _flag(remission), _flag(steroid_free)]
+    # Biochemical and endoscopic remission: the outcome module's own rules, on its view of the visit.
+    seen = next((a for a in patient.assessments if a.visit == visit and not a.not_done), None)
+    if seen is not None and outcomes.on_ustekinumab_at(patient, seen.assessment_date):
+        biochemical = outcomes.biochemical_in_remission(seen, limits)
+        endoscopic = outcomes.endoscopic_in_remission(seen)
+    nri = _flag(remission is True) if outcomes.in_nri_denominator(patient, visit) else None
+    flags = (on_drug, remission, steroid_free)
+    return [*values, *map(_flag, flags), nri, _flag(biochemical), _flag(endoscopic)]
 
 
 def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
     """One row per patient (ordered by study ID): the patients form, then the derived variables.
     Values are Python values with the dictionary's string codes; dates are dates."""
     columns = _columns()
-    hbi_max = thresholds().hbi_max  # a study setting, as for the outcome tables
+    limits = thresholds()  # study settings, as for the outcome tables
     patient_variables = dictionary.forms()["patients"]
     rows = []
     for patient, assessments, data in load_patient_data(patients):
@@ -392,6 +446,10 @@ def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
             t0,
             outcomes.interval_months(data),
             data.maintenance_doses,
+            data.interval_before,
+            data.interval_after,
+            _flag(data.corticosteroids_at_reinduction),
+            data.immunomodulator,
             follow_up.status if follow_up else None,
             follow_up.last_follow_up_date if follow_up else None,
             follow_up.discontinuation_date if follow_up else None,
@@ -404,12 +462,14 @@ def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
         for assessment in assessments:
             by_visit.setdefault(assessment.visit, assessment)
         for visit in WEEKS:
-            row += _visit_values(data, by_visit.get(visit), visit, included, hbi_max)
+            row += _visit_values(data, by_visit.get(visit), visit, included, limits)
         reason = data.follow_up.discontinuation_reason if included else None
         row += [
             _flag(reason == "nonresponse") if included else None,
             len(data.adverse_events),
             sum(1 for e in data.adverse_events if e.serious),
+            sum(1 for e in data.adverse_events if e.led_to_discontinuation),
+            *(sum(1 for e in data.adverse_events if e.category == code) for code in AE_CODES),
         ]
         rows.append(row)
     return columns, rows

@@ -422,12 +422,7 @@ def clinical_remission(patients: Sequence[PatientData], on_drug: Seen, visit: st
     # NRI denominator: discontinued (at any time) or followed up to the nominal day. The numerator is
     # the observed numerator, as the SPEC defines it (to the letter, even for a patient seen at the
     # visit but followed up less than the nominal day).
-    nominal = dt.timedelta(days=NOMINAL_DAY[visit])
-    nri_total = sum(
-        1
-        for p in patients
-        if p.follow_up.status == "discontinued" or p.follow_up.last_follow_up_date >= p.reinduction_date + nominal
-    )
+    nri_total = sum(1 for p in patients if in_nri_denominator(p, visit))
     return {
         "observed": proportion(len(in_remission), len(observed)),
         "nri": proportion(len(in_remission), nri_total),
@@ -435,27 +430,38 @@ def clinical_remission(patients: Sequence[PatientData], on_drug: Seen, visit: st
     }
 
 
+def in_nri_denominator(patient: PatientData, visit: str) -> bool:
+    """SPEC 5 'nri': discontinued (at any time) or followed up to the visit's nominal day."""
+    nominal = patient.reinduction_date + dt.timedelta(days=NOMINAL_DAY[visit])
+    return patient.follow_up.status == "discontinued" or patient.follow_up.last_follow_up_date >= nominal
+
+
+def biochemical_in_remission(assessment: AssessmentData, thresholds: Thresholds) -> bool | None:
+    """SPEC 5: every value present within its threshold; None (not in the denominator) without
+    either CRP or faecal calprotectin."""
+    checks = [
+        value <= limit
+        for value, limit in ((assessment.crp_mg_l, thresholds.crp_max), (assessment.fcal_ug_g, thresholds.fcal_max))
+        if value is not None
+    ]
+    return all(checks) if checks else None
+
+
+def endoscopic_in_remission(assessment: AssessmentData) -> bool | None:
+    """SPEC 5: SES-CD <= 2; None (not in the denominator) without an endoscopy and its SES-CD."""
+    if assessment.endoscopy_done is True and assessment.ses_cd is not None:
+        return assessment.ses_cd <= 2
+    return None
+
+
 def biochemical_remission(on_drug: Seen, thresholds: Thresholds) -> dict:
-    n = total = 0
-    for _, assessment in on_drug:
-        checks = [
-            value <= limit
-            for value, limit in ((assessment.crp_mg_l, thresholds.crp_max), (assessment.fcal_ug_g, thresholds.fcal_max))
-            if value is not None
-        ]
-        if checks:
-            total += 1
-            n += all(checks)
-    return proportion(n, total)
+    tally = count(biochemical_in_remission(assessment, thresholds) for _, assessment in on_drug)
+    return proportion(tally["n"], tally["N"])
 
 
 def endoscopic_remission(on_drug: Seen) -> dict:
-    n = total = 0
-    for _, assessment in on_drug:
-        if assessment.endoscopy_done is True and assessment.ses_cd is not None:
-            total += 1
-            n += assessment.ses_cd <= 2
-    return proportion(n, total)
+    tally = count(endoscopic_in_remission(assessment) for _, assessment in on_drug)
+    return proportion(tally["n"], tally["N"])
 
 
 def adverse_event_table(patients: Sequence[PatientData]) -> dict:

@@ -182,8 +182,20 @@ def assert_totals_match_outcomes(records: list[dict], outcomes: dict, *, yes, no
         assert given(f"w{week}_remission") == remission["observed"]["N"]
         assert count(f"w{week}_sf_remission", yes) == remission["steroid_free"]["n"]
         assert given(f"w{week}_sf_remission") == remission["steroid_free"]["N"]
+        nri = remission["nri"]
+        assert given(f"w{week}_nri_remission") == nri["N"]
+        assert count(f"w{week}_nri_remission", yes) == nri["n"]  # (no one seen early and lost later here)
+        for table in ("biochemical", "endoscopic"):
+            expected = outcomes[f"{table}_remission"][f"week_{week}"]
+            assert count(f"w{week}_{table}_remission", yes) == expected["n"], (table, week)
+            assert given(f"w{week}_{table}_remission") == expected["N"], (table, week)
     assert count("w8_remission", yes) == 10
-    assert sum(record["ae_n"] for record in records) == outcomes["adverse_events"]["events"]
+    assert count("corticosteroids_at_reinduction", yes) == outcomes["baseline"]["corticosteroids_at_reinduction"]["n"]
+    events = outcomes["adverse_events"]
+    assert sum(record["ae_n"] for record in records) == events["events"]
+    assert sum(record["ae_led_to_discontinuation_n"] for record in records) == events["led_to_discontinuation"]
+    for category, n in events["by_category"].items():
+        assert sum(record[f"ae_{category}_n"] for record in records) == n, category
 
 
 @pytest.mark.parametrize(("kind", "reader"), [("wide_sav", pyreadstat.read_sav), ("wide_dta", pyreadstat.read_dta)])
