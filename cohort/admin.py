@@ -57,7 +57,9 @@ class RecordCheckedForm(forms.ModelForm):
                 return
             if stored.form_status == "complete" and not self.cleaned_data.get("reason_for_change", "").strip():
                 self.add_error("reason_for_change", services.REASON_REQUIRED)
-        record = services.patient_record(patient) if patient.pk else validators.PatientRecord(patient)
+        record = (
+            services.patient_record(patient, confirmations=False) if patient.pk else validators.PatientRecord(patient)
+        )
         record = record.with_row(row)
         for problem in validators.cross_form_problems(record):
             if problem.row is row and problem.field in self.fields:

@@ -327,7 +327,7 @@ def _build_records(
         for name, value in values.items():
             setattr(patient, name, value)
         origin[id(patient)] = source
-        record = patient_record(stored) if stored is not None else PatientRecord(patient)
+        record = patient_record(stored, confirmations=False) if stored is not None else PatientRecord(patient)
         record.patient = patient
         records[source.study_id] = record
 
@@ -348,7 +348,7 @@ def _build_records(
                         "new patients must be in patients.csv."
                     )
                     continue
-                record = records[source.study_id] = patient_record(stored)
+                record = records[source.study_id] = patient_record(stored, confirmations=False)
             values = {k: v for k, v in source.values.items() if k != "study_id"}
             if form in REPEATING:
                 if source.study_id not in replaced:
@@ -381,6 +381,10 @@ def _copy(row: models.Model) -> models.Model:
         setattr(clone, f.attname, getattr(row, f.attname))
     clone._state.adding = False
     clone._state.db = row._state.db
+    # What was read with it (the centre, the prefetched forms) comes along: no query per patient.
+    clone._state.fields_cache = dict(row._state.fields_cache)
+    if hasattr(row, "_prefetched_objects_cache"):
+        clone._prefetched_objects_cache = row._prefetched_objects_cache  # type: ignore[attr-defined]
     clone._original = row  # type: ignore[attr-defined]
     return clone
 
@@ -444,7 +448,8 @@ def _normalise(value: object) -> object:
 def _replace_rows(patient: Patient, form: str, rows: list[models.Model], summary: ImportSummary) -> None:
     """A patient's rows of a repeating form become the file's rows; identical rows stay as they are."""
     model = FORM_MODELS[form]
-    stored = list(model.objects.filter(patient=patient)) if patient.pk else []
+    # The stored rows as _existing_patients read them (prefetched, in id order).
+    stored = list(getattr(patient, model._meta.default_related_name).all()) if patient.pk else []
     unmatched = defaultdict(list)
     for row in stored:
         unmatched[_row_key(row)].append(row)

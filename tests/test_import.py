@@ -312,3 +312,22 @@ def test_an_unreadable_cell_does_not_hide_the_rows_other_errors(centres, tmp_pat
         "ustekinumab_doses.csv:2: dose_mg: an intravenous dose must be between 130 and 1040 mg.",
     ], err
     assert set(counts().values()) == {0}
+
+
+def test_importing_into_existing_patients_takes_the_same_queries_for_few_and_many(centres, tmp_path):
+    """The importer reads the named patients' records in a fixed number of queries (no query per
+    patient), whether the files name 4 patients or 31."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run_import(COHORT)
+    few = copy_cohort(tmp_path)
+    for path in few.glob("*.csv"):  # only the patients of centre RUMC-00[1-4]
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join([lines[0], *(line for line in lines[1:] if line.startswith("RUMC-00"))]), "utf-8")
+    queries = {}
+    for name, directory in (("few", few), ("all", COHORT)):
+        with CaptureQueriesContext(connection) as captured:
+            assert run_import(directory)[2] == 0
+        queries[name] = len(captured.captured_queries)
+    assert queries["few"] == queries["all"], queries
