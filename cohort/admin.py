@@ -69,7 +69,7 @@ class RecordCheckedForm(forms.ModelForm):
             else:
                 self.add_error(
                     NON_FIELD_ERRORS,
-                    f"{problem.row._meta.verbose_name} {problem.row}: {problem.field}: {problem.message}",
+                    str(problem),
                 )
 
 

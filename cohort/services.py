@@ -259,10 +259,7 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
         before = {_problem_key(problem) for problem in validators.cross_form_problems(record)}
         after = [p for p in validators.cross_form_problems(record.without_row(stored)) if _problem_key(p) not in before]
         if after:
-            raise ValidationError(
-                [REMOVAL_BREAKS % {"row": stored}]
-                + [f"{p.row._meta.verbose_name} {p.row}: {p.field}: {p.message}" for p in after]
-            )
+            raise ValidationError([REMOVAL_BREAKS % {"row": stored}] + [str(problem) for problem in after])
         stored.delete()
         _outcomes_changed(patient.centre)
 

@@ -62,6 +62,10 @@ class Problem:
     def form(self) -> str:
         return self.row._meta.model_name
 
+    def __str__(self) -> str:
+        """Reported away from its row (on another form's page): which row, which variable, what."""
+        return f"{self.row._meta.verbose_name} {self.row}: {self.field}: {self.message}"
+
     @property
     def key(self) -> tuple[str, int | None, str, str]:
         return (self.form, self.row.pk, self.field, self.basis)
@@ -440,7 +444,5 @@ def raise_for(problems: list[Problem], row: Any) -> None:
         if problem.row is row:
             errors.setdefault(problem.field, []).append(problem.message)
         else:
-            errors.setdefault(NON_FIELD_ERRORS, []).append(
-                f"{problem.row._meta.verbose_name} {problem.row}: {problem.field}: {problem.message}"
-            )
+            errors.setdefault(NON_FIELD_ERRORS, []).append(str(problem))
     raise ValidationError(errors)
