@@ -262,6 +262,7 @@ class FollowUpForm(CrfForm):
             "discontinuation_date",
             "discontinuation_reason",
             "next_therapy",
+            "adverse_events_any",
             "form_status",
         ]
 
@@ -272,6 +273,7 @@ class FollowUpForm(CrfForm):
             Field("discontinuation_date", wrapper_class="js-when-discontinued"),
             Field("discontinuation_reason", wrapper_class="js-when-discontinued"),
             Field("next_therapy"),
+            Field("adverse_events_any"),
             css_class="crf-grid",
         ),
     )

@@ -715,12 +715,19 @@ class FollowUp(PatientRow):
     next_therapy = models.CharField(
         _("Next therapy"), max_length=200, blank=True, help_text=_("Do not enter names or other identifiers.")
     )
+    # Lets a record without adverse events be complete: "no" is a stated answer, not a missing form.
+    adverse_events_any = yesno_field(
+        _("Any adverse event since re-induction"),
+        _("No: no adverse events are recorded. Yes: record each one on the adverse events form."),
+        required=False,
+    )
 
     class Meta:
         default_related_name = "follow_up"
         constraints = [
             one_of("status", FollowUpStatus, prefix="followup"),
             one_of("discontinuation_reason", DiscontinuationReason, prefix="followup", optional=True),
+            one_of("adverse_events_any", YesNo, prefix="followup", optional=True),
             not_before("last_follow_up_date", STUDY_START, prefix="followup"),
             not_before("discontinuation_date", STUDY_START, prefix="followup"),
             FieldCheck(

@@ -326,6 +326,7 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
         problems.extend(_after_t0(event, "onset_date", t0))
 
     if follow_up is not None:
+        problems.extend(_adverse_events_any_problems(record, follow_up))
         problems.extend(_after_t0(follow_up, "last_follow_up_date", t0))
         problems.extend(_after_t0(follow_up, "discontinuation_date", t0))
         dated = [a for a in record.assessments if a.assessment_date]
@@ -340,6 +341,23 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _adverse_events_any_problems(record: PatientRecord, follow_up: FollowUp) -> list[Problem]:
+    """Data dictionary, follow_up.adverse_events_any: 'no' means no adverse event rows; 'yes' needs
+    at least one once the record is complete."""
+    answer, events = follow_up.adverse_events_any, len(record.adverse_events)
+    if answer == "no" and events:
+        return [Problem(follow_up, "adverse_events_any", f"is no, but {events} adverse event(s) are recorded.")]
+    if answer == "yes" and not events and follow_up.form_status == FormStatus.COMPLETE:
+        return [
+            Problem(
+                follow_up,
+                "adverse_events_any",
+                "is yes: record the adverse events (adverse events form) first, or mark this form incomplete.",
+            )
+        ]
+    return []
 
 
 def _reinduction_problems(form: Reinduction, initial: dt.date | None, t0: dt.date | None) -> list[Problem]:

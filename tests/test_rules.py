@@ -476,6 +476,31 @@ def test_it_requires_adverse_events_on_or_after_the_reinduction(patient):
     ]
 
 
+@pytest.mark.parametrize(
+    "answer, events, form_status, problem",
+    [
+        ("no", 1, "incomplete", "is no, but 1 adverse event(s) are recorded."),
+        ("no", 0, "complete", None),
+        ("yes", 1, "complete", None),
+        ("yes", 0, "incomplete", None),  # still being entered
+        (
+            "yes",
+            0,
+            "complete",
+            "is yes: record the adverse events (adverse events form) first, or mark this form incomplete.",
+        ),
+        ("", 0, "complete", None),
+    ],
+)
+def test_the_any_adverse_event_answer_agrees_with_the_adverse_events(patient, answer, events, form_status, problem):
+    record = patient_record(patient)
+    record.adverse_events = record.adverse_events[:events]
+    record.follow_up.adverse_events_any = answer
+    record.follow_up.form_status = form_status
+    expected = [("FollowUp", "adverse_events_any", problem)] if problem else []
+    assert [p for p in _problems(record) if p[1] == "adverse_events_any"] == expected
+
+
 def test_it_requires_follow_up_on_or_after_the_reinduction_and_every_assessment(patient):
     record = patient_record(patient)
     record.follow_up.last_follow_up_date = T0 + dt.timedelta(days=300)

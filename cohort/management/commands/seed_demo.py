@@ -284,6 +284,8 @@ def plan_patient(rng: random.Random, today: dt.date, *, with_follow_up: bool = T
         plan.adverse_events = _adverse_events(
             rng, t0=t0, last_fu=last_fu, disc_date=disc_date if stopped_for_ae else None
         )
+    if plan.follow_up is not None:
+        plan.follow_up["adverse_events_any"] = "yes" if plan.adverse_events else "no"
     return plan
 
 
