@@ -271,3 +271,20 @@ def test_markup_that_slipped_through_still_fetches_nothing(caplog):
     for url in ("https://example.org/evil.css", "file:///etc/passwd", "http://example.org/x.png"):
         assert url in refused
     assert refused.count("refused to fetch") == 3
+
+
+def test_a_worker_that_never_collected_static_files_renders_with_the_stylesheet(patient, tmp_path, settings):
+    # Production storage (DEBUG off) over an empty STATIC_ROOT: what the worker container has when
+    # only the web container ran collectstatic. The stylesheet still applies (A4, not Letter).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    settings.STATIC_ROOT = tmp_path / "empty-static-root"
+    out = tmp_path / "casebook.pdf"
+
+    pdf.render_casebook(patient, out)
+
+    with pdfplumber.open(out) as document:
+        page = document.pages[0]
+        assert (round(page.width), round(page.height)) == (595, 842)  # A4 in points

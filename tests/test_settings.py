@@ -61,3 +61,15 @@ def test_it_passes_the_deployment_checks(production_env):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_it_collects_the_static_files_for_production(production_env, tmp_path):
+    # What the image build does (Dockerfile): every file, its hashed copy, and compressed ones.
+    env = {**production_env, "SECRET_KEY": secrets.token_urlsafe(50), "STATIC_ROOT": str(tmp_path)}
+
+    result = run(["manage.py", "collectstatic", "--noinput"], env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = (tmp_path / "staticfiles.json").read_text()
+    assert "vendor/bootstrap/bootstrap.min.css" in manifest and "css/report.css" in manifest
+    assert list(tmp_path.glob("vendor/bootstrap/bootstrap.min.*.css.gz"))
