@@ -9,3 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohort.settings")
 app = Celery("ecrf")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# One structured log line per task (cohort/operations.py); imported late: it needs the settings.
+from cohort.operations import connect_task_logging  # noqa: E402
+
+connect_task_logging()

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers GET /healthz before host checks and the HTTPS redirect, and logs every request.
+    "cohort.operations.OperationsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -246,5 +248,8 @@ LOGGING = {
         # that kombu's unused connection pool has no broker host. Workers keep both.
         "celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"},
         "kombu.connection": {"level": "ERROR" if CELERY_TASK_ALWAYS_EAGER else "WARNING"},
+        # One JSON line per request and per task (cohort/operations.py); in-process tasks stay quiet.
+        "ecrf.request": {"level": "INFO"},
+        "ecrf.task": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"},
     },
 }

@@ -16,8 +16,9 @@ import yaml
 from django.core.management import get_commands
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SERVICES = {"postgres", "redis", "web", "worker", "beat"}
+SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat"}
 APP_SERVICES = {"web", "worker", "beat"}
+ONE_SHOT = {"migrate"}
 
 
 @pytest.fixture(scope="module")
@@ -62,26 +63,43 @@ def compose_interpolated_names() -> set[str]:
     return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (BASE_DIR / "docker-compose.yml").read_text()))
 
 
-def test_it_defines_the_five_services_with_healthchecks(compose):
+def test_it_defines_the_services_with_healthchecks(compose):
     assert set(compose["services"]) == SERVICES
     for name, service in compose["services"].items():
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        if name not in ONE_SHOT:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
-def test_it_gives_app_services_the_env_file_and_healthy_dependencies(compose):
+def test_it_starts_the_app_services_after_the_migrations(compose):
     for name in APP_SERVICES:
         service = compose["services"][name]
         assert service["env_file"] == ".env", name
         assert service["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
         }, name
+    migrate = compose["services"]["migrate"]
+    assert migrate["env_file"] == ".env" and migrate["restart"] == "no"
+    assert command_steps(migrate["command"]) == [["python", "manage.py", "migrate", "--noinput"]]
+
+
+def test_only_the_migrations_get_the_owners_credentials(compose):
+    for name in APP_SERVICES:
+        environment = compose["services"][name]["environment"]
+        assert environment["DATABASE_OWNER_URL"] == "" and environment["POSTGRES_PASSWORD"] == "", name
+    assert "DATABASE_OWNER_URL" not in compose["services"]["migrate"]["environment"]
+
+
+def test_the_web_health_check_asks_the_app(compose):
+    test = " ".join(compose["services"]["web"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz" in test
 
 
 def test_it_runs_programs_that_exist_in_the_project(compose):
     commands = get_commands()
     seen = set()
-    for name in APP_SERVICES:
+    for name in APP_SERVICES | ONE_SHOT:
         for step in command_steps(compose["services"][name]["command"]):
             program = step[0]
             seen.add(program)
@@ -102,14 +120,13 @@ def test_it_runs_programs_that_exist_in_the_project(compose):
     assert {"python", "gunicorn", "celery"} <= seen
 
 
-def test_it_migrates_and_collects_static_before_serving(compose):
+def test_the_image_holds_the_static_files_and_web_only_serves(compose):
+    # Collected at build time, so the worker and beat containers have them too (SPEC section 6).
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    assert re.search(r"^RUN .*\\\n\s*python manage.py collectstatic --noinput$", dockerfile, flags=re.MULTILINE)
     steps = command_steps(compose["services"]["web"]["command"])
-    assert [step[:3] for step in steps[:2]] == [
-        ["python", "manage.py", "migrate"],
-        ["python", "manage.py", "collectstatic"],
-    ]
-    assert steps[-1][:2] == ["gunicorn", "cohort.wsgi:application"]
-    assert "0.0.0.0:8000" in steps[-1]
+    assert len(steps) == 1 and steps[0][:2] == ["gunicorn", "cohort.wsgi:application"]
+    assert "0.0.0.0:8000" in steps[0]
 
 
 def test_it_documents_every_setting_in_env_example():
