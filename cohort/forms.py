@@ -8,10 +8,15 @@ never taken from a POST. Validation beyond the field types is the validation lay
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import formats
 from django.utils.translation import gettext_lazy as _
 
 from cohort.models import (
@@ -35,6 +40,93 @@ class DateInput(forms.DateInput):
         super().__init__(attrs=attrs, format="%Y-%m-%d")
 
 
+# Numbers as people type them (SPEC section 6, "Numbers"). Not <input type=number>: Chromium drops or
+# misreads a decimal comma there (12,5 arrives as 125). Text inputs, read here in the user's language.
+WHOLE_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
+DECIMAL_NUMBER = re.compile(r"-?(?P<whole>[0-9]*)(?:(?P<separator>[.,])(?P<fraction>[0-9]+))?", re.ASCII)
+
+
+class WholeNumberField(forms.IntegerField):
+    """Digits only: a point or comma in a count or a year is refused, never read as another number
+    (Django's own field reads 1.000 as 1)."""
+
+    widget = forms.TextInput
+    default_error_messages = {"invalid": _("Enter a whole number, without a point or a comma.")}
+
+    def to_python(self, value):
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        if not WHOLE_NUMBER.fullmatch(text):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return int(text)
+
+    def widget_attrs(self, widget):
+        return {**super().widget_attrs(widget), "inputmode": "numeric", "autocomplete": "off"}
+
+
+class DecimalNumberField(forms.DecimalField):
+    """A decimal read in the user's language and shown in it (12,5 in Dutch, 12.5 in English).
+
+    Where the decimal separator is a comma (Dutch), a point is read as one too, since people type
+    both, except where it could be a thousands separator: a point followed by exactly three digits
+    (1.800) is refused as ambiguous rather than guessed. Thousands separators are never accepted,
+    and where the decimal separator is a point a comma is refused, never dropped."""
+
+    widget = forms.TextInput
+    default_error_messages = {
+        "invalid": _("Enter a number, such as 12.5, without thousands separators."),
+        "comma": _("Write decimals with a point, as in 12.5; a comma is not read as part of a number."),
+        "ambiguous": _("“%(value)s” could mean %(whole)s or %(decimal)s: write the one you mean."),
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, "localize": True})  # the stored value shown in the user's style
+
+    def to_python(self, value):
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        separator = formats.get_format("DECIMAL_SEPARATOR")
+        number = DECIMAL_NUMBER.fullmatch(text)
+        if number is None or not (number["whole"] or number["fraction"]):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        if number["separator"] and number["separator"] not in (separator, "."):
+            raise ValidationError(self.error_messages["comma"], code="comma")
+        if (
+            separator != "."
+            and number["separator"] == "."
+            and len(number["fraction"]) == 3
+            and number["whole"].lstrip("0")
+        ):
+            read = Decimal(text.replace(",", "."))
+            raise ValidationError(
+                self.error_messages["ambiguous"],
+                code="ambiguous",
+                params={
+                    "value": text,
+                    "whole": text.replace(".", ""),
+                    "decimal": formats.number_format(read.normalize()),
+                },
+            )
+        # 12,50 is 12.5: trailing zeros are not more decimal places than the field keeps.
+        fraction = (number["fraction"] or "").rstrip("0")
+        sign = "-" if text.startswith("-") else ""
+        return Decimal(f"{sign}{number['whole'] or '0'}{'.' + fraction if fraction else ''}")
+
+    def widget_attrs(self, widget):
+        return {**super().widget_attrs(widget), "inputmode": "decimal", "autocomplete": "off"}
+
+
+def crf_formfield(model_field, **kwargs):
+    """The form field of a CRF model field: numbers as typed (above), the rest as Django makes them."""
+    if not model_field.choices and isinstance(model_field, models.DecimalField):
+        return model_field.formfield(form_class=DecimalNumberField, **kwargs)
+    if not model_field.choices and isinstance(model_field, models.IntegerField):
+        return model_field.formfield(form_class=WholeNumberField, **kwargs)
+    return model_field.formfield(**kwargs)
+
+
 class CrfForm(forms.ModelForm):
     """A CRF form: its fields, the reason for change (asked for when editing a completed form) and
     the version the user loaded (for the optimistic lock; never written)."""
@@ -48,6 +140,9 @@ class CrfForm(forms.ModelForm):
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
     layout: tuple = ()
+
+    class Meta:
+        formfield_callback = crf_formfield
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -81,7 +176,7 @@ class CrfForm(forms.ModelForm):
 
 
 class PatientForm(CrfForm):
-    class Meta:
+    class Meta(CrfForm.Meta):
         model = Patient
         fields = [
             "enrolment_date",
@@ -117,7 +212,7 @@ class PatientForm(CrfForm):
 
 
 class PriorBiologicForm(CrfForm):
-    class Meta:
+    class Meta(CrfForm.Meta):
         model = PriorBiologic
         fields = ["agent", "agent_other", "start_date", "stop_date", "stop_reason", "form_status"]
 
@@ -134,7 +229,7 @@ class PriorBiologicForm(CrfForm):
 
 
 class UstekinumabDoseForm(CrfForm):
-    class Meta:
+    class Meta(CrfForm.Meta):
         model = UstekinumabDose
         fields = ["dose_date", "phase", "route", "dose_mg", "weight_kg", "form_status"]
 
@@ -151,7 +246,7 @@ class UstekinumabDoseForm(CrfForm):
 
 
 class ReinductionForm(CrfForm):
-    class Meta:
+    class Meta(CrfForm.Meta):
         model = Reinduction
         fields = [
             "initial_response",
@@ -192,7 +287,7 @@ class ReinductionForm(CrfForm):
 
 
 class AssessmentForm(CrfForm):
-    class Meta:
+    class Meta(CrfForm.Meta):
         model = Assessment
         fields = [
             "not_done",
@@ -254,7 +349,7 @@ class AssessmentForm(CrfForm):
 
 
 class FollowUpForm(CrfForm):
-    class Meta:
+    class Meta(CrfForm.Meta):
         model = FollowUp
         fields = [
             "status",
@@ -280,7 +375,7 @@ class FollowUpForm(CrfForm):
 
 
 class AdverseEventForm(CrfForm):
-    class Meta:
+    class Meta(CrfForm.Meta):
         model = AdverseEvent
         fields = [
             "onset_date",

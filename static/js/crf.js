@@ -24,16 +24,19 @@
     document.querySelectorAll(selector).forEach(function (el) { hide(el, !visible); });
   }
 
-  // Harvey-Bradshaw Index: when all five components are given, the total is their sum.
+  // Harvey-Bradshaw Index: when all five components are given, the total is their sum. The parts
+  // are read as the server reads whole numbers (cohort.forms.WholeNumberField): digits only, so
+  // "2,5" or "1e1" leaves the total open and the server's message at the part, not another sum.
+  var WHOLE_NUMBER = /^[0-9]+$/;
   var parts = Array.prototype.slice.call(document.querySelectorAll(".js-hbi-part"));
   var total = document.querySelector(".js-hbi-total");
   var note = document.querySelector(".js-hbi-note");
   function updateHbi() {
     if (!total) return;
     var values = parts.map(function (el) { return el.value.trim(); });
-    var complete = values.every(function (v) { return v !== "" && !isNaN(Number(v)); });
+    var complete = values.every(function (v) { return WHOLE_NUMBER.test(v); });
     if (complete) {
-      total.value = values.reduce(function (sum, v) { return sum + Number(v); }, 0);
+      total.value = values.reduce(function (sum, v) { return sum + parseInt(v, 10); }, 0);
       total.readOnly = true;
       if (note) note.textContent = total.dataset.computedText || "Computed from the five components.";
     } else {
