@@ -9,10 +9,10 @@ import pghistory
 import pghistory.models
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from cohort import validators
 from cohort.models import Centre, Patient
@@ -328,4 +328,8 @@ def _changes(model, before: dict | None, after) -> list[tuple[str, str, str]]:
 def _display(field, value) -> str:
     if value in (None, ""):
         return "-"
-    return str(dict(field.flatchoices).get(value, value)) if field.choices else str(value)
+    if field.choices:
+        return str(dict(field.flatchoices).get(value, value))
+    if isinstance(field, models.IntegerField | models.DecimalField):
+        return formats.localize(value)  # in the user's number style: 12,5 in Dutch (SPEC section 6)
+    return str(value)

@@ -28,7 +28,7 @@ from django.contrib.staticfiles import finders
 from django.core.exceptions import SuspiciousFileOperation
 from django.db import connection, models
 from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
 from cohort import casebook, services, validators
@@ -461,7 +461,7 @@ def _display(row, name: str) -> str:
         return str(dict(field.flatchoices).get(value, value))
     if isinstance(value, dt.date):
         return value.isoformat()
-    return str(value)
+    return formats.localize(value) if _is_number(field) else str(value)  # 12,5 in Dutch (SPEC 6)
 
 
 def _history_entry(entry: dict, labels: dict) -> dict:
@@ -503,4 +503,6 @@ def _raw(model, attname: str, value) -> str:
     for field in model._meta.concrete_fields:
         if field.attname == attname and field.choices:
             return str(dict(field.flatchoices).get(value, value))
+        if field.attname == attname and _is_number(field):
+            return formats.localize(value)  # a JSON number, in the casebook's language
     return str(value)

@@ -153,3 +153,42 @@ def test_in_english_12_comma_5_is_refused_at_the_field_and_nothing_is_saved(clie
     ]
     assert 'value="12,5"' in response.content.decode()  # what was typed stays, to be corrected
     assert list(Assessment.objects.filter(patient=patient).values()) == before
+
+
+@pytest.mark.django_db
+def test_the_conflict_message_shows_the_values_in_the_users_style(people, patient):
+    from django.test import Client
+
+    first, second = Client(), Client()
+    for client in (first, second):
+        client.force_login(people["nurse_a"])
+    url = reverse("cohort:form", args=[patient.study_id, "week_8"])
+    second.post(reverse("language-set"), {"language": "nl", "next": url})
+    opened = str(Assessment.objects.get(patient=patient, visit="week_8").version)
+
+    assert first.post(url, {**WEEK_8, "crp_mg_l": "11.5", "version": opened}).status_code == 302
+    response = second.post(url, {**WEEK_8, "crp_mg_l": "22,5", "version": opened})
+
+    assert response.status_code == 200
+    assert ("C-reactief proteïne (mg/L)", "4,5", "11,5") in response.context["form"].conflict
+    assert Assessment.objects.get(patient=patient, visit="week_8").crp_mg_l == Decimal("11.5")
+
+
+@pytest.mark.django_db
+def test_the_printed_casebook_shows_values_and_changes_in_its_language(people, patient):
+    from cohort.services import crf_row_save
+    from reports.pdf import casebook_context
+
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    week_8.crp_mg_l = Decimal("12.5")
+    crf_row_save(row=week_8, by=people["nurse_a"], expected_version=week_8.version)
+
+    for language, then, now in (("nl", "4,5", "12,5"), ("en", "4.5", "12.5")):
+        with translation.override(language):
+            context = casebook_context(patient)
+        visit = next(form for form in context["forms"] if form["key"] == "week_8")
+        values = {value["label"]: value["value"] for value in visit["entries"][0]["values"]}
+        label = "C-reactief proteïne (mg/L)" if language == "nl" else "C-reactive protein (mg/L)"
+        assert values[label] == now, language
+        changes = [change for entry in context["history"] for change in entry["changes"] if change["label"] == label]
+        assert {"label": label, "old": then, "new": now} in changes, language
