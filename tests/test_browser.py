@@ -42,8 +42,15 @@ TIMEOUT_MS = 10_000
 
 
 @pytest.fixture
-def page(monkeypatch):
-    """A fresh browser page (1280 px wide, English); fails the test on any JavaScript error."""
+def browser_locale():
+    """The browser's language (its Accept-Language); a test parametrizes it to be a Dutch nurse."""
+    return "en-GB"
+
+
+@pytest.fixture
+def page(monkeypatch, browser_locale):
+    """A fresh browser page (1280 px wide, English unless `browser_locale` says otherwise); fails the
+    test on any JavaScript error."""
     if not os.access(CHROMIUM, os.X_OK):
         skip_or_fail(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
     try:
@@ -59,7 +66,7 @@ def page(monkeypatch):
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=browser_locale)
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -430,3 +437,105 @@ def test_a_nurse_confirms_a_flagged_visit_date(page, live_server, people, patien
     page.goto(f"{live_server.url}/patients/{patient.study_id}/")
     expect(cell(page, "week_8")).to_have_attribute("data-status", "incomplete")
     assert patient.flag_confirmations.get().comment == "date checked in the chart"
+
+
+def sign_in(page, live_server, user) -> None:
+    """The page signed in as `user` (a session made by Django's test client, handed to the browser)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+
+
+def type_into(page, name: str, text: str) -> None:
+    """Key by key, as a nurse types (not a value set by script), after emptying the field."""
+    field = page.locator(f'form.crf-form [name="{name}"]')
+    field.fill("")
+    field.press_sequentially(text)
+
+
+@pytest.mark.parametrize("browser_locale", ["nl-NL"])
+@pytest.mark.django_db(transaction=True)
+def test_a_dutch_nurse_types_decimal_commas_and_gets_the_numbers_she_meant(page, live_server, people, patient):
+    """Issue 10: Chromium's number input turned 12,5 into 125, saved without a word. The CRF's
+    numbers are text now, read in the user's language (SPEC section 6, "Numbers")."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    sign_in(page, live_server, people["nurse_a"])
+    week_8 = f"{live_server.url}/patients/{patient.study_id}/forms/week_8/"
+    page.goto(week_8)
+    expect(page.locator("html")).to_have_attribute("lang", "nl")
+    crp = page.locator('[name="crp_mg_l"]')
+    expect(crp).to_have_value("4,5")  # the stored 4.5, in her style
+
+    type_into(page, "crp_mg_l", "12,5")
+    expect(crp).to_have_value("12,5")
+    shot(page, "07-dutch-decimal-comma-typed")
+    page.get_by_role("button", name="Opslaan", exact=True).click()
+    expect(page).to_have_url(f"{live_server.url}/patients/{patient.study_id}/")
+    expect(page.get_by_role("alert")).to_contain_text("opgeslagen")
+    expect(page.locator(".history")).to_contain_text("4,5 → 12,5")
+    shot(page, "07a-dutch-casebook-history")
+    assert Assessment.objects.get(patient=patient, visit="week_8").crp_mg_l == Decimal("12.5")
+    page.goto(week_8)
+    expect(crp).to_have_value("12,5")
+    shot(page, "07b-dutch-decimal-comma-saved")
+
+    # A point means the same to her; a whole number takes no separator; 1.800 is not guessed at.
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/forms/week_20/")
+    total = page.locator('[name="hbi"]')
+    for name, typed in (("hbi_wellbeing", "1"), ("hbi_pain", "0"), ("hbi_mass", "0"), ("hbi_complications", "0")):
+        type_into(page, name, typed)
+    type_into(page, "hbi_stools", "2,5")
+    expect(total).to_be_editable()  # no sum of something she did not mean
+    type_into(page, "crp_mg_l", "12.5")
+    type_into(page, "fcal_ug_g", "1.800")
+    page.get_by_role("button", name="Opslaan", exact=True).click()
+    expect(error_beside(page, "hbi_stools")).to_have_text("Vul een heel getal in, zonder punt of komma.")
+    expect(error_beside(page, "fcal_ug_g")).to_have_text("“1.800” kan 1800 of 1,8 betekenen: schrijf wat u bedoelt.")
+    expect(error_beside(page, "crp_mg_l")).to_have_count(0)
+    expect(page.locator('[name="hbi_stools"]')).to_have_value("2,5")  # what she typed stays, to correct
+    shot(page, "07c-dutch-unreadable-numbers-refused")
+    week_20 = Assessment.objects.get(patient=patient, visit="week_20")
+    assert (week_20.version, week_20.hbi_stools, week_20.crp_mg_l) == (1, None, Decimal("4.5"))
+
+    type_into(page, "hbi_stools", "2")
+    expect(total).to_have_value("3")
+    expect(total).not_to_be_editable()
+    type_into(page, "fcal_ug_g", "1800")
+    page.get_by_role("button", name="Opslaan", exact=True).click()
+    expect(page).to_have_url(f"{live_server.url}/patients/{patient.study_id}/")
+    week_20.refresh_from_db()
+    assert (week_20.hbi_stools, week_20.hbi, week_20.crp_mg_l, week_20.fcal_ug_g) == (
+        2,
+        3,
+        Decimal("12.5"),
+        Decimal("1800"),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_english_a_decimal_comma_is_refused_at_the_field_and_nothing_saved(page, live_server, people, patient):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    sign_in(page, live_server, people["nurse_a"])
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/forms/week_8/")
+    crp = page.locator('[name="crp_mg_l"]')
+    expect(crp).to_have_value("4.5")
+
+    type_into(page, "crp_mg_l", "12,5")
+    page.get_by_role("button", name="Save", exact=True).click()
+
+    expect(error_beside(page, "crp_mg_l")).to_have_text(
+        "Write decimals with a point, as in 12.5; a comma is not read as part of a number."
+    )
+    expect(crp).to_have_value("12,5")
+    expect(crp).to_have_class(re.compile(r"\bis-invalid\b"))
+    shot(page, "07d-english-decimal-comma-refused")
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    assert (week_8.crp_mg_l, week_8.version) == (Decimal("4.5"), 1)
