@@ -11,9 +11,11 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import models
 from django.http import HttpResponseRedirect
 
 from cohort import services, validators
+from cohort.forms import DecimalNumberField, WholeNumberField
 from cohort.models import (
     AdverseEvent,
     Assessment,
@@ -81,6 +83,12 @@ class CrfSavedAdmin(admin.ModelAdmin):
     Rows are removed in the casebook, where the rest of the record is checked and a reason asked."""
 
     form = RecordCheckedForm
+    # Numbers read as the casebook reads them (cohort.forms), not <input type=number>, where
+    # Chromium drops a Dutch decimal comma (12,5 saved as 125).
+    formfield_overrides = {
+        models.DecimalField: {"form_class": DecimalNumberField, "widget": forms.TextInput},
+        models.IntegerField: {"form_class": WholeNumberField, "widget": forms.TextInput},
+    }
 
     def save_model(self, request, obj, form, change):
         try:

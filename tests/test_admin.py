@@ -4,6 +4,7 @@ is read-only."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from django.apps import apps
@@ -87,6 +88,39 @@ def test_an_admin_save_shows_a_constraint_message_at_its_field(client, people, p
     assert response.status_code == 302
     assessment.refresh_from_db()
     assert (assessment.hbi, assessment.version) == (3, 2)
+
+
+def test_the_admin_reads_numbers_as_the_casebook_does(client, people, patient):
+    """In Dutch 12,5 is 12.5 and shows as 12,5; in English it is refused, never saved as 125."""
+    login_as(client, people["admin"])
+    assessment = Assessment.objects.get(patient=patient, visit="week_8")
+    url = reverse("admin:cohort_assessment_change", args=[assessment.pk])
+    data = {
+        "patient": patient.pk,
+        "loaded_version": assessment.version,
+        "form_status": "incomplete",
+        "visit": "week_8",
+        "not_done": "no",
+        "assessment_date": assessment.assessment_date.isoformat(),
+        "hbi": "4",
+        "crp_mg_l": "12,5",
+        "fcal_ug_g": "150",
+        "corticosteroids": "no",
+    }
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["crp_mg_l"] == [
+        "Write decimals with a point, as in 12.5; a comma is not read as part of a number."
+    ]
+    assert Assessment.objects.get(pk=assessment.pk).crp_mg_l == Decimal("4.5")
+
+    client.post(reverse("language-set"), {"language": "nl", "next": url})
+    assert client.post(url, data).status_code == 302
+    assessment.refresh_from_db()
+    assert (assessment.crp_mg_l, assessment.version) == (Decimal("12.5"), 2)
+    page = client.get(url).content.decode()
+    assert 'type="text" name="crp_mg_l" value="12,5"' in page
+    assert 'type="number"' not in page
 
 
 def test_an_admin_save_is_a_casebook_save_version_reason_and_audit(client, people, patient):
