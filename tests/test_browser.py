@@ -42,15 +42,10 @@ TIMEOUT_MS = 10_000
 
 
 @pytest.fixture
-def browser_locale():
-    """The browser's language (its Accept-Language); a test parametrizes it to be a Dutch nurse."""
-    return "en-GB"
-
-
-@pytest.fixture
-def page(monkeypatch, browser_locale):
-    """A fresh browser page (1280 px wide, English unless `browser_locale` says otherwise); fails the
-    test on any JavaScript error."""
+def page(request, monkeypatch):
+    """A fresh browser page (1280 px wide, English); fails the test on any JavaScript error. Another
+    browser language: `@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)`."""
+    browser_locale = getattr(request, "param", "en-GB")
     if not os.access(CHROMIUM, os.X_OK):
         skip_or_fail(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
     try:
@@ -457,7 +452,7 @@ def type_into(page, name: str, text: str) -> None:
     field.press_sequentially(text)
 
 
-@pytest.mark.parametrize("browser_locale", ["nl-NL"])
+@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)
 @pytest.mark.django_db(transaction=True)
 def test_a_dutch_nurse_types_decimal_commas_and_gets_the_numbers_she_meant(page, live_server, people, patient):
     """Issue 10: Chromium's number input turned 12,5 into 125, saved without a word. The CRF's
