@@ -112,15 +112,26 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL only (SPEC section 6): DATABASE_URL, or the embedded server under var/.
-DATABASES = {
-    "default": dj_database_url.parse(
-        embedded_pg.database_url_from_environment(BASE_DIR),
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+# PostgreSQL only (SPEC section 6): DATABASE_URL, or the embedded server under var/ (started on the
+# first connection, never by importing these settings).
+_CONNECTION_KEYS = ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+if os.environ.get("DATABASE_URL", "").strip():
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"].strip())}
+    _owner_url = os.environ.get("DATABASE_OWNER_URL", "").strip()
+    _owner = dj_database_url.parse(_owner_url) if _owner_url else None
+    DATABASE_OWNER = (
+        {key: _owner.get(key, {} if key == "OPTIONS" else "") for key in _CONNECTION_KEYS} if _owner else None
     )
-}
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+else:
+    DATABASES = {"default": embedded_pg.database_settings(BASE_DIR)}
+    DATABASE_OWNER = {"USER": embedded_pg.OWNER_ROLE}
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DB_CONN_MAX_AGE", "60"))
+if DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", embedded_pg.ENGINE):
     raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL: the audit trail lives in its triggers.")
+# Database roles (SPEC section 6, docs/operations.md): the app connects as DATABASE_APP_ROLE, which
+# cannot change the audit trail; `manage.py migrate` connects as DATABASE_OWNER (DATABASE_OWNER_URL)
+# and grants the app role its privileges. Without an owner, migrate runs as the app's own role.
+DATABASE_APP_ROLE = {"USER": DATABASES["default"]["USER"], "PASSWORD": DATABASES["default"]["PASSWORD"]}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,8 +1,9 @@
 """Shared test set-up: the PostgreSQL server in use, and the real Redis and Celery worker.
 
 The suite always runs against PostgreSQL (SPEC section 6): `DATABASE_URL` when set, otherwise the
-embedded server that `cohort.settings` starts (`make test` makes it a throwaway one). pytest-django
-creates the `test_...` database on it.
+embedded server (cohort.embedded_pg), started at the first connection (`make test` makes it a
+throwaway one). pytest-django creates the `test_...` database on it, as the owner role when
+there is one (DATABASE_OWNER_URL; the embedded server has one).
 
 Tests of background work run a real Redis server (the Debian `redis-server` binary, on a free
 loopback port, nothing saved to disk) and a real `celery -A cohort worker` subprocess pointed at the
@@ -59,28 +60,19 @@ def skip_or_fail(reason: str):
 
 
 def pytest_report_header(config) -> list[str]:
-    from django.conf import settings
+    from django.db import connections
 
-    db = settings.DATABASES["default"]
     try:
-        import psycopg2
-
-        params = {
-            "dbname": db["NAME"],
-            "user": db.get("USER") or None,
-            "password": db.get("PASSWORD") or None,
-            "host": db.get("HOST") or None,
-            "port": db.get("PORT") or None,
-        }
-        # Unix-socket URLs put the host in OPTIONS; drop the options only Django understands.
-        django_only = {"isolation_level", "pool", "server_side_binding", "assume_role"}
-        params.update({k: v for k, v in db.get("OPTIONS", {}).items() if k not in django_only})
-        with psycopg2.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
+        # Not through Django's managed connection (database access is not unblocked yet); starts
+        # the embedded server if that is the one in use.
+        wrapper = connections["default"]
+        conn = wrapper.get_new_connection(wrapper.get_connection_params())
+        try:
             with conn.cursor() as cursor:
                 cursor.execute("SELECT version()")
                 (version,) = cursor.fetchone()
-            conn.rollback()
-        conn.close()
+        finally:
+            conn.close()
     except Exception as exc:  # the header must not stop the run; the tests will say what is wrong
         version = f"not reachable ({exc.__class__.__name__}: {str(exc).strip()})"
     from cohort import embedded_pg
@@ -147,12 +139,32 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """The suite connects as the owner role when there is one (the embedded default has one).
+
+    pytest-django creates, migrates and empties (TRUNCATE) the test database, which is exactly what
+    the app role may not do. The app role itself is tested in test_database_roles.py, and the
+    Celery worker subprocesses connect as it (`test_database_url`).
+    """
+    from django.conf import settings
+
+    if settings.DATABASE_OWNER:
+        settings.DATABASES["default"].update(settings.DATABASE_OWNER)
+
+
+@pytest.fixture(scope="session")
 def test_database_url(django_db_setup, django_db_blocker) -> str:
-    """DATABASE_URL of pytest-django's test database, for subprocesses (worker, settings checks)."""
+    """DATABASE_URL of pytest-django's test database, for subprocesses (worker, settings checks):
+    the app role's, like the web, worker and beat processes of production."""
     from django.db import connection
+
+    from cohort import embedded_pg
 
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
+    if connection.settings_dict["ENGINE"] == embedded_pg.ENGINE:
+        # Started on the first connection, which a run without database tests has not made yet.
+        embedded_pg.join(connection.settings_dict)
     url = urlsplit(os.environ["DATABASE_URL"])  # set by the caller, or exported by the embedded server
     return urlunsplit(url._replace(path=f"/{name}"))
 
