@@ -54,6 +54,28 @@ def test_it_starts_with_a_long_secret_key(production_env):
     assert result.stdout.strip() == "DEBUG False"
 
 
+def test_collectstatic_without_a_database_starts_no_server(tmp_path):
+    """An image build runs collectstatic with no database: importing the settings must not start
+    the embedded PostgreSQL (it starts on the first connection)."""
+    pgdata = tmp_path / "postgres"
+    ours = ("SECRET_KEY", "DEBUG", "DATABASE_", "CELERY_", "EMBEDDED_PG_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
+    env.update(
+        DJANGO_SETTINGS_MODULE="cohort.settings",
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        STATIC_ROOT=str(tmp_path / "static"),
+        EMBEDDED_PG_DIR=str(pgdata),
+    )
+
+    result = run(["manage.py", "collectstatic", "--noinput", "-v", "1"], env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "static files copied" in result.stdout
+    assert (tmp_path / "static" / "staticfiles.json").exists()
+    assert not pgdata.exists()
+
+
 def test_it_passes_the_deployment_checks(production_env):
     env = {**production_env, "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "example.org"}
 
