@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -201,10 +202,12 @@ def test_the_app_role_can_do_what_the_app_does(app_database, test_database_url, 
         assert trail.order_by("pgh_id").last().pgh_context.metadata["reason"] == reason
 
 
-def test_the_embedded_server_sets_up_the_same_two_roles(app_database, test_database_url, tmp_path):
+def test_the_embedded_server_sets_up_the_same_two_roles(app_database, test_database_url):
     """`make run` (no DATABASE_URL): the embedded server's owner and app roles, after migrate,
     have the privileges of the roles this suite runs with."""
-    pgdata = tmp_path / "pg"
+    # As `make test` does: not under pytest's tmp_path, which another pytest run as the same user
+    # may close to other users (0700), and the server runs as another user when we are root.
+    pgdata = Path(tempfile.mkdtemp(prefix="ecrf-roles-pg-"))
     socket_dir = embedded_pg.start(pgdata, throwaway=True)
     try:
         env = app_role_env(test_database_url)
