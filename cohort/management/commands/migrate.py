@@ -71,6 +71,8 @@ class Command(migrate.Command):
             connection.settings_dict.update(owner)
         try:
             super().handle(*args, **options)
+            if options["plan"] or options["check_unapplied"]:  # they change nothing
+                return
             with transaction.atomic(using=alias), connection.cursor() as cursor:
                 lock_ignore_switch(cursor)
                 if owner:
