@@ -54,12 +54,15 @@ def export_cohort(database_url: str, directory: Path) -> dict[str, bytes]:
 
 
 def audit_rows(database_url: str) -> dict[str, list[tuple]]:
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cursor:
-        rows = {}
-        for table in sorted(audit_tables()):
-            cursor.execute(f'SELECT * FROM "{table}" ORDER BY 1')
-            rows[table] = cursor.fetchall()
-    conn.close()
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cursor:
+            rows = {}
+            for table in sorted(audit_tables()):
+                cursor.execute(f'SELECT * FROM "{table}" ORDER BY 1')
+                rows[table] = cursor.fetchall()
+    finally:
+        conn.close()
     return rows
 
 
@@ -97,15 +100,19 @@ def test_a_dump_restored_into_an_empty_database_gives_the_same_export_and_audit_
         assert any(row for row in trail["pghistory_context"] if "withdrew consent" in str(row))
 
         # The restored triggers and grants: the app role's write is audited, its TRUNCATE refused.
-        with psycopg2.connect(app_restored) as conn, conn.cursor() as cursor:
-            cursor.execute("UPDATE cohort_centre SET name = 'Renamed after restore' RETURNING id")
-            cursor.execute(
-                "SELECT count(*) FROM cohort_centreevent WHERE pgh_label = 'update' AND name = 'Renamed after restore'"
-            )
-            assert cursor.fetchone() == (2,)
-            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                cursor.execute("TRUNCATE cohort_assessmentevent")
-        conn.close()
+        conn = psycopg2.connect(app_restored)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("UPDATE cohort_centre SET name = 'Renamed after restore'")
+                cursor.execute(
+                    "SELECT count(*) FROM cohort_centreevent"
+                    " WHERE pgh_label = 'update' AND name = 'Renamed after restore'"
+                )
+                assert cursor.fetchone() == (2,)
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cursor.execute("TRUNCATE cohort_assessmentevent")
+        finally:
+            conn.close()
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{restored}"')

@@ -167,7 +167,12 @@ def test_the_app_role_can_do_what_the_app_does(app_database, test_database_url, 
         import django
         django.setup()
         from django.core.management import call_command
+        from django.db import connection
         from cohort import services
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+            assert cursor.fetchone() == ("{settings.DATABASE_APP_ROLE["USER"]}", False), "not the app role"
         from cohort.models import Patient
         from tests.base import make_user
 
