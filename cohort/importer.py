@@ -13,9 +13,9 @@ import datetime as dt
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth.models import User
@@ -60,8 +60,21 @@ RECORD_ATTRIBUTE = {
 REPEATING = {"prior_biologics", "ustekinumab_doses", "assessments", "adverse_events"}
 VISIT_ORDER = {"week_0": 0, "week_8": 1, "week_20": 2, "week_52": 3}
 PHASE_ORDER = {"initial_induction": 0, "maintenance": 1, "reinduction": 2}
-DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-INTEGER_PATTERN = re.compile(r"^[+-]?\d+$")
+# ASCII digits only: `\d` would also take other scripts' digits, which export could not write back.
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+INTEGER_PATTERN = re.compile(r"[+-]?[0-9]+")
+DECIMAL_PATTERN = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+# A header cell that can be reported as the variable of a `file:row: variable: message` line.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Codes, dates and numbers are short: a longer cell is none of them (and is not echoed in full).
+MAX_CODE_LENGTH = 64
+# Longer than any text variable takes (500): refused before it reaches the rules or the database.
+MAX_TEXT_LENGTH = 1000
+# Every variable is one line of text: the control characters (Unicode Cc) are refused, but for a tab
+# (which can be pasted into a web form, so export can write it); the lone surrogates are the bytes
+# that were not UTF-8.
+UNREADABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udcff]")
+KIND = {"integer": "whole number", "decimal": "number", "date": "date"}
 
 
 class ImportFailed(Exception):
@@ -114,32 +127,58 @@ class SourceRow:
 # --- reading -------------------------------------------------------------------------------------
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """A cell as an error message may quote it: on one line, printable, and not too long."""
+    short = text if len(text) <= limit else text[:limit] + "…"
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in short)
+
+
+def _unreadable(raw: str) -> str | None:
+    """Why a cell cannot be taken as text at all, or None. The file is decoded with surrogateescape,
+    so a byte that is not UTF-8 is a lone surrogate here, in its own cell."""
+    found = UNREADABLE.search(raw)
+    if found is None:
+        return None
+    ch, position = found.group(), found.start() + 1
+    if ch >= "\udc80":
+        return f"not UTF-8 text (byte 0x{ord(ch) - 0xDC00:02X} at character {position}); save the file as UTF-8."
+    name = "NUL" if ch == "\0" else f"U+{ord(ch):04X}"
+    return f"contains a control character ({name}, at character {position}); only printable text is allowed."
+
+
 def _parse(variable: dictionary.Variable, raw: str) -> object:
     """The value of one cell, or ValueError with what is allowed. Ranges and codes are the model's
-    (constraints and choices), checked later by the validation layer."""
+    (constraints and choices), checked later by the validation layer. Whatever is returned has the
+    field's type (or is None), so the rules never compare a string with a date."""
+    problem = _unreadable(raw)
+    if problem:
+        raise ValueError(problem)
     text = raw.strip()
     field = FORM_MODELS[variable.form]._meta.get_field(_field_name(variable))
     if text == "":
-        return "" if not field.null else None
+        return "" if isinstance(field, models.CharField) and not field.null else None
+    if variable.type == "text":
+        if len(text) > MAX_TEXT_LENGTH:
+            raise ValueError(f"is {len(text):,} characters long; no text variable takes more than 500.")
+        return text
+    if len(text) > MAX_CODE_LENGTH:
+        what = KIND.get(variable.type, "code")
+        raise ValueError(f"'{_shown(text)}' ({len(text):,} characters) is too long to be a {what}.")
     if variable.type == "integer":
-        if not INTEGER_PATTERN.match(text):
-            raise ValueError(f"'{text}' is not a whole number.")
+        if not INTEGER_PATTERN.fullmatch(text):
+            raise ValueError(f"'{_shown(text)}' is not a whole number.")
         return int(text)
     if variable.type == "decimal":
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise ValueError(f"'{text}' is not a number (use a dot for decimals).") from None
-        if not value.is_finite():
-            raise ValueError(f"'{text}' is not a number.")
-        return value
+        if not DECIMAL_PATTERN.fullmatch(text):
+            raise ValueError(f"'{_shown(text)}' is not a number (digits, with a dot for decimals).")
+        return Decimal(text)
     if variable.type == "date":
         try:
-            if not DATE_PATTERN.match(text):
+            if not DATE_PATTERN.fullmatch(text):
                 raise ValueError
             return dt.date.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"'{text}' is not a valid date (YYYY-MM-DD).") from None
+            raise ValueError(f"'{_shown(text)}' is not a valid date (YYYY-MM-DD).") from None
     return text
 
 
@@ -149,26 +188,81 @@ def _field_name(variable: dictionary.Variable) -> str:
     return variable.name
 
 
-def _read_file(path: Path, form: str, errors: list[str]) -> list[SourceRow]:
+@dataclass
+class _Record:
+    """One CSV record: the line it starts on (a quoted value may run on over several lines)."""
+
+    line: int
+    last_line: int
+    cells: list[str]
+
+
+def _records(text: str, name: str, errors: list[str]) -> Iterator[_Record]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    last = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # not expected with the default dialect; the rest cannot be trusted
+            errors.append(f"{name}:{last + 1}: row: not readable as CSV ({error}); the rest of the file was not read.")
+            return
+        yield _Record(line=last + 1, last_line=reader.line_num, cells=cells)
+        last = reader.line_num
+
+
+def _read_file(path: Path, form: str, errors: list[str], unread: set[str]) -> list[SourceRow]:
+    """The rows of one file. Every problem is located at its line (and variable); a row that could
+    not be read at all is left out, and its patient (if known) added to `unread`."""
     variables = {v.name: v for v in dictionary.forms()[form]}
     name = path.name
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        errors.append(f"{name}:1: file: not UTF-8 text ({error.reason} at byte {error.start}).")
+        data = path.read_bytes()
+    except OSError as error:
+        errors.append(f"{name}:1: file: cannot be read ({error.strerror}).")
         return []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if not header:
-        errors.append(f"{name}:1: header: the file is empty; the first line must name the variables.")
+    # Decoding byte by byte, not the file at once: a byte that is not UTF-8 is reported in its cell.
+    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    # csv refuses cells over 128 KiB with an exception; a long cell is reported by _parse instead.
+    field_size_limit = csv.field_size_limit()
+    csv.field_size_limit(max(field_size_limit, len(text) + 1))
+    try:
+        return _read_rows(_records(text, name, errors), name, form, variables, errors, unread)
+    finally:
+        csv.field_size_limit(field_size_limit)
+
+
+def _read_rows(
+    records: Iterator[_Record],
+    name: str,
+    form: str,
+    variables: dict[str, dictionary.Variable],
+    errors: list[str],
+    unread: set[str],
+) -> list[SourceRow]:
+    first = next(records, None)
+    if first is None or not any(cell.strip() for cell in first.cells):
+        what = "the file is empty" if first is None else "line 1 is empty"
+        errors.append(f"{name}:1: header: {what}; the first line must name the variables.")
         return []
-    header = [column.strip() for column in header]
+    header = [column.strip() for column in first.cells]
+    problem = next(filter(None, map(_unreadable, header)), None)
+    if problem:
+        errors.append(f"{name}:1: header: line 1 is not a header of variable names (is this a CSV file?): {problem}")
+        return []
     header_ok = True
-    for column in header:
-        if column not in variables:
+    for number, column in enumerate(header, 1):
+        if column in variables:
+            continue
+        header_ok = False
+        if not column:
+            errors.append(f"{name}:1: header: column {number} has no name.")
+        elif NAME_PATTERN.fullmatch(column):
             errors.append(f"{name}:1: {column}: unknown variable for form {form}.")
-            header_ok = False
-    for column in sorted({c for c in header if header.count(c) > 1}):
+        else:
+            errors.append(f"{name}:1: header: column {number} ('{_shown(column)}') is not a variable of form {form}.")
+    for column in sorted({c for c in header if c in variables and header.count(c) > 1}):
         errors.append(f"{name}:1: {column}: column given twice.")
         header_ok = False
     for variable in variables:
@@ -178,13 +272,22 @@ def _read_file(path: Path, form: str, errors: list[str]) -> list[SourceRow]:
     if not header_ok:
         return []
 
+    key = header.index("study_id")
     rows = []
-    for cells in reader:
-        line = reader.line_num
+    for record in records:
+        cells, line = record.cells, record.line
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(header):
-            errors.append(f"{name}:{line}: row: {len(cells)} values for {len(header)} columns.")
+            # The patient's other rows are still read, but not judged against each other without it.
+            unread.add(cells[key].strip() if key < len(cells) else "")
+            count = f"{len(cells)} values for {len(header)} columns"
+            if record.last_line > line:
+                count += f"; the row runs on to line {record.last_line} (a quote not closed?)"
+            if len(cells) < len(header):
+                errors.append(f"{name}:{line}: {header[len(cells)]}: missing: the row has {count}.")
+            else:
+                errors.append(f"{name}:{line}: row: {count}.")
             continue
         source = SourceRow(form=form, line=line, study_id="", values={})
         for column, raw in zip(header, cells, strict=True):
@@ -194,6 +297,8 @@ def _read_file(path: Path, form: str, errors: list[str]) -> list[SourceRow]:
                 errors.append(f"{name}:{line}: {column}: {error}")
                 source.values[column] = None
                 source.failed.add(column)
+        if "study_id" in source.failed:
+            continue  # reported; whose row it is cannot be known
         source.study_id = str(source.values.get("study_id") or "")
         if not source.study_id:
             errors.append(f"{name}:{line}: study_id: is required.")
@@ -210,17 +315,19 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
     directory = Path(directory)
     errors: list[str] = []
     sources: dict[str, list[SourceRow]] = {}
+    unread: set[str] = set()  # patients with a row that could not be read
     for form in FORM_MODELS:
         path = directory / f"{form}.csv"
         if path.exists():
-            sources[form] = _read_file(path, form, errors)
+            sources[form] = _read_file(path, form, errors, unread)
     if not (directory.is_dir() and any((directory / f"{form}.csv").exists() for form in FORM_MODELS)):
         raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
 
     with transaction.atomic():
         records, origin = _build_records(sources, errors)
-        for record in records.values():
-            errors.extend(_locate(problem, origin) for problem in _problems(record, origin))
+        for study_id, record in records.items():
+            problems = _problems(record, origin, complete=study_id not in unread)
+            errors.extend(_locate(problem, origin) for problem in problems)
         if errors:
             raise ImportFailed(_sorted(errors))
         with audit_context(user=user, source="import_cohort"):
@@ -230,15 +337,15 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
         return summary
 
 
-def _problems(record: PatientRecord, origin: dict[int, SourceRow]) -> list[validators.Problem]:
+def _problems(record: PatientRecord, origin: dict[int, SourceRow], *, complete: bool) -> list[validators.Problem]:
     """The validation layer's verdict on the imported rows, so that one run reports every error.
     An unreadable cell is reported once (by the reader): its row's other cells are still checked,
     leaving out the rules that read that cell; the patient's cross-form rules are not run, since
     they would only repeat the error in other words (a missing date seen as 'no re-induction
-    dose')."""
+    dose'). Nor are they when one of the patient's rows could not be read at all (not `complete`)."""
     rows = [row for row in record.rows() if id(row) in origin]
     problems = [problem for row in rows for problem in validators.row_problems(row, skip=origin[id(row)].failed)]
-    if not any(origin[id(row)].failed for row in rows):
+    if complete and not any(origin[id(row)].failed for row in rows):
         problems.extend(validators.cross_form_problems(record))
     return problems
 

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from cohort.importer import FORM_MODELS
-from cohort.models import Assessment, Patient, UstekinumabDose
+from cohort.models import AdverseEvent, Assessment, Patient, UstekinumabDose
 from cohort.services import centre_create, patient_audit_trail
 from tests.base import make_user
 
@@ -331,3 +331,212 @@ def test_importing_into_existing_patients_takes_the_same_queries_for_few_and_man
             assert run_import(directory)[2] == 0
         queries[name] = len(captured.captured_queries)
     assert queries["few"] == queries["all"], queries
+
+
+# --- malformed input: every problem at its own row and variable, never a traceback (SPEC 8, 9) ---
+
+
+def replace_bytes(path: Path, line: int, old: bytes, new: bytes) -> None:
+    """Replace bytes within one physical line (header = 1), for what `edit` cannot write."""
+    lines = path.read_bytes().split(b"\n")
+    assert old in lines[line - 1], lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new, 1)
+    path.write_bytes(b"\n".join(lines))
+
+
+def import_errors(directory: Path) -> list[str]:
+    """The error lines of a refused import, after checking that it was refused and wrote nothing."""
+    out, err, code = run_import(directory)
+    assert code == 1, out
+    assert set(counts().values()) == {0} and audit_count() == 0
+    lines = err.splitlines()
+    assert lines[-1].endswith("nothing was imported."), err
+    return lines[:-1]
+
+
+def test_a_nul_character_in_a_text_cell_is_reported_at_its_cell(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    edit(directory / "follow_up.csv", 5, "next_therapy", "vedo\x00lizumab")
+    assert import_errors(directory) == [
+        "follow_up.csv:5: next_therapy: contains a control character (NUL, at character 5); "
+        "only printable text is allowed."
+    ]
+
+
+def test_a_nul_character_in_a_study_id_is_reported_once_at_its_cell(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    edit(directory / "reinduction.csv", 3, "study_id", "AMC-\x00002")
+    assert import_errors(directory) == [
+        "reinduction.csv:3: study_id: contains a control character (NUL, at character 5); "
+        "only printable text is allowed."
+    ]
+
+
+@pytest.mark.parametrize("character, name", [("\x1b", "U+001B"), ("\x7f", "U+007F"), ("\x85", "U+0085")])
+def test_other_control_characters_are_refused_at_their_cell(centres, tmp_path, character, name):
+    directory = copy_cohort(tmp_path)
+    edit(directory / "adverse_events.csv", 3, "description", f"Headache{character}")
+    assert import_errors(directory) == [
+        f"adverse_events.csv:3: description: contains a control character ({name}, at character 9); "
+        "only printable text is allowed."
+    ]
+
+
+def test_a_tab_in_free_text_is_kept(centres, tmp_path):
+    """The one control character a single-line web field can hold (pasted), so export can write it."""
+    directory = copy_cohort(tmp_path)
+    edit(directory / "adverse_events.csv", 3, "description", "Headache\tafter the infusion")
+    assert run_import(directory)[2] == 0
+    assert AdverseEvent.objects.filter(description="Headache\tafter the infusion").count() == 1
+
+
+def test_a_line_break_in_a_quoted_cell_is_refused_at_the_line_the_row_starts_on(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    edit(directory / "adverse_events.csv", 3, "description", "Headache\nafter the infusion")
+    edit(directory / "adverse_events.csv", 4, "serious", "maybe")  # now on physical line 5
+    assert import_errors(directory) == [
+        "adverse_events.csv:3: description: contains a control character (U+000A, at character 9); "
+        "only printable text is allowed.",
+        "adverse_events.csv:5: serious: 'maybe' is not an allowed code; allowed: yes, no.",
+    ]
+
+
+def test_a_latin_1_byte_is_reported_at_its_row_and_variable_not_at_line_1(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    replace_bytes(directory / "adverse_events.csv", 3, b"Headache", b"H\xe9adache")
+    replace_bytes(directory / "assessments.csv", 3, b"week_8", b"week_\xa08")
+    assert import_errors(directory) == [
+        "assessments.csv:3: visit: not UTF-8 text (byte 0xA0 at character 6); save the file as UTF-8.",
+        "adverse_events.csv:3: description: not UTF-8 text (byte 0xE9 at character 2); save the file as UTF-8.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "file, line, column",
+    [
+        ("adverse_events.csv", 2, "onset_date"),
+        ("follow_up.csv", 2, "last_follow_up_date"),
+        ("ustekinumab_doses.csv", 3, "dose_date"),
+        ("reinduction.csv", 2, "lor_date"),
+    ],
+)
+def test_an_empty_required_date_is_reported_not_compared_with_dates(centres, tmp_path, file, line, column):
+    """An empty required date reached the cross-form rules as '' ('<' between str and date)."""
+    directory = copy_cohort(tmp_path)
+    edit(directory / file, line, column, "")
+    assert f"{file}:{line}: {column}: is required." in import_errors(directory)
+
+
+def test_a_huge_cell_is_reported_at_its_cell(centres, tmp_path):
+    """Larger than the csv module's field limit (128 KiB), which used to end the import with csv.Error."""
+    directory = copy_cohort(tmp_path)
+    edit(directory / "adverse_events.csv", 3, "description", "x" * 200_000)
+    edit(directory / "ustekinumab_doses.csv", 3, "dose_mg", "9" * 200_000)
+    assert import_errors(directory) == [
+        f"ustekinumab_doses.csv:3: dose_mg: '{'9' * 40}…' (200,000 characters) is too long to be a whole number.",
+        "adverse_events.csv:3: description: is 200,000 characters long; no text variable takes more than 500.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "file, column, value, message",
+    [
+        ("patients.csv", "birth_year", "\u0661\u0669\u0667\u0663", "is not a whole number."),
+        ("ustekinumab_doses.csv", "weight_kg", "6e1", "is not a number (digits, with a dot for decimals)."),
+        ("ustekinumab_doses.csv", "weight_kg", "\u0666\u0660.6", "is not a number (digits, with a dot for decimals)."),
+        ("ustekinumab_doses.csv", "dose_date", "\u0662\u0660\u0662\u0660-05-04", "is not a valid date (YYYY-MM-DD)."),
+    ],
+)
+def test_numbers_and_dates_are_plain_ascii_digits(centres, tmp_path, file, column, value, message):
+    """Export writes ASCII digits and no exponent; anything else would not survive a round trip."""
+    directory = copy_cohort(tmp_path)
+    edit(directory / file, 2, column, value)
+    assert import_errors(directory) == [f"{file}:2: {column}: '{value}' {message}"]
+
+
+def test_a_row_cut_short_or_too_long_is_reported_at_its_row_and_nothing_else_of_its_patient(centres, tmp_path):
+    """Without the row the patient's record is incomplete: its cross-form rules would only report
+    the missing row again, elsewhere (no re-induction dose, so every date after it 'too early')."""
+    directory = copy_cohort(tmp_path)
+    replace_bytes(directory / "ustekinumab_doses.csv", 7, b",iv,390,56.7", b"")
+    replace_bytes(directory / "ustekinumab_doses.csv", 13, b",93", b",93,,")
+    assert import_errors(directory) == [
+        "ustekinumab_doses.csv:7: route: missing: the row has 3 values for 6 columns.",
+        "ustekinumab_doses.csv:13: row: 8 values for 6 columns.",
+    ]
+
+
+def test_a_quote_that_is_never_closed_is_reported_where_it_opens(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    replace_bytes(directory / "adverse_events.csv", 4, b",Psoriasiform", b',"Psoriasiform')
+    assert import_errors(directory) == [
+        # The quote closes where the next row's quoted description opens.
+        "adverse_events.csv:4: row: 9 values for 8 columns; the row runs on to line 5 (a quote not closed?)."
+    ]
+
+
+@pytest.mark.parametrize(
+    "header, errors",
+    [
+        (
+            b"study_id,onset_date,category,,serious,causality,outcome,led_to_discontinuation",
+            [
+                "adverse_events.csv:1: header: column 4 has no name.",
+                "adverse_events.csv:1: description: column missing (every variable of the form must be present).",
+            ],
+        ),
+        (
+            b"study_id,onset_date,category,serious,serious,causality,outcome,led_to_discontinuation",
+            [
+                "adverse_events.csv:1: serious: column given twice.",
+                "adverse_events.csv:1: description: column missing (every variable of the form must be present).",
+            ],
+        ),
+        (
+            b"study_id,onset_date,category,desc: ription,serious,causality,outcome,led_to_discontinuation",
+            [
+                "adverse_events.csv:1: header: column 4 ('desc: ription') is not a variable of form adverse_events.",
+                "adverse_events.csv:1: description: column missing (every variable of the form must be present).",
+            ],
+        ),
+        (
+            b"study_id,onset_date,category,descr\xefption,serious,causality,outcome,led_to_discontinuation",
+            [
+                "adverse_events.csv:1: header: line 1 is not a header of variable names (is this a CSV file?): "
+                "not UTF-8 text (byte 0xEF at character 6); save the file as UTF-8."
+            ],
+        ),
+    ],
+)
+def test_a_broken_header_is_reported_on_line_1_with_a_variable_or_header(centres, tmp_path, header, errors):
+    directory = copy_cohort(tmp_path)
+    path = directory / "adverse_events.csv"
+    path.write_bytes(header + b"\n" + path.read_bytes().split(b"\n", 1)[1])
+    assert import_errors(directory) == errors
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (b"", "patients.csv:1: header: the file is empty; the first line must name the variables."),
+        (b"\n\n", "patients.csv:1: header: line 1 is empty; the first line must name the variables."),
+        (
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+            "patients.csv:1: header: line 1 is not a header of variable names (is this a CSV file?): "
+            "not UTF-8 text (byte 0x89 at character 1); save the file as UTF-8.",
+        ),
+    ],
+)
+def test_an_empty_or_binary_file_is_reported_on_line_1(centres, tmp_path, content, error):
+    directory = copy_cohort(tmp_path)
+    (directory / "patients.csv").write_bytes(content)
+    assert error in import_errors(directory)
+
+
+def test_a_byte_order_mark_crlf_and_blank_lines_are_accepted(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    for path in directory.glob("*.csv"):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n\r\n"))
+    out, err, code = run_import(directory)
+    assert code == 0, err
+    assert counts()["assessments"] == 124
