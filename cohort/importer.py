@@ -324,7 +324,7 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
         raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
 
     with transaction.atomic():
-        records, origin = _build_records(sources, errors)
+        records, origin = _build_records(sources, errors, unread)
         for study_id, record in records.items():
             problems = _problems(record, origin, complete=study_id not in unread)
             errors.extend(_locate(problem, origin) for problem in problems)
@@ -387,9 +387,10 @@ def _existing_patients(study_ids: Iterable[str]) -> dict[str, Patient]:
 
 
 def _build_records(
-    sources: dict[str, list[SourceRow]], errors: list[str]
+    sources: dict[str, list[SourceRow]], errors: list[str], unread: set[str]
 ) -> tuple[dict[str, PatientRecord], dict[int, SourceRow]]:
-    """The records as they will be after the import, and where each new row came from."""
+    """The records as they will be after the import, and where each new row came from. A patient
+    whose patients.csv row could not be read (`unread`) is not reported again on every other row."""
     named = {row.study_id for rows in sources.values() for row in rows}
     existing = _existing_patients(named)
     centres = {centre.code: centre for centre in Centre.objects.all()}
@@ -400,7 +401,7 @@ def _build_records(
     for source in sources.get("patients", []):
         if source.study_id in seen_patients:
             errors.append(
-                f"patients.csv:{source.line}: study_id: {source.study_id} is given twice "
+                f"patients.csv:{source.line}: study_id: {_shown(source.study_id)} is given twice "
                 f"(also on line {seen_patients[source.study_id].line})."
             )
             continue
@@ -411,7 +412,10 @@ def _build_records(
             message = (
                 "is required."
                 if not code
-                else (f"no centre with code '{code}'; create it first with `manage.py create_centre {code} \"Name\"`.")
+                else (
+                    f"no centre with code '{_shown(code)}'; "
+                    f'create it first with `manage.py create_centre {_shown(code)} "Name"`.'
+                )
             )
             errors.append(f"patients.csv:{source.line}: centre: {message}")
             source.failed.add("centre")
@@ -419,11 +423,11 @@ def _build_records(
         stored = existing.get(source.study_id)
         if stored is not None and centre is not None:
             if stored.deleted_at is not None:
-                errors.append(f"patients.csv:{source.line}: study_id: {source.study_id} was deleted.")
+                errors.append(f"patients.csv:{source.line}: study_id: {_shown(source.study_id)} was deleted.")
                 continue
             if stored.centre_id != centre.pk:
                 errors.append(
-                    f"patients.csv:{source.line}: centre: {source.study_id} belongs to {stored.centre.code}; "
+                    f"patients.csv:{source.line}: centre: {_shown(source.study_id)} belongs to {stored.centre.code}; "
                     "a patient never moves between centres."
                 )
                 continue
@@ -449,9 +453,11 @@ def _build_records(
             record = records.get(source.study_id)
             if record is None:
                 stored = existing.get(source.study_id)
+                if stored is None and source.study_id in unread:
+                    continue
                 if stored is None or stored.deleted_at is not None:
                     errors.append(
-                        f"{form}.csv:{source.line}: study_id: unknown patient {source.study_id}; "
+                        f"{form}.csv:{source.line}: study_id: unknown patient {_shown(source.study_id)}; "
                         "new patients must be in patients.csv."
                     )
                     continue
@@ -466,7 +472,7 @@ def _build_records(
             else:
                 if source.study_id in single_seen:
                     errors.append(
-                        f"{form}.csv:{source.line}: study_id: {source.study_id} is given twice "
+                        f"{form}.csv:{source.line}: study_id: {_shown(source.study_id)} is given twice "
                         f"(one row per patient; also on line {single_seen[source.study_id]})."
                     )
                     continue

@@ -466,6 +466,12 @@ def test_a_row_cut_short_or_too_long_is_reported_at_its_row_and_nothing_else_of_
     ]
 
 
+def test_a_patient_row_that_cannot_be_read_is_not_reported_again_on_the_patients_other_rows(centres, tmp_path):
+    directory = copy_cohort(tmp_path)
+    replace_bytes(directory / "patients.csv", 2, b",never", b"")
+    assert import_errors(directory) == ["patients.csv:2: smoking: missing: the row has 12 values for 13 columns."]
+
+
 def test_a_quote_that_is_never_closed_is_reported_where_it_opens(centres, tmp_path):
     directory = copy_cohort(tmp_path)
     replace_bytes(directory / "adverse_events.csv", 4, b",Psoriasiform", b',"Psoriasiform')
