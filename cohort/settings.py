@@ -201,24 +201,38 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Above the longest render: a message not acknowledged for this long is delivered again.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-# A running report job whose worker has not reported progress for this long is queued again.
-REPORT_JOB_STALE_SECONDS = int(os.environ.get("REPORT_JOB_STALE_SECONDS", "120"))
-# Test hook: seconds to pause at each render stage (the crash test kills a worker mid-render).
-REPORT_JOB_STAGE_DELAY = float(os.environ.get("REPORT_JOB_STAGE_DELAY", "0"))
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
+# Every task is fire-and-forget: its outcome is in the database (snapshot, job row). Without a
+# result backend, publishing a task is one LPUSH to Redis; with one, Celery also subscribes to the
+# result channel, whose reconnect loop held up saves for ~20 s each while Redis was down.
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Above the longest render: a message not acknowledged for this long is delivered again.
+    "visibility_timeout": 3600,
+    # A Redis that is down or hung (frozen, half-open connection) costs a publish at most this much;
+    # redis-py's own retries would multiply it. A worker's consumer reconnects by itself.
+    "socket_connect_timeout": 0.25,
+    "socket_timeout": 0.25,
+    "retry_on_timeout": False,
+    "max_retries": 0,
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_TASK_EAGER_PROPAGATES = False
 # A broker that is down must not hold up (or fail) the save that wakes the workers: no publish
-# retries and a short connect timeout; the durable request and the sweep cover the lost message.
+# retries; the durable request and the sweep cover the lost message (reports/services.py).
 CELERY_TASK_PUBLISH_RETRY = False
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_TIMEOUT = 0.25
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Every few seconds: take back claims whose heartbeat stopped (worker killed) and re-send work the
+# broker never delivered (reports/claims.py has the arithmetic). A sweep not run within its own
+# period is dropped, so sweeps never pile up behind long renders.
 CELERY_BEAT_SCHEDULE = {
-    # Re-sends recompute requests the broker never delivered; the claim timeout covers lost workers.
-    "sweep-recompute-requests": {"task": "reports.tasks.sweep_recompute_requests", "schedule": 30.0},
-    "sweep-report-jobs": {"task": "reports.tasks.sweep_report_jobs", "schedule": 30.0},
+    "sweep-recompute-requests": {
+        "task": "reports.tasks.sweep_recompute_requests",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
+    "sweep-report-jobs": {"task": "reports.tasks.sweep_report_jobs", "schedule": 5.0, "options": {"expires": 5.0}},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
 

@@ -2,7 +2,8 @@
 
 The job row is committed before the broker hears of it; a worker claims it with a conditional
 update and keeps a heartbeat while it renders; a job whose heartbeat stops (worker killed) is put
-back in the queue by the sweep. Files are written to `<id>.<attempt>.part` and renamed into place,
+back in the queue by the sweep, or taken over at once by its own message delivered again
+(reports/background.py has the timings). Files are written to `<id>.<attempt>.part` and renamed into place,
 so a download is always a whole file. Every write of a worker to the job row names its attempt: a
 worker that was only slow, not dead, and was taken over by another cannot overwrite the job's
 state when it finishes.
@@ -10,19 +11,19 @@ state when it finishes.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-import time
+import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone, translation
 
 from cohort.models import Patient
+from reports import background
 from reports.models import ReportJob
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,11 @@ def job_retry(job: ReportJob) -> bool:
     return bool(updated)
 
 
-def enqueue(job_id: int) -> None:
+def enqueue(job_id: int) -> bool:
+    """Wake a worker for the job, best-effort: the row is queued, the sweep sends it again."""
     from reports.tasks import run_report_job
 
-    try:
-        run_report_job.delay(job_id)
-    except Exception:  # broker down: the row is queued, the sweep sends it again
-        log.warning("could not enqueue report job %s; the sweep will retry", job_id, exc_info=True)
+    return background.wake(run_report_job, job_id)
 
 
 def _data_version() -> int | None:
@@ -92,14 +91,10 @@ def _data_version() -> int | None:
 
 
 def _progress(job_id: int, attempt: int):
-    delay = float(getattr(settings, "REPORT_JOB_STAGE_DELAY", 0))
-
     def report(percent: int, message: str) -> None:
         ReportJob.objects.filter(pk=job_id, status=ReportJob.Status.RUNNING, attempts=attempt).update(
             progress=max(0, min(99, int(percent))), message=message[:200], heartbeat_at=timezone.now()
         )
-        if delay:  # only the crash test sets this, to have time to kill the worker mid-render
-            time.sleep(delay)
 
     return report
 
@@ -123,24 +118,42 @@ def _render(job: ReportJob, path: Path, progress) -> None:
         write_export(job.kind, path, patients=patients, progress=progress)
 
 
-def job_run(job_id: int) -> ReportJob | None:
-    """Claim and render one job; None when another worker has it or it is finished. Safe to run twice."""
+def job_run(job_id: int, *, claim: str | None = None) -> ReportJob | None:
+    """Claim and render one job; None when another worker has it or it is finished. Safe to run twice.
+
+    `claim` names the task message: delivered again after its worker died, it takes the job over
+    (a new attempt) rather than waiting for the sweep."""
+    claim = claim or uuid.uuid4().hex
     now = timezone.now()
-    claimed = ReportJob.objects.filter(pk=job_id, status=ReportJob.Status.QUEUED).update(
-        status=ReportJob.Status.RUNNING, started_at=now, heartbeat_at=now, progress=0, attempts=F("attempts") + 1
+    # A job whose render killed its worker every time (out of memory, say) must not loop for ever.
+    ReportJob.objects.filter(
+        pk=job_id, status=ReportJob.Status.RUNNING, claimed_by=claim, attempts__gte=MAX_ATTEMPTS
+    ).update(status=ReportJob.Status.FAILED, error="worker lost during every attempt", message="", finished_at=now)
+    claimed = ReportJob.objects.filter(
+        Q(status=ReportJob.Status.QUEUED) | Q(status=ReportJob.Status.RUNNING, claimed_by=claim), pk=job_id
+    ).update(
+        status=ReportJob.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        claimed_by=claim,
+        progress=0,
+        attempts=F("attempts") + 1,
     )
     if not claimed:
         return None
     job = ReportJob.objects.select_related("patient").get(pk=job_id)
     attempt = job.attempts
+    for earlier in range(1, attempt):  # left by a worker that died mid-render
+        part_path(job, earlier).unlink(missing_ok=True)
     mine = ReportJob.objects.filter(pk=job.pk, status=ReportJob.Status.RUNNING, attempts=attempt)
     partial = part_path(job, attempt)
     try:
         mine.update(data_version=_data_version())
-        _render(job, partial, _progress(job.pk, attempt))
+        with background.heartbeat(lambda: mine.all()):
+            _render(job, partial, _progress(job.pk, attempt))
         with partial.open("rb+") as fh:  # on disk before the rename makes it visible
             os.fsync(fh.fileno())
-        if not mine.exists():  # taken over meanwhile (this worker had stopped reporting progress)
+        if not mine.exists():  # taken over meanwhile (this worker's heartbeat had stopped)
             partial.unlink(missing_ok=True)
             return None
         final = job_dir() / final_name(job)
@@ -174,13 +187,11 @@ def _transient(error: Exception) -> bool:
     return isinstance(error, (OperationalError, InterfaceError, OSError))
 
 
-def stale_after() -> dt.timedelta:
-    return dt.timedelta(seconds=float(getattr(settings, "REPORT_JOB_STALE_SECONDS", 120)))
-
-
-def sweep() -> int:
-    """Put back jobs whose worker died (no heartbeat) and re-send queued jobs. Run by beat."""
-    cutoff = timezone.now() - stale_after()
+def take_back_lost() -> list[int]:
+    """Put back in the queue (failed after MAX_ATTEMPTS) the jobs whose heartbeat stopped: their
+    worker died. Their partial file goes; a worker that was only stuck finds the job is not its own."""
+    cutoff = background.stale_before()
+    taken = []
     for job in ReportJob.objects.filter(status=ReportJob.Status.RUNNING, heartbeat_at__lt=cutoff):
         back = ReportJob.objects.filter(pk=job.pk, status=ReportJob.Status.RUNNING, heartbeat_at__lt=cutoff).update(
             status=ReportJob.Status.QUEUED if job.attempts < MAX_ATTEMPTS else ReportJob.Status.FAILED,
@@ -188,10 +199,17 @@ def sweep() -> int:
         )
         if back:
             part_path(job).unlink(missing_ok=True)
-    queued = list(ReportJob.objects.filter(status=ReportJob.Status.QUEUED).values_list("pk", flat=True))
-    for job_id in queued:
-        enqueue(job_id)
-    return len(queued)
+            taken.append(job.pk)
+    return taken
+
+
+def sweep() -> int:
+    """Take back jobs whose worker died and re-send jobs left queued (broker down when they were
+    asked for, lost message). Run by beat every few seconds; returns the wake-ups sent."""
+    take_back_lost()
+    # Every queued job, whether its wake-up was lost or not: a duplicate finds nothing to claim.
+    queued = ReportJob.objects.filter(status=ReportJob.Status.QUEUED)
+    return sum(enqueue(job_id) for job_id in queued.values_list("pk", flat=True))
 
 
 def job_file(job: ReportJob) -> Path | None:

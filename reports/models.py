@@ -22,6 +22,12 @@ class RecomputeRequest(models.Model):
     data_version = models.BigIntegerField()
     requested_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed by the claiming worker every few seconds; a claim whose heartbeat stopped is taken
+    # back by the sweep (reports/background.py).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The task message holding the claim: the same message delivered again (its worker died) takes
+    # the claim over at once. The trigger leaves it to the database default.
+    claimed_by = models.CharField(max_length=64, blank=True, default="", db_default="")
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True, default="")
@@ -91,6 +97,8 @@ class ReportJob(models.Model):
     message = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The task message holding the claim (see RecomputeRequest.claimed_by).
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True, default="")

@@ -2,7 +2,8 @@
 
 Requests are written by database triggers (reports/migrations/0002) in the transaction that
 changes study data; `wake_workers_on_commit` then nudges a worker. Nothing here trusts the broker:
-a lost message is re-sent by `sweep`, a killed worker's claim expires and is taken again.
+a lost message is re-sent by `sweep`; a killed worker's claim stops beating and is taken again
+(reports/background.py has the timings).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import datetime as dt
 import gc
 import logging
 import time
+import uuid
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from reports import loaders, outcomes
+from reports import background, loaders, outcomes
 from reports.models import OutcomeSnapshot, RecomputeRequest
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,7 @@ log = logging.getLogger(__name__)
 # A request is taken once no change has come for this long, so a burst of saves coalesces into
 # one recompute per scope. In-process mode (no broker) recomputes at once.
 DEBOUNCE = dt.timedelta(seconds=1)
-# A claim older than this belongs to a worker that died (longest recompute is seconds).
-STALE_CLAIM = dt.timedelta(minutes=10)
+MAX_ATTEMPTS = 3
 
 
 def thresholds() -> outcomes.Thresholds:
@@ -77,17 +78,25 @@ def _debounce() -> dt.timedelta:
     return dt.timedelta(0) if settings.CELERY_TASK_ALWAYS_EAGER else DEBOUNCE
 
 
-def recompute(scope: str) -> OutcomeSnapshot | None:
+def recompute(scope: str, *, claim: str | None = None) -> OutcomeSnapshot | None:
     """Take the scope's waiting requests (if any, and if the burst is over) and store a snapshot.
 
     Every write statement appends a request (reports/migrations/0004); all of the scope's pending
     ones are claimed together, so a burst of saves gives one recompute, reflecting the newest.
-    Returns None when there is nothing to do: no request, or another worker has them. Raises
-    StillChanging while changes are still arriving (the caller retries later). Safe to run twice."""
+    `claim` names the task message: delivered again after its worker died, it takes back the
+    requests it had claimed. Returns None when there is nothing to do: no request, or another
+    worker has them. Raises StillChanging while changes are still arriving (the caller retries
+    later). Safe to run twice."""
+    claim = claim or uuid.uuid4().hex
+    Status = RecomputeRequest.Status
     with transaction.atomic():
+        # A recompute that killed its worker every time (out of memory, say) must not loop for ever.
+        RecomputeRequest.objects.filter(
+            scope=scope, status=Status.RUNNING, claimed_by=claim, attempts__gte=MAX_ATTEMPTS
+        ).update(status=Status.FAILED, error="worker lost during every attempt")
         claimed = list(
             RecomputeRequest.objects.select_for_update(skip_locked=True)
-            .filter(scope=scope, status=RecomputeRequest.Status.PENDING)
+            .filter(Q(status=Status.PENDING) | Q(status=Status.RUNNING, claimed_by=claim), scope=scope)
             .values_list("pk", "data_version", "requested_at", "attempts")
         )
         if not claimed:
@@ -97,31 +106,32 @@ def recompute(scope: str) -> OutcomeSnapshot | None:
         ids = [pk for pk, *_rest in claimed]
         data_version = max(version for _pk, version, _at, _attempts in claimed)
         attempts = 1 + max(attempts for *_rest, attempts in claimed)
+        now = timezone.now()
         RecomputeRequest.objects.filter(pk__in=ids).update(
-            status=RecomputeRequest.Status.RUNNING, started_at=timezone.now(), attempts=attempts
+            status=Status.RUNNING, started_at=now, heartbeat_at=now, claimed_by=claim, attempts=attempts
         )
 
+    # Every write names the claim: a worker taken over (by the sweep) changes nothing of the new one's.
+    mine = RecomputeRequest.objects.filter(pk__in=ids, status=Status.RUNNING, claimed_by=claim)
     try:
-        # One snapshot of the data: every query of the loader sees the same committed state, which
-        # includes every claimed request's change (they were committed before they could be seen).
-        with data_snapshot():
-            result, load_seconds, compute_seconds = compute_scope(scope)
-        snapshot = OutcomeSnapshot.objects.create(
-            scope=scope,
-            computed_at=timezone.now(),
-            data_version=data_version,
-            algorithm_version=outcomes.ALGORITHM_VERSION,
-            result=result,
-            load_seconds=load_seconds,
-            compute_seconds=compute_seconds,
-        )
+        with background.heartbeat(lambda: mine.all()):
+            # One snapshot of the data: every query of the loader sees the same committed state,
+            # which includes every claimed request's change (committed before they could be seen).
+            with data_snapshot():
+                result, load_seconds, compute_seconds = compute_scope(scope)
+            snapshot = OutcomeSnapshot.objects.create(
+                scope=scope,
+                computed_at=timezone.now(),
+                data_version=data_version,
+                algorithm_version=outcomes.ALGORITHM_VERSION,
+                result=result,
+                load_seconds=load_seconds,
+                compute_seconds=compute_seconds,
+            )
     except Exception as error:
-        RecomputeRequest.objects.filter(pk__in=ids).update(
-            status=RecomputeRequest.Status.PENDING if attempts < 3 else RecomputeRequest.Status.FAILED,
-            error=repr(error)[:2000],
-        )
+        mine.update(status=Status.PENDING if attempts < MAX_ATTEMPTS else Status.FAILED, error=repr(error)[:2000])
         raise
-    RecomputeRequest.objects.filter(pk__in=ids).update(status=RecomputeRequest.Status.DONE, finished_at=timezone.now())
+    mine.update(status=Status.DONE, finished_at=timezone.now())
     return snapshot
 
 
@@ -135,17 +145,11 @@ def pending_scopes() -> list[str]:
 
 
 def enqueue(scopes: list[str]) -> int:
-    """Send a wake-up per scope; a broker that is down is logged, never raised (saves must not fail)."""
+    """Wake a worker per scope, best-effort: a broker that is down is the sweep's business, never
+    the save's (reports/background.py)."""
     from reports.tasks import recompute_outcomes
 
-    sent = 0
-    for scope in scopes:
-        try:
-            recompute_outcomes.apply_async(args=[scope], countdown=_debounce().total_seconds())
-            sent += 1
-        except Exception:  # broker down or unreachable: the sweep will send it again
-            log.warning("could not enqueue the recompute of %s; the sweep will retry", scope, exc_info=True)
-    return sent
+    return sum(background.wake(recompute_outcomes, scope, countdown=_debounce().total_seconds()) for scope in scopes)
 
 
 def wake_workers_on_commit(scopes: list[str] | None = None) -> None:
@@ -159,14 +163,19 @@ KEEP_DONE = dt.timedelta(days=7)
 
 
 def sweep() -> int:
-    """Re-send requests left waiting (broker down at commit, lost message), take back claims of
-    workers that died mid-recompute, and forget old done requests. Run periodically by beat."""
+    """Take back claims of workers that died mid-recompute (heartbeat stopped), re-send requests
+    left waiting (broker down at commit, lost message), and forget old done requests. Run by beat
+    every few seconds; returns the number of wake-ups sent."""
     now = timezone.now()
-    RecomputeRequest.objects.filter(status=RecomputeRequest.Status.RUNNING, started_at__lt=now - STALE_CLAIM).update(
-        status=RecomputeRequest.Status.PENDING, error="claim expired (worker lost)"
+    running = RecomputeRequest.objects.filter(status=RecomputeRequest.Status.RUNNING)
+    lost = running.filter(Q(heartbeat_at__lt=background.stale_before()) | Q(heartbeat_at__isnull=True))
+    lost.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=RecomputeRequest.Status.FAILED, error="worker lost during every attempt"
     )
+    lost.update(status=RecomputeRequest.Status.PENDING, error="claim expired (worker lost)")
     RecomputeRequest.objects.filter(status=RecomputeRequest.Status.DONE, finished_at__lt=now - KEEP_DONE).delete()
     request_missing()
+    # Every waiting scope, whether its wake-up was lost or not: a duplicate finds nothing to claim.
     return enqueue(pending_scopes())
 
 

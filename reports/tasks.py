@@ -9,7 +9,7 @@ from cohort.models import Patient
 from reports import jobs, services
 
 
-@shared_task
+@shared_task(ignore_result=False)
 def database_health() -> dict:
     """What the worker sees of the study database: proves it reads committed rows from PostgreSQL."""
     with connection.cursor() as cursor:
@@ -28,22 +28,24 @@ def database_health() -> dict:
     soft_time_limit=600,
 )
 def recompute_outcomes(self, scope: str) -> int | None:
-    """Recompute one scope's outcomes; returns the snapshot id, or None when there was nothing to do."""
+    """Recompute one scope's outcomes; returns the snapshot id, or None when there was nothing to do.
+    The task id names the claim: delivered again after its worker died, it takes its claim back."""
     try:
-        snapshot = services.recompute(scope)
+        snapshot = services.recompute(scope, claim=self.request.id)
     except services.StillChanging:
         # Changes are still coming in: look again once the burst is over.
         raise self.retry(countdown=services.DEBOUNCE.total_seconds(), max_retries=None) from None
     return snapshot.pk if snapshot else None
 
 
-@shared_task(acks_late=True)
+@shared_task
 def sweep_recompute_requests() -> int:
-    """Periodic: re-send waiting requests, take back claims of lost workers."""
+    """Periodic (beat, every 5 s): take back claims of lost workers, re-send waiting requests."""
     return services.sweep()
 
 
 @shared_task(
+    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(OperationalError, InterfaceError, OSError),
@@ -51,13 +53,14 @@ def sweep_recompute_requests() -> int:
     max_retries=3,
     soft_time_limit=1800,
 )
-def run_report_job(job_id: int) -> str | None:
-    """Render one report or export job; returns the file name, or None if nothing was to be done."""
-    job = jobs.job_run(job_id)
+def run_report_job(self, job_id: int) -> str | None:
+    """Render one report or export job; returns the file name, or None if nothing was to be done.
+    The task id names the claim: delivered again after its worker died, it takes its claim back."""
+    job = jobs.job_run(job_id, claim=self.request.id)
     return job.file_name if job else None
 
 
-@shared_task(acks_late=True)
+@shared_task
 def sweep_report_jobs() -> int:
-    """Periodic: re-send queued jobs, take back jobs of workers that died mid-render."""
+    """Periodic (beat, every 5 s): take back jobs of workers that died mid-render, re-send queued jobs."""
     return jobs.sweep()
