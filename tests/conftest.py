@@ -16,14 +16,21 @@ test database. Such tests:
 - request `celery_worker` and `celery_on_redis` (the latter points `cohort.celery.app` at the
   Redis server, not eager, for the duration of the test).
 
+Tests that kill or freeze Redis, or kill a worker, run their own: `RedisServer` (stopped, frozen
+and restarted on the same port), `start_worker` and `start_beat` (real `celery -A cohort worker`
+and `beat` subprocesses on a given broker, with the production settings: no result backend).
+Tests wait for conditions with a deadline (`wait_for`), never for a fixed time.
+
 Without `redis-server` they are skipped with the reason; with `REQUIRE_SERVICES=1` (CI) that is a
 failure instead. A failing test that used the worker shows the worker's log in its report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -138,6 +145,167 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
             process.wait(timeout=timeout)
 
 
+def wait_for(predicate, timeout: float = 45, what: str = "condition", log: Path | None = None):
+    """The first true value of `predicate()`, polled until the deadline (then an AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout} s" + (f"\n{tail(log)}" if log else ""))
+        time.sleep(0.1)
+
+
+class RedisServer:
+    """A private redis-server on a fixed loopback port, persisting nothing, that a test may kill,
+    freeze (SIGSTOP) and start again on the same port."""
+
+    def __init__(self, workdir: Path):
+        self.binary = redis_binary()
+        if self.binary is None:
+            skip_or_fail("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.port = free_port()
+        self.workdir = workdir
+        self.log = workdir / "redis.log"
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                + ["--dir", str(self.workdir), "--daemonize", "no"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"redis-server exited:\n{tail(self.log)}")
+            try:
+                return client.ping()
+            except redis.exceptions.ConnectionError:
+                return False
+
+        try:
+            wait_for(answers, timeout=15, what=f"redis-server on port {self.port}", log=self.log)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def freeze(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()
+            stop(self.process)
+
+
+def service_env(database_url: str, broker: str, **extra) -> dict[str, str]:
+    """The environment of a worker or beat subprocess: production settings on the test database."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "EMBEDDED_PG_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="cohort.settings",
+        DATABASE_URL=database_url,
+        CELERY_BROKER_URL=broker,
+        DEBUG="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def start_worker(
+    database_url: str, broker: str, log: Path, *, pool: str = "solo", name: str = "worker", **env_extra
+) -> subprocess.Popen:
+    """A `celery -A cohort worker` subprocess (one task at a time) that answers a ping on `broker`."""
+    from celery import Celery
+
+    node = f"{name}-{time.monotonic_ns()}@{socket.gethostname()}"
+    command = [sys.executable, "-m", "celery", "-A", "cohort", "worker", f"--pool={pool}", "--concurrency=1"]
+    command += ["-l", "info", "-n", node, "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=service_env(database_url, broker, **env_extra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    probe = Celery("probe", broker=broker, set_as_current=False)
+    try:
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"the worker exited with {process.returncode}:\n{tail(log)}")
+            return bool(probe.control.ping(destination=[node], timeout=0.5))
+
+        wait_for(answers, timeout=90, what=f"the worker {node} to answer", log=log)
+    except BaseException:
+        stop(process)
+        raise
+    finally:
+        probe.close()
+    return process
+
+
+def start_beat(database_url: str, broker: str, log: Path) -> subprocess.Popen:
+    """`celery -A cohort beat` with the production schedule (the sweeps), on `broker`."""
+    schedule = log.parent / f"beat-schedule-{time.monotonic_ns()}"
+    command = [sys.executable, "-m", "celery", "-A", "cohort", "beat", "-l", "info", "-s", str(schedule)]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=service_env(database_url, broker),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+@contextlib.contextmanager
+def table_locked(table: str, mode: str = "ACCESS EXCLUSIVE"):
+    """Hold a lock on `table` from a connection of the test's own: whoever reads it (ACCESS EXCLUSIVE)
+    or writes it (EXCLUSIVE), a worker mid-render or mid-recompute, waits there, alive, until the
+    block ends."""
+    from django.db import connections
+
+    holder = connections.create_connection("default")
+    holder.ensure_connection()
+    try:
+        with holder.connection.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute(f"LOCK TABLE {table} IN {mode} MODE")
+        yield
+    finally:
+        with holder.connection.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+        holder.close()
+
+
+def waiting_on_lock(table: str) -> bool:
+    """Whether some connection waits for a lock on `table` (a worker held up by `table_locked`)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table])
+        return cursor.fetchone()[0] > 0
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
     """The suite connects as the owner role when there is one (the embedded default has one).
@@ -218,15 +386,9 @@ def celery_worker(request, redis_server, test_database_url, tmp_path_factory) ->
     log = tmp_path_factory.mktemp("celery") / "worker.log"
     request.config.stash[WORKER_LOG_KEY] = log
     node = f"test-worker-{os.getpid()}@{socket.gethostname()}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "EMBEDDED_PG_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="cohort.settings",
-        DATABASE_URL=test_database_url,
-        CELERY_BROKER_URL=redis_server,
-        CELERY_RESULT_BACKEND=redis_server,
-        DEBUG="1",
-        PYTHONUNBUFFERED="1",
-    )
+    # A result backend for tests/test_worker.py, which waits for a task's result; the app's own
+    # tasks ignore results (fire-and-forget).
+    env = service_env(test_database_url, redis_server, CELERY_RESULT_BACKEND=redis_server)
     command = [sys.executable, "-m", "celery", "-A", "cohort", "worker", "--pool=solo", "--concurrency=1"]
     # No gossip/mingle/heartbeat: a lone worker has no peers, and mingle adds seconds to the start.
     command += ["-l", "info", "-n", node, "--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -272,27 +434,37 @@ def _drop_broker_connections(app) -> None:
 
 @pytest.fixture
 def celery_on_redis(settings, redis_server):
-    """`cohort.celery.app` sends to the test Redis (not eager) for this test; restored afterwards."""
+    """`cohort.celery.app` sends to the test Redis (not eager, no result backend, as in production)
+    for this test; restored afterwards. `point_at(app, url)` moves it to another broker."""
     from cohort.celery import app
+    from reports import background
 
     # Read the app's configuration before the settings change: its first read loads them.
     keys = ("broker_url", "result_backend", "task_always_eager")
     saved = {key: app.conf[key] for key in keys}
     settings.CELERY_BROKER_URL = redis_server
-    settings.CELERY_RESULT_BACKEND = redis_server
     settings.CELERY_TASK_ALWAYS_EAGER = False
+    # An earlier test's broker outage must not keep this one's wake-ups from being sent.
+    background._broker_down_until = 0.0
     # Celery's process-wide "inside a task" flag: an eager task run by another thread of an earlier
     # test (the live server) can leave it set, and then result.get() refuses to wait.
     from celery._state import _set_task_join_will_block
 
     _set_task_join_will_block(False)
     _drop_broker_connections(app)
-    app.conf.update(broker_url=redis_server, result_backend=redis_server, task_always_eager=False)
+    app.conf.update(broker_url=redis_server, result_backend=None, task_always_eager=False)
     try:
         yield app
     finally:
         _drop_broker_connections(app)
         app.conf.update(saved)
+        background._broker_down_until = 0.0
+
+
+def point_at(app, broker: str, *, result_backend: str | None = None) -> None:
+    """Send `app`'s tasks to another broker from now on (within `celery_on_redis`)."""
+    _drop_broker_connections(app)
+    app.conf.update(broker_url=broker, result_backend=result_backend)
 
 
 @pytest.fixture(autouse=True)

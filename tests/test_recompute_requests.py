@@ -3,6 +3,7 @@ another centre's open transaction, and a burst of requests is claimed and recomp
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import pytest
@@ -105,3 +106,46 @@ def test_the_dashboard_says_when_the_last_recompute_failed(client, people):
     page = client.get("/outcomes/AMC/").content.decode()
     assert 'id="recompute-failed"' in page and "These outcomes are out of date" in page
     assert 'id="recompute-failed"' not in client.get("/outcomes/all/").content.decode()
+
+
+def test_the_sweep_takes_back_a_claim_whose_heartbeat_stopped_and_leaves_a_beating_one(people):
+    from django.utils import timezone
+
+    from reports import background
+
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))  # every scope computed in-process
+    version = services.latest_snapshot("all").data_version
+    now = timezone.now()
+    stopped = now - background.CLAIM_STALE - dt.timedelta(seconds=1)
+    claim = {"status": "running", "data_version": version + 1, "requested_at": now, "started_at": stopped}
+    lost = RecomputeRequest.objects.create(scope="all", heartbeat_at=stopped, claimed_by="dead", attempts=1, **claim)
+    alive = RecomputeRequest.objects.create(scope="AMC", heartbeat_at=now, claimed_by="alive", attempts=1, **claim)
+
+    services.sweep()  # what beat runs every 5 s; without a broker the recompute runs here
+
+    lost.refresh_from_db()
+    alive.refresh_from_db()
+    assert (lost.status, lost.attempts) == ("done", 2)
+    assert alive.status == "running"  # its worker is alive: not taken
+    assert services.latest_snapshot("all").data_version >= version + 1
+
+
+def test_the_same_message_delivered_again_takes_its_claim_over(people):
+    """A pool child killed mid-recompute: its message comes back (acks late, rejected on worker
+    loss) and finds the requests still claimed by its own task id."""
+    from django.utils import timezone
+
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    services.sweep()  # the in-process worker takes every waiting request
+    version = services.latest_snapshot("all").data_version
+    now = timezone.now() - dt.timedelta(seconds=5)
+    RecomputeRequest.objects.create(
+        scope="all", status="running", data_version=version + 1, requested_at=now, started_at=now,
+        heartbeat_at=now, claimed_by="task-1", attempts=1,
+    )  # fmt: skip
+
+    assert services.recompute("all", claim="task-2") is None  # another message: the claim is alive
+    snapshot = services.recompute("all", claim="task-1")
+
+    assert snapshot.data_version >= version + 1
+    assert not RecomputeRequest.objects.filter(scope="all").exclude(status="done").exists()

@@ -34,7 +34,11 @@ def enrol(centre, nurse):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_reports_committed_patients_from_the_worker(celery_worker, celery_on_redis):
+def test_it_reports_committed_patients_from_the_worker(celery_worker, celery_on_redis, redis_server):
+    from tests.conftest import point_at
+
+    # This probe task's caller waits for its result: a result backend here (the app has none).
+    point_at(celery_on_redis, redis_server, result_backend=redis_server)
     nurse = User.objects.create_user("nurse-worker", password="a-long-test-password")
     centre = services.centre_create(code="WRK", name="Worker test centre")
     enrol(centre, nurse)
