@@ -25,7 +25,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,7 +35,7 @@ import psycopg2
 import pytest
 import yaml
 
-from tests.conftest import BASE_DIR, free_port, stop, tail
+from tests.conftest import BASE_DIR, free_port, stop, tail, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -275,17 +274,6 @@ def totp_now() -> str:
     return f"{totp(bytes.fromhex(TOTP_KEY)):06d}"
 
 
-def wait_for(condition, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
-
-
 # ---------------------------------------------------------------------------------------------
 # The test
 
@@ -319,7 +307,7 @@ def wait_for_job(browser: Browser, job_id: int) -> dict:
         assert job["status"] != "failed", job
         return job if job["status"] == "done" else None
 
-    return wait_for(finished, f"report job {job_id}")
+    return wait_for(finished, timeout=DEADLINE, what=f"report job {job_id}")
 
 
 def test_the_compose_services_work_together_over_http(tmp_path, database, redis_server):
@@ -387,7 +375,7 @@ def test_the_compose_services_work_together_over_http(tmp_path, database, redis_
             except urllib.error.URLError:  # not listening yet
                 return False
 
-        wait_for(healthy, "the web service's health check")
+        wait_for(healthy, timeout=DEADLINE, what="the web service's health check")
         status, _h, body, _url = browser.get("/healthz")
         assert json.loads(body) == {"database": "ok", "broker": "ok"}
 
@@ -423,7 +411,7 @@ def test_the_compose_services_work_together_over_http(tmp_path, database, redis_
             state = json.loads(body)
             return state["data_version"] is not None and state["data_version"] >= version and not state["updating"]
 
-        wait_for(dashboard_current, f"the dashboard to reach data version {version}")
+        wait_for(dashboard_current, timeout=DEADLINE, what=f"the dashboard to reach data version {version}")
         status, _h, body, _url = coordinator.get("/outcomes/all/")
         assert status == 200 and b"31" in body
 
