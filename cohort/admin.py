@@ -11,11 +11,10 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import models
 from django.http import HttpResponseRedirect
 
 from cohort import services, validators
-from cohort.forms import DecimalNumberField, WholeNumberField
+from cohort.forms import NUMBER_FORM_FIELDS
 from cohort.models import (
     AdverseEvent,
     Assessment,
@@ -85,9 +84,10 @@ class CrfSavedAdmin(admin.ModelAdmin):
     form = RecordCheckedForm
     # Numbers read as the casebook reads them (cohort.forms), not <input type=number>, where
     # Chromium drops a Dutch decimal comma (12,5 saved as 125).
+    # (The admin looks choice fields up before these overrides, as crf_formfield does.)
     formfield_overrides = {
-        models.DecimalField: {"form_class": DecimalNumberField, "widget": forms.TextInput},
-        models.IntegerField: {"form_class": WholeNumberField, "widget": forms.TextInput},
+        model_class: {"form_class": form_class, "widget": forms.TextInput}
+        for model_class, form_class in NUMBER_FORM_FIELDS.items()
     }
 
     def save_model(self, request, obj, form, change):

@@ -118,12 +118,16 @@ class DecimalNumberField(forms.DecimalField):
         return {**super().widget_attrs(widget), "inputmode": "decimal", "autocomplete": "off"}
 
 
+# The one mapping from a model's number fields to ours; the admin's CRF forms use it too.
+NUMBER_FORM_FIELDS = {models.DecimalField: DecimalNumberField, models.IntegerField: WholeNumberField}
+
+
 def crf_formfield(model_field, **kwargs):
     """The form field of a CRF model field: numbers as typed (above), the rest as Django makes them."""
-    if not model_field.choices and isinstance(model_field, models.DecimalField):
-        return model_field.formfield(form_class=DecimalNumberField, **kwargs)
-    if not model_field.choices and isinstance(model_field, models.IntegerField):
-        return model_field.formfield(form_class=WholeNumberField, **kwargs)
+    if not model_field.choices:
+        for model_class, form_class in NUMBER_FORM_FIELDS.items():
+            if isinstance(model_field, model_class):
+                return model_field.formfield(form_class=form_class, **kwargs)
     return model_field.formfield(**kwargs)
 
 
