@@ -68,7 +68,7 @@ DECIMAL_PATTERN = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
 # Codes, dates and numbers are short: a longer cell is none of them (and is not echoed in full).
 MAX_CODE_LENGTH = 64
-# Longer than any text variable takes (500): refused before it reaches the rules or the database.
+# Longer than any text variable takes (their max_length): refused before the rules and the database.
 MAX_TEXT_LENGTH = 1000
 # Every variable is one line of text: the control characters (Unicode Cc) are refused, but for a tab
 # (which can be pasted into a web form, so export can write it); the lone surrogates are the bytes
@@ -159,7 +159,7 @@ def _parse(variable: dictionary.Variable, raw: str) -> object:
         return "" if isinstance(field, models.CharField) and not field.null else None
     if variable.type == "text":
         if len(text) > MAX_TEXT_LENGTH:
-            raise ValueError(f"is {len(text):,} characters long; no text variable takes more than 500.")
+            raise ValueError(f"is {len(text):,} characters long; {variable.name} takes at most {field.max_length}.")
         return text
     if len(text) > MAX_CODE_LENGTH:
         what = KIND.get(variable.type, "code")

@@ -434,7 +434,7 @@ def test_a_huge_cell_is_reported_at_its_cell(centres, tmp_path):
     edit(directory / "ustekinumab_doses.csv", 3, "dose_mg", "9" * 200_000)
     assert import_errors(directory) == [
         f"ustekinumab_doses.csv:3: dose_mg: '{'9' * 40}…' (200,000 characters) is too long to be a whole number.",
-        "adverse_events.csv:3: description: is 200,000 characters long; no text variable takes more than 500.",
+        "adverse_events.csv:3: description: is 200,000 characters long; description takes at most 500.",
     ]
 
 
