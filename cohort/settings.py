@@ -210,7 +210,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Above the longest render: a message not acknowledged for this long is delivered again.
     "visibility_timeout": 3600,
     # A Redis that is down or hung (frozen, half-open connection) costs a publish at most this much;
-    # redis-py's own retries would multiply it. A worker's consumer reconnects by itself.
+    # redis-py's own retries would multiply it. For publishing only: workers drop the two timeouts and
+    # wait a hung Redis out (cohort/celery.py).
     "socket_connect_timeout": 0.25,
     "socket_timeout": 0.25,
     "retry_on_timeout": False,
