@@ -77,28 +77,18 @@ def get_patient_for_user(user: User | AnonymousUser, study_id: str, *, write: bo
     return patient
 
 
+ALL_SCOPE = "all"
+
+
 def readable_scopes(user: User | AnonymousUser) -> list[str]:
     """Outcome/report scopes the user may read: 'all' (coordinators) and centre codes."""
     codes = list(centres_for_user(user).values_list("code", flat=True))
-    return (["all"] if is_coordinator(user) else []) + codes
+    return ([ALL_SCOPE] if is_coordinator(user) else []) + codes
 
 
-def report_jobs_for_user(user: User | AnonymousUser):
-    """Reports and exports of the scopes (and casebooks of the patients) the user may read."""
-    from reports.models import ReportJob
-
-    jobs = ReportJob.objects.select_related("requested_by", "patient")
-    if is_coordinator(user):
-        return jobs
-    readable = readable_centre_ids(user) or set()
-    codes = list(Centre.objects.filter(pk__in=readable).values_list("code", flat=True))
-    return jobs.filter(scope__in=codes).exclude(patient__deleted_at__isnull=False)
-
-
-def get_report_job_for_user(user: User | AnonymousUser, job_id: int):
-    from reports.models import ReportJob
-
-    try:
-        return report_jobs_for_user(user).get(pk=job_id)
-    except ReportJob.DoesNotExist:
-        raise Http404("No such report.") from None
+def patients_in_scope(scope: str, *, removed: bool = False) -> QuerySet[Patient]:
+    """The patients of a report scope ("all" or a centre code), for work a reader of that scope
+    asked for (a report job, run later without the user). `removed`: soft-deleted patients too
+    (only the audit trail keeps them)."""
+    patients = (Patient.all_objects if removed else Patient.objects).all()
+    return patients if scope == ALL_SCOPE else patients.filter(centre__code=scope)

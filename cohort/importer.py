@@ -22,7 +22,7 @@ from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.db.models import Prefetch
 
-from cohort import dictionary, validators
+from cohort import dictionary, signals, validators
 from cohort.choices import FormStatus
 from cohort.models import (
     AdverseEvent,
@@ -36,7 +36,6 @@ from cohort.models import (
 )
 from cohort.services import audit_context, patient_record
 from cohort.validators import PatientRecord
-from reports.services import wake_workers_on_commit
 
 FORM_MODELS: dict[str, type[models.Model]] = {
     "patients": Patient,
@@ -333,7 +332,7 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
         with audit_context(user=user, source="import_cohort"):
             summary = _write(records, sources, origin)
         if summary.changes:
-            wake_workers_on_commit()
+            signals.outcomes_changed()
         return summary
 
 

@@ -14,7 +14,7 @@ from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
 from django.utils import formats, timezone
 
-from cohort import validators
+from cohort import signals, validators
 from cohort.models import Centre, Patient
 from cohort.validators import PatientRecord
 
@@ -63,12 +63,10 @@ def next_study_id(centre: Centre) -> str:
     return f"{prefix}{(highest or 0) + 1:03d}"
 
 
-def _outcomes_changed(centre: Centre | None = None) -> None:
-    """The database has asked for a recompute (trigger); wake a worker once this commits: for the
-    whole cohort and the patient's centre, or (centre unknown) for every waiting scope."""
-    from reports.services import wake_workers_on_commit
-
-    wake_workers_on_commit(None if centre is None else ["all", centre.code])
+def _outcomes_changed(centre: Centre) -> None:
+    """The database has asked for a recompute (trigger); say so to whoever listens (reports wakes
+    a worker once this commits) for the whole cohort and the patient's centre."""
+    signals.outcomes_changed(centre.code)
 
 
 def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:

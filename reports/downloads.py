@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
 from cohort import access
+from reports import access as report_access
 from reports import jobs
 from reports.models import ReportJob
 
@@ -53,7 +54,7 @@ def _job_json(job: ReportJob) -> dict:
 @require_safe
 def report_list(request: HttpRequest) -> HttpResponse:
     scopes = access.readable_scopes(request.user)
-    page = Paginator(access.report_jobs_for_user(request.user), 30).get_page(request.GET.get("page"))
+    page = Paginator(report_access.jobs_for_user(request.user), 30).get_page(request.GET.get("page"))
     return render(
         request,
         "reports/report_list.html",
@@ -85,7 +86,7 @@ def casebook_request(request: HttpRequest, study_id: str) -> HttpResponse:
 @login_required
 @require_safe
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
-    job = access.get_report_job_for_user(request.user, job_id)
+    job = report_access.get_job_for_user(request.user, job_id)
     response = JsonResponse(_job_json(job))
     response["Cache-Control"] = "no-store"
     return response
@@ -94,7 +95,7 @@ def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
 @login_required
 @require_safe
 def job_download(request: HttpRequest, job_id: int) -> FileResponse:
-    job = access.get_report_job_for_user(request.user, job_id)
+    job = report_access.get_job_for_user(request.user, job_id)
     path = jobs.job_file(job)
     if path is None:
         raise Http404("This report is not ready.")
@@ -104,8 +105,8 @@ def job_download(request: HttpRequest, job_id: int) -> FileResponse:
 @login_required
 @require_POST
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = access.get_report_job_for_user(request.user, job_id)
-    if job.requested_by_id != request.user.pk and not access.is_coordinator(request.user):
+    job = report_access.get_job_for_user(request.user, job_id)
+    if not report_access.can_retry(request.user, job):
         raise PermissionDenied(_("Only who requested it, or a coordinator, can retry a report."))
     if jobs.job_retry(job):
         messages.success(request, _("The report is queued again."))

@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone, translation
 
+from cohort import access
 from cohort.models import Patient
 from reports import background
 from reports.models import ReportJob
@@ -112,9 +113,7 @@ def _render(job: ReportJob, path: Path, progress) -> None:
         from reports.exports import write_export
 
         # The audit trail includes removed patients (their removal is in it); data exports do not.
-        patients = (Patient.all_objects if job.kind == ReportJob.Kind.AUDIT_CSV else Patient.objects).all()
-        if job.scope != "all":
-            patients = patients.filter(centre__code=job.scope)
+        patients = access.patients_in_scope(job.scope, removed=job.kind == ReportJob.Kind.AUDIT_CSV)
         write_export(job.kind, path, patients=patients, progress=progress)
 
 

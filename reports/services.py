@@ -158,6 +158,11 @@ def wake_workers_on_commit(scopes: list[str] | None = None) -> None:
     transaction.on_commit(lambda: enqueue(pending_scopes() if scopes is None else scopes))
 
 
+def on_data_changed(sender, *, scopes: list[str] | None, **kwargs) -> None:
+    """cohort.signals.data_changed: wake workers for the scopes once the change commits."""
+    wake_workers_on_commit(scopes)
+
+
 # Done requests are kept this long (they say when each scope was recomputed, for a while).
 KEEP_DONE = dt.timedelta(days=7)
 

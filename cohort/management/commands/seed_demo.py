@@ -31,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from cohort import signals
 from cohort.choices import FormStatus, Role
 from cohort.models import (
     IV_DOSE_ABOVE_BANDS,
@@ -47,7 +48,6 @@ from cohort.models import (
     UstekinumabDose,
 )
 from cohort.services import audit_context, next_study_id, system_user
-from reports.services import wake_workers_on_commit
 
 # Synthetic centres: Dutch-sounding codes, made-up names.
 CENTRES: tuple[tuple[str, str], ...] = (
@@ -615,7 +615,7 @@ class Command(BaseCommand):
                 new_logins, nurses = _accounts(centre_rows)
                 counts = _seed_patients(random.Random(seed), timezone.localdate(), patients, centre_rows, nurses)
             # The triggers have asked for the outcomes to be recomputed; wake a worker on commit.
-            wake_workers_on_commit()
+            signals.outcomes_changed()
         elapsed = time.perf_counter() - started
 
         logins = _read_logins(logins_file)
