@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpResponseRedirect
 
-from cohort import services, validators
+from cohort import crf, services, validators
 from cohort.forms import NUMBER_FORM_FIELDS
 from cohort.models import (
     AdverseEvent,
@@ -58,9 +58,7 @@ class RecordCheckedForm(forms.ModelForm):
                 return
             if stored.form_status == "complete" and not self.cleaned_data.get("reason_for_change", "").strip():
                 self.add_error("reason_for_change", services.REASON_REQUIRED)
-        record = (
-            services.patient_record(patient, confirmations=False) if patient.pk else validators.PatientRecord(patient)
-        )
+        record = services.patient_record(patient, confirmations=False) if patient.pk else crf.PatientRecord(patient)
         record = record.with_row(row)
         for problem in validators.cross_form_problems(record):
             if problem.row is row and problem.field in self.fields:

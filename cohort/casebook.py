@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext_lazy as _
 
-from cohort import validators
+from cohort import crf, validators
 from cohort.choices import FormStatus, Visit
+from cohort.crf import PatientRecord
 from cohort.models import VISIT_SCHEDULE
-from cohort.validators import PatientRecord
 
 NOT_STARTED = "not_started"
 FLAGGED = "flagged"
@@ -22,20 +22,6 @@ STATUS_LABELS = {
     FLAGGED: _("flagged"),
 }
 
-# The forms in the order a nurse fills them in ('save and go to the next form').
-# (key, title, column of the casebook grid)
-FORMS: tuple[tuple[str, str, str], ...] = (
-    ("patient", _("Enrolment and demographics"), "baseline"),
-    ("prior_biologics", _("Prior biologics"), "baseline"),
-    ("doses", _("Ustekinumab doses"), "baseline"),
-    ("reinduction", _("Loss of response and re-induction"), "baseline"),
-    (Visit.WEEK_0, _("Assessment"), Visit.WEEK_0),
-    (Visit.WEEK_8, _("Assessment"), Visit.WEEK_8),
-    (Visit.WEEK_20, _("Assessment"), Visit.WEEK_20),
-    (Visit.WEEK_52, _("Assessment"), Visit.WEEK_52),
-    ("follow_up", _("Ustekinumab status at last follow-up"), "end"),
-    ("adverse_events", _("Adverse events"), "end"),
-)
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("baseline", _("Baseline")),
     *((visit.value, visit.label) for visit in Visit),
@@ -70,36 +56,20 @@ def form_cells(record: PatientRecord) -> list[FormCell]:
     """Each form's status: not started / incomplete / complete / flagged (a soft check fired)."""
     flags = validators.soft_flags(record)
     flagged_rows = {id(flag.row) for flag in flags}
-    assessments = {a.visit: a for a in record.assessments}
-    rows_of = {
-        "patient": [record.patient],
-        "prior_biologics": record.prior_biologics,
-        "doses": record.doses,
-        "reinduction": [record.reinduction] if record.reinduction else [],
-        "follow_up": [record.follow_up] if record.follow_up else [],
-        "adverse_events": record.adverse_events,
-        **{visit: [assessments[visit]] if visit in assessments else [] for visit in Visit.values},
-    }
     cells = []
-    for key, title, column in FORMS:
-        rows = rows_of[key]
+    for form in crf.FORMS:
+        rows = form.rows(record)
         row_ids = {id(row) for row in rows}
         cells.append(
             FormCell(
-                key=key,
-                title=str(title),
-                column=column,
+                key=form.key,
+                title=str(form.label),
+                column=form.column,
                 status=_status(rows, flagged_rows),
                 flags=[flag.message for flag in flags if id(flag.row) in row_ids],
             )
         )
     return cells
-
-
-def next_form(key: str) -> str | None:
-    keys = [form[0] for form in FORMS]
-    index = keys.index(key)
-    return keys[index + 1] if index + 1 < len(keys) else None
 
 
 @dataclass

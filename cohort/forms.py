@@ -19,6 +19,7 @@ from django.db import models
 from django.utils import formats
 from django.utils.translation import gettext_lazy as _
 
+from cohort import crf
 from cohort.models import (
     HBI_COMPONENTS,
     AdverseEvent,
@@ -182,20 +183,7 @@ class CrfForm(forms.ModelForm):
 class PatientForm(CrfForm):
     class Meta(CrfForm.Meta):
         model = Patient
-        fields = [
-            "enrolment_date",
-            "consent",
-            "sex",
-            "birth_year",
-            "diagnosis_year",
-            "montreal_location",
-            "upper_gi",
-            "montreal_behaviour",
-            "perianal",
-            "prior_resection",
-            "smoking",
-            "form_status",
-        ]
+        fields = [*crf.file_of(Patient).fields, "form_status"]
 
     layout = (
         Fieldset(_("Enrolment"), Div(Field("enrolment_date"), Field("consent"), css_class="crf-grid")),
@@ -218,7 +206,7 @@ class PatientForm(CrfForm):
 class PriorBiologicForm(CrfForm):
     class Meta(CrfForm.Meta):
         model = PriorBiologic
-        fields = ["agent", "agent_other", "start_date", "stop_date", "stop_reason", "form_status"]
+        fields = [*crf.file_of(PriorBiologic).fields, "form_status"]
 
     layout = (
         Div(
@@ -235,7 +223,7 @@ class PriorBiologicForm(CrfForm):
 class UstekinumabDoseForm(CrfForm):
     class Meta(CrfForm.Meta):
         model = UstekinumabDose
-        fields = ["dose_date", "phase", "route", "dose_mg", "weight_kg", "form_status"]
+        fields = [*crf.file_of(UstekinumabDose).fields, "form_status"]
 
     layout = (
         Div(
@@ -252,18 +240,7 @@ class UstekinumabDoseForm(CrfForm):
 class ReinductionForm(CrfForm):
     class Meta(CrfForm.Meta):
         model = Reinduction
-        fields = [
-            "initial_response",
-            "lor_date",
-            "lor_clinical",
-            "lor_biochemical",
-            "lor_endoscopic",
-            "interval_before",
-            "interval_after",
-            "corticosteroids",
-            "immunomodulator",
-            "form_status",
-        ]
+        fields = [*crf.file_of(Reinduction).fields, "form_status"]
 
     layout = (
         Fieldset(
@@ -293,19 +270,7 @@ class ReinductionForm(CrfForm):
 class AssessmentForm(CrfForm):
     class Meta(CrfForm.Meta):
         model = Assessment
-        fields = [
-            "not_done",
-            "not_done_reason",
-            "assessment_date",
-            *HBI_COMPONENTS,
-            "hbi",
-            "crp_mg_l",
-            "fcal_ug_g",
-            "endoscopy_done",
-            "ses_cd",
-            "corticosteroids",
-            "form_status",
-        ]
+        fields = [*crf.file_of(Assessment).fields, "form_status"]
 
     layout = (
         Fieldset(
@@ -355,15 +320,7 @@ class AssessmentForm(CrfForm):
 class FollowUpForm(CrfForm):
     class Meta(CrfForm.Meta):
         model = FollowUp
-        fields = [
-            "status",
-            "last_follow_up_date",
-            "discontinuation_date",
-            "discontinuation_reason",
-            "next_therapy",
-            "adverse_events_any",
-            "form_status",
-        ]
+        fields = [*crf.file_of(FollowUp).fields, "form_status"]
 
     layout = (
         Div(
@@ -381,16 +338,7 @@ class FollowUpForm(CrfForm):
 class AdverseEventForm(CrfForm):
     class Meta(CrfForm.Meta):
         model = AdverseEvent
-        fields = [
-            "onset_date",
-            "category",
-            "description",
-            "serious",
-            "causality",
-            "outcome",
-            "led_to_discontinuation",
-            "form_status",
-        ]
+        fields = [*crf.file_of(AdverseEvent).fields, "form_status"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2, "maxlength": 500})}
 
     layout = (
@@ -404,3 +352,8 @@ class AdverseEventForm(CrfForm):
             css_class="crf-grid",
         ),
     )
+
+
+def form_class(form: crf.CaseForm) -> type[CrfForm]:
+    """The browser form of a casebook form (one CrfForm subclass per model)."""
+    return next(cls for cls in CrfForm.__subclasses__() if cls._meta.model is form.model)

@@ -20,44 +20,18 @@ from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.db import models, transaction
-from django.db.models import Prefetch
 
-from cohort import dictionary, signals, validators
-from cohort.choices import FormStatus
+from cohort import crf, dictionary, signals, validators
+from cohort.choices import FormStatus, Visit
+from cohort.crf import PatientRecord
 from cohort.models import (
-    AdverseEvent,
     Assessment,
     Centre,
-    FollowUp,
     Patient,
-    PriorBiologic,
-    Reinduction,
-    UstekinumabDose,
 )
-from cohort.services import audit_context, patient_record
-from cohort.validators import PatientRecord
+from cohort.services import audit_context, patient_record, with_forms
 
-FORM_MODELS: dict[str, type[models.Model]] = {
-    "patients": Patient,
-    "prior_biologics": PriorBiologic,
-    "ustekinumab_doses": UstekinumabDose,
-    "reinduction": Reinduction,
-    "assessments": Assessment,
-    "follow_up": FollowUp,
-    "adverse_events": AdverseEvent,
-}
-# Form -> attribute of PatientRecord; None for the patients form itself.
-RECORD_ATTRIBUTE = {
-    "patients": None,
-    "prior_biologics": "prior_biologics",
-    "ustekinumab_doses": "doses",
-    "reinduction": "reinduction",
-    "assessments": "assessments",
-    "follow_up": "follow_up",
-    "adverse_events": "adverse_events",
-}
-REPEATING = {"prior_biologics", "ustekinumab_doses", "assessments", "adverse_events"}
-VISIT_ORDER = {"week_0": 0, "week_8": 1, "week_20": 2, "week_52": 3}
+VISIT_ORDER = {visit: index for index, visit in enumerate(Visit.values)}
 PHASE_ORDER = {"initial_induction": 0, "maintenance": 1, "reinduction": 2}
 # ASCII digits only: `\d` would also take other scripts' digits, which export could not write back.
 DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -95,7 +69,7 @@ class ImportSummary:
 
     def lines(self) -> list[str]:
         lines = []
-        for form in FORM_MODELS:
+        for form in crf.FILES:
             counts = [
                 f"{label} {bucket[form]}"
                 for label, bucket in (
@@ -153,7 +127,7 @@ def _parse(variable: dictionary.Variable, raw: str) -> object:
     if problem:
         raise ValueError(problem)
     text = raw.strip()
-    field = FORM_MODELS[variable.form]._meta.get_field(_field_name(variable))
+    field = crf.FILES[variable.form].model._meta.get_field(_field_name(variable))
     if text == "":
         return "" if isinstance(field, models.CharField) and not field.null else None
     if variable.type == "text":
@@ -315,11 +289,11 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
     errors: list[str] = []
     sources: dict[str, list[SourceRow]] = {}
     unread: set[str] = set()  # patients with a row that could not be read
-    for form in FORM_MODELS:
+    for form in crf.FILES:
         path = directory / f"{form}.csv"
         if path.exists():
             sources[form] = _read_file(path, form, errors, unread)
-    if not (directory.is_dir() and any((directory / f"{form}.csv").exists() for form in FORM_MODELS)):
+    if not (directory.is_dir() and any((directory / f"{form}.csv").exists() for form in crf.FILES)):
         raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
 
     with transaction.atomic():
@@ -350,7 +324,7 @@ def _problems(record: PatientRecord, origin: dict[int, SourceRow], *, complete: 
 
 
 def _sorted(errors: list[str]) -> list[str]:
-    order = {f"{form}.csv": index for index, form in enumerate(FORM_MODELS)}
+    order = {f"{form}.csv": index for index, form in enumerate(crf.FILES)}
 
     def key(error: str):
         name, line, _ = error.split(":", 2)
@@ -365,23 +339,14 @@ def _locate(problem: validators.Problem, origin: dict[int, SourceRow]) -> str:
         variable = "study_id" if problem.field == "patient" else problem.field
         return f"{source.form}.csv:{source.line}: {variable}: {problem.message}"
     # A row already in the database that the imported rows would make invalid.
-    form = next(name for name, model in FORM_MODELS.items() if isinstance(problem.row, model))
+    form = crf.file_of(type(problem.row)).name
     owner = getattr(problem.row, "patient", problem.row)
     return f"{form}.csv:0: {problem.field}: {problem.message} (stored row {problem.row} of {owner})"
 
 
 def _existing_patients(study_ids: Iterable[str]) -> dict[str, Patient]:
     """The named patients with their whole CRF, in a fixed number of queries."""
-    patients = (
-        Patient.all_objects.filter(study_id__in=list(study_ids))
-        .select_related("centre", "reinduction", "follow_up")
-        .prefetch_related(
-            Prefetch("prior_biologics", queryset=PriorBiologic.objects.order_by("id")),
-            Prefetch("doses", queryset=UstekinumabDose.objects.order_by("id")),
-            Prefetch("assessments", queryset=Assessment.objects.order_by("id")),
-            Prefetch("adverse_events", queryset=AdverseEvent.objects.order_by("id")),
-        )
-    )
+    patients = with_forms(Patient.all_objects.filter(study_id__in=list(study_ids)), by_id=True, confirmations=False)
     return {patient.study_id: patient for patient in patients}
 
 
@@ -444,8 +409,8 @@ def _build_records(
     for form, rows in sources.items():
         if form == "patients":
             continue
-        attribute = RECORD_ATTRIBUTE[form]
-        model = FORM_MODELS[form]
+        attribute = crf.FILES[form].attribute
+        model = crf.FILES[form].model
         replaced: set[str] = set()
         single_seen: dict[str, int] = {}
         for source in rows:
@@ -462,7 +427,7 @@ def _build_records(
                     continue
                 record = records[source.study_id] = patient_record(stored, confirmations=False)
             values = {k: v for k, v in source.values.items() if k != "study_id"}
-            if form in REPEATING:
+            if crf.FILES[form].many:
                 if source.study_id not in replaced:
                     setattr(record, attribute, [])
                     replaced.add(source.study_id)
@@ -502,8 +467,7 @@ def _copy(row: models.Model) -> models.Model:
 
 
 def _data_fields(model: type[models.Model]) -> list[str]:
-    form = next(name for name, m in FORM_MODELS.items() if m is model)
-    return [_attname(model, _field_name(v)) for v in dictionary.forms()[form] if v.name != "study_id"]
+    return [_attname(model, _field_name(v)) for v in crf.file_of(model).variables if v.name != "study_id"]
 
 
 def _attname(model: type[models.Model], name: str) -> str:
@@ -519,11 +483,11 @@ def _write(
         patient = record.patient
         if id(patient) in origin:
             _save_single(patient, "patients", summary)
-        for form in FORM_MODELS:
+        for form, case_form in crf.FILES.items():
             if form == "patients" or form not in sources:
                 continue
-            attribute = RECORD_ATTRIBUTE[form]
-            if form in REPEATING:
+            attribute = case_form.attribute
+            if case_form.many:
                 if patient.study_id in named[form]:
                     _replace_rows(patient, form, getattr(record, attribute), summary)
             else:
@@ -559,7 +523,7 @@ def _normalise(value: object) -> object:
 
 def _replace_rows(patient: Patient, form: str, rows: list[models.Model], summary: ImportSummary) -> None:
     """A patient's rows of a repeating form become the file's rows; identical rows stay as they are."""
-    model = FORM_MODELS[form]
+    model = crf.FILES[form].model
     # The stored rows as _existing_patients read them (prefetched, in id order).
     stored = list(getattr(patient, model._meta.default_related_name).all()) if patient.pk else []
     unmatched = defaultdict(list)
@@ -626,8 +590,8 @@ def _sort_key(form: str, row: models.Model, values: list[str]) -> tuple:
 
 def export_rows(form: str, patients: models.QuerySet | None = None) -> tuple[list[str], list[list[str]]]:
     """The header and rows of one form file, sorted as SPEC section 8 says."""
-    model = FORM_MODELS[form]
-    variables = dictionary.forms()[form]
+    model = crf.FILES[form].model
+    variables = crf.FILES[form].variables
     header = [v.name for v in variables]
     patients = Patient.objects.all() if patients is None else patients
     if model is Patient:
@@ -654,7 +618,7 @@ def export_cohort(directory: Path, patients: models.QuerySet | None = None) -> d
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for form in FORM_MODELS:
+    for form in crf.FILES:
         header, rows = export_rows(form, patients)
         with (directory / f"{form}.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")

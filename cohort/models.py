@@ -18,7 +18,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from cohort import validators
+from cohort import checks
 from cohort.choices import (
     ANTI_TNF_AGENTS,
     AECategory,
@@ -88,7 +88,7 @@ class FieldCheck(models.CheckConstraint):
 
 def between(field: str, low, high=None, *, prefix: str) -> FieldCheck:
     """A range from the dictionary's min/max; NULL (missing) passes. A max of 'today' or
-    'this_year' is not a constraint (it moves): see validators.not_in_future."""
+    'this_year' is not a constraint (it moves): see cohort.checks."""
     bounds = {f"{field}__gte": low} if high is None else {f"{field}__gte": low, f"{field}__lte": high}
     return FieldCheck(
         condition=Q(**{f"{field}__isnull": True}) | Q(**bounds),
@@ -225,16 +225,16 @@ class Patient(CrfRecord):
         verbose_name=_("Centre"),
         help_text=_("A patient never moves between centres."),
     )
-    enrolment_date = models.DateField(_("Date of enrolment"), validators=[validators.not_in_future])
+    enrolment_date = models.DateField(_("Date of enrolment"), validators=[checks.not_in_future])
     consent = yesno_field(_("Informed consent or waiver documented"), _("Must be yes for the record to be saved."))
     sex = models.CharField(_("Sex"), max_length=1, choices=Sex.choices)
     birth_year = models.PositiveSmallIntegerField(
         _("Year of birth"),
-        validators=[validators.not_after_this_year],
+        validators=[checks.not_after_this_year],
         help_text=_("Year only: no full date of birth is stored."),
     )
     diagnosis_year = models.PositiveSmallIntegerField(
-        _("Year of Crohn's disease diagnosis"), validators=[validators.not_after_this_year]
+        _("Year of Crohn's disease diagnosis"), validators=[checks.not_after_this_year]
     )
     montreal_location = models.CharField(_("Montreal location"), max_length=2, choices=MontrealLocation.choices)
     upper_gi = yesno_field(_("Upper GI involvement (L4 modifier)"))
@@ -329,12 +329,12 @@ class PriorBiologic(PatientRow):
         blank=True,
         help_text=_("Required when agent = other; empty otherwise."),
     )
-    start_date = models.DateField(_("Start date"), null=True, blank=True, validators=[validators.not_in_future])
+    start_date = models.DateField(_("Start date"), null=True, blank=True, validators=[checks.not_in_future])
     stop_date = models.DateField(
         _("Stop date"),
         null=True,
         blank=True,
-        validators=[validators.not_in_future],
+        validators=[checks.not_in_future],
         help_text=_("On or after the start date, and before the first ustekinumab dose."),
     )
     stop_reason = models.CharField(_("Reason stopped"), max_length=20, choices=StopReason.choices)
@@ -370,7 +370,7 @@ class PriorBiologic(PatientRow):
 
 @audited()
 class UstekinumabDose(PatientRow):
-    dose_date = models.DateField(_("Date of administration"), validators=[validators.not_in_future])
+    dose_date = models.DateField(_("Date of administration"), validators=[checks.not_in_future])
     phase = models.CharField(
         _("Phase"),
         max_length=20,
@@ -462,7 +462,7 @@ class Reinduction(PatientRow):
     initial_response = yesno_field(_("Initial response to ustekinumab"), _("Inclusion criterion: must be yes."))
     lor_date = models.DateField(
         _("Date of secondary loss of response"),
-        validators=[validators.not_in_future],
+        validators=[checks.not_in_future],
         help_text=_("Between the initial induction dose and the re-induction dose (inclusive)."),
     )
     lor_clinical = yesno_field(
@@ -552,7 +552,7 @@ class Assessment(PatientRow):
         _("Date of assessment"),
         null=True,
         blank=True,
-        validators=[validators.not_in_future],
+        validators=[checks.not_in_future],
         help_text=_(
             "Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, "
             "week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag."
@@ -692,14 +692,14 @@ class FollowUp(PatientRow):
     status = models.CharField(_("Ustekinumab status"), max_length=12, choices=FollowUpStatus.choices)
     last_follow_up_date = models.DateField(
         _("Date of last follow-up"),
-        validators=[validators.not_in_future],
+        validators=[checks.not_in_future],
         help_text=_("On or after the re-induction dose date and every assessment date."),
     )
     discontinuation_date = models.DateField(
         _("Date of discontinuation"),
         null=True,
         blank=True,
-        validators=[validators.not_in_future],
+        validators=[checks.not_in_future],
         help_text=_(
             "Required when discontinued, empty otherwise; between the re-induction dose date and the "
             "date of last follow-up."
@@ -771,7 +771,7 @@ class FollowUp(PatientRow):
 class AdverseEvent(PatientRow):
     onset_date = models.DateField(
         _("Onset date"),
-        validators=[validators.not_in_future],
+        validators=[checks.not_in_future],
         help_text=_("On or after the re-induction dose date."),
     )
     category = models.CharField(_("Category"), max_length=24, choices=AECategory.choices)

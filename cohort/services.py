@@ -14,9 +14,9 @@ from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
 from django.utils import formats, timezone
 
-from cohort import signals, validators
+from cohort import crf, signals, validators
+from cohort.crf import PatientRecord
 from cohort.models import Centre, Patient
-from cohort.validators import PatientRecord
 
 SYSTEM_USERNAME = "system"
 
@@ -85,17 +85,34 @@ def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
     return patient
 
 
+def with_forms(
+    patients: models.QuerySet[Patient], *, by_id: bool = False, confirmations: bool = True
+) -> models.QuerySet[Patient]:
+    """The patients with every row of their CRF (and their flag confirmations), in a fixed number
+    of queries whatever their number. `by_id`: a repeating form's rows in the order they were
+    entered, not the model's (the importer compares them with a file's rows)."""
+    single = [form.attribute for form in crf.FILES.values() if not form.many and form.model is not Patient]
+    many = [form for form in crf.FILES.values() if form.many]
+    prefetch = [
+        models.Prefetch(form.attribute, queryset=form.model.objects.order_by("id")) if by_id else form.attribute
+        for form in many
+    ]
+    if confirmations:
+        prefetch.append("flag_confirmations")
+    return patients.select_related("centre", *single).prefetch_related(*prefetch)
+
+
 def patient_record(patient: Patient, *, confirmations: bool = True) -> PatientRecord:
     """A patient's whole CRF from the database (7 queries, fewer for what is prefetched).
     `confirmations`: read the confirmed flags too (what shows flags needs them; a save does not)."""
+    rows = {
+        form.attribute: list(getattr(patient, form.attribute).all()) if form.many else _one(patient, form.attribute)
+        for form in crf.FILES.values()
+        if form.model is not Patient
+    }
     return PatientRecord(
         patient=patient,
-        prior_biologics=list(patient.prior_biologics.all()),
-        doses=list(patient.doses.all()),
-        reinduction=_one(patient, "reinduction"),
-        assessments=list(patient.assessments.all()),
-        follow_up=_one(patient, "follow_up"),
-        adverse_events=list(patient.adverse_events.all()),
+        **rows,
         confirmed=frozenset(c.key for c in patient.flag_confirmations.all()) if confirmations else frozenset(),
     )
 
@@ -208,7 +225,7 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
     with transaction.atomic(), audit_context(user=by, reason=reason, source=source):
         patient = _lock_patient(row.pk if isinstance(row, Patient) else row.patient_id)
         record = patient_record(patient, confirmations=False)
-        stored = _stored_in(record, row)
+        stored = record.stored(row)
         if stored is None and row.pk:
             raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), None))
         if stored is not None and not row.pk:
@@ -247,7 +264,7 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
     with transaction.atomic(), audit_context(user=by, reason=reason, source="web"):
         patient = _lock_patient(row.patient_id)
         record = patient_record(patient, confirmations=False)
-        stored = _stored_in(record, row)
+        stored = record.stored(row)
         if stored is None or stored.version != expected_version:
             raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
         if stored.form_status == "complete" and not reason.strip():
@@ -280,24 +297,6 @@ def _lock_patient(patient_id: int) -> Patient:
         if cursor.fetchone() is None:
             raise Patient.DoesNotExist(patient_id)
     return Patient.objects.select_related("centre", "reinduction", "follow_up").get(pk=patient_id)
-
-
-def _stored_in(record: PatientRecord, row):
-    """The stored row `row` is (same id) or would collide with (a new one-per-patient or
-    one-per-visit row); None for a new row of a repeating form."""
-    from cohort.models import Assessment, FollowUp, Reinduction
-
-    if isinstance(row, Patient):
-        return record.patient
-    current = getattr(record, row._meta.default_related_name)
-    stored = current if isinstance(current, list) else [current] if current is not None else []
-    if row.pk:
-        return next((other for other in stored if other.pk == row.pk), None)
-    if isinstance(row, Assessment):
-        return next((other for other in stored if other.visit == row.visit), None)
-    if isinstance(row, (Reinduction, FollowUp)):
-        return stored[0] if stored else None
-    return None
 
 
 def _snapshot(model, pk, version) -> dict | None:

@@ -1,23 +1,22 @@
-from django.urls import path, re_path
+from django.urls import path
 from django.views.generic import RedirectView
 
-from cohort import views
+from cohort import converters, views  # noqa: F401 (converters registers the path converters)
 
 app_name = "cohort"
 
-STUDY_ID = r"(?P<study_id>[A-Z0-9]{2,10}-[0-9]{3,5})"
-SINGLE = r"(?P<key>patient|reinduction|follow_up|week_0|week_8|week_20|week_52)"
-REPEATING = r"(?P<key>prior_biologics|doses|adverse_events)"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="cohort:patient-list", permanent=False), name="home"),
     path("patients/", views.patient_list, name="patient-list"),
     path("patients/new/", views.patient_enrol, name="patient-enrol"),
-    re_path(rf"^patients/{STUDY_ID}/$", views.patient_detail, name="patient-detail"),
-    re_path(rf"^patients/{STUDY_ID}/history/$", views.patient_history, name="patient-history"),
-    re_path(rf"^patients/{STUDY_ID}/delete/$", views.patient_delete, name="patient-delete"),
-    re_path(rf"^patients/{STUDY_ID}/flags/confirm/$", views.flag_confirm, name="flag-confirm"),
-    re_path(rf"^patients/{STUDY_ID}/forms/{SINGLE}/$", views.form_edit, name="form"),
-    re_path(rf"^patients/{STUDY_ID}/rows/{REPEATING}/$", views.rows, name="rows"),
-    re_path(rf"^patients/{STUDY_ID}/rows/{REPEATING}/(?P<pk>[0-9]+)/delete/$", views.row_delete, name="row-delete"),
+    path("patients/<study_id:study_id>/", views.patient_detail, name="patient-detail"),
+    path("patients/<study_id:study_id>/history/", views.patient_history, name="patient-history"),
+    path("patients/<study_id:study_id>/delete/", views.patient_delete, name="patient-delete"),
+    path("patients/<study_id:study_id>/flags/confirm/", views.flag_confirm, name="flag-confirm"),
+    path("patients/<study_id:study_id>/forms/<single_form:key>/", views.form_edit, name="form"),
+    path("patients/<study_id:study_id>/rows/<repeating_form:key>/", views.rows, name="rows"),
+    path(
+        "patients/<study_id:study_id>/rows/<repeating_form:key>/<int:pk>/delete/", views.row_delete, name="row-delete"
+    ),
 ]

@@ -11,41 +11,20 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import CombinedExpression
-from django.utils import timezone
 
+from cohort import crf
 from cohort.choices import FormStatus
-
-if TYPE_CHECKING:
-    from cohort.models import (
-        AdverseEvent,
-        Assessment,
-        FollowUp,
-        Patient,
-        PriorBiologic,
-        Reinduction,
-        UstekinumabDose,
-    )
-
-
-def not_in_future(value: dt.date) -> None:
-    today = timezone.localdate()
-    if value > today:
-        raise ValidationError(f"must not be after today ({today.isoformat()}).", code="future")
-
-
-def not_after_this_year(value: int) -> None:
-    this_year = timezone.localdate().year
-    if value > this_year:
-        raise ValidationError(f"must not be after this year ({this_year}).", code="future")
+from cohort.crf import PatientRecord
+from cohort.models import VISIT_SCHEDULE, FollowUp, Reinduction
 
 
 @dataclass(frozen=True)
@@ -71,72 +50,10 @@ class Problem:
         return (self.form, self.row.pk, self.field, self.basis)
 
 
-@dataclass
-class PatientRecord:
-    """A patient's whole case report form as plain objects (saved or not yet saved rows)."""
-
-    patient: Patient
-    prior_biologics: list[PriorBiologic] = field(default_factory=list)
-    doses: list[UstekinumabDose] = field(default_factory=list)
-    reinduction: Reinduction | None = None
-    assessments: list[Assessment] = field(default_factory=list)
-    follow_up: FollowUp | None = None
-    adverse_events: list[AdverseEvent] = field(default_factory=list)
-    # Keys of the soft flags someone confirmed (FlagConfirmation.key).
-    confirmed: frozenset = frozenset()
-
-    def rows(self) -> list[Any]:
-        single = [row for row in (self.reinduction, self.follow_up) if row is not None]
-        return [
-            self.patient,
-            *self.prior_biologics,
-            *self.doses,
-            *single,
-            *self.assessments,
-            *self.adverse_events,
-        ]
-
-    def with_row(self, row: Any) -> PatientRecord:
-        """The record as it would be with `row` saved (replacing the stored row of the same id)."""
-        from cohort.models import Patient
-
-        if isinstance(row, Patient):
-            return replace(self, patient=row)
-        attribute = row._meta.default_related_name
-        current = getattr(self, attribute)
-        if isinstance(current, list):
-            rows = [row if (row.pk and other.pk == row.pk) else other for other in current]
-            if not row.pk or all(other.pk != row.pk for other in current):
-                rows.append(row)
-            return replace(self, **{attribute: rows})
-        return replace(self, **{attribute: row})
-
-    def without_row(self, row: Any) -> PatientRecord:
-        """The record as it would be with the stored `row` removed (a repeating form's row)."""
-        attribute = row._meta.default_related_name
-        current = getattr(self, attribute)
-        if isinstance(current, list):
-            return replace(self, **{attribute: [other for other in current if other.pk != row.pk]})
-        return replace(self, **{attribute: None})
-
-    def dose_date(self, phase: str) -> dt.date | None:
-        dates = [dose.dose_date for dose in self.doses if dose.phase == phase and dose.dose_date]
-        return dates[0] if dates else None
-
-    @property
-    def reinduction_date(self) -> dt.date | None:
-        """t0 (SPEC section 5): the date of the re-induction dose."""
-        return self.dose_date("reinduction")
-
-
-# Fields the importer and the services set themselves (keys, bookkeeping): not user input.
-_NOT_INPUT = {"id", "patient", "centre", "created_by", "created_at", "updated_at", "deleted_at", "version"}
-
-
 def row_problems(row: models.Model, *, skip: set[str] = frozenset()) -> list[Problem]:
     """Types, ranges, codes and within-row rules of one row, with the database's own constraints.
     `skip`: fields already reported (an unreadable import cell) and every rule that reads them."""
-    exclude = [f.name for f in row._meta.fields if f.name in _NOT_INPUT or f.name in skip]
+    exclude = [f.name for f in row._meta.fields if f.name in crf.NOT_INPUT or f.name in skip]
     errors: dict[str, list[ValidationError]] = {}
     try:
         row.clean_fields(exclude=exclude)
@@ -421,8 +338,6 @@ def soft_flags(record: PatientRecord, *, include_confirmed: bool = False) -> lis
 
 
 def _soft_flags(record: PatientRecord) -> list[Problem]:
-    from cohort.models import VISIT_SCHEDULE
-
     flags: list[Problem] = []
     t0 = record.reinduction_date
     for assessment in record.assessments:

@@ -15,57 +15,18 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, services, validators
-from cohort.choices import Visit
-from cohort.forms import (
-    AdverseEventForm,
-    AssessmentForm,
-    FollowUpForm,
-    PatientForm,
-    PriorBiologicForm,
-    ReinductionForm,
-    UstekinumabDoseForm,
-)
-from cohort.models import AdverseEvent, Assessment, Patient, PriorBiologic, UstekinumabDose
+from cohort import access, casebook, crf, services, validators
+from cohort.forms import PatientForm, form_class
+from cohort.models import Patient
 
 PAGE_SIZE = 25
 
-# Repeating forms: URL key -> (form class, model, title)
-REPEATING = {
-    "prior_biologics": (PriorBiologicForm, PriorBiologic),
-    "doses": (UstekinumabDoseForm, UstekinumabDose),
-    "adverse_events": (AdverseEventForm, AdverseEvent),
-}
-SINGLE = {
-    "patient": PatientForm,
-    "reinduction": ReinductionForm,
-    "follow_up": FollowUpForm,
-    "week_0": AssessmentForm,
-    "week_8": AssessmentForm,
-    "week_20": AssessmentForm,
-    "week_52": AssessmentForm,
-}
-TITLES = {  # lazy: in the language of the request that shows them
-    key: format_lazy("{} {}", title, Visit(key).label) if key in Visit.values else title
-    for key, title, _column in casebook.FORMS
-}
-
-
-def _with_forms(patients):
-    """The patients with every row of their CRF, in a fixed number of queries."""
-    return patients.select_related("centre", "reinduction", "follow_up").prefetch_related(
-        "prior_biologics", "doses", "assessments", "adverse_events", "flag_confirmations"
-    )
-
 
 def form_url(patient: Patient, key: str) -> str:
-    if key in REPEATING:
-        return reverse("cohort:rows", args=[patient.study_id, key])
-    return reverse("cohort:form", args=[patient.study_id, key])
+    return reverse("cohort:rows" if crf.form(key).repeating else "cohort:form", args=[patient.study_id, key])
 
 
 @login_required
@@ -75,7 +36,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     patients = access.patients_for_user(request.user).order_by("study_id")
     if query:
         patients = patients.filter(study_id__contains=query)
-    page = Paginator(_with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(services.with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
     today = timezone.localdate()
     rows = [(patient, casebook.progress(services.patient_record(patient), today)) for patient in page]
     return render(
@@ -126,7 +87,7 @@ def patient_enrol(request: HttpRequest) -> HttpResponse:
 def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
     """The casebook: forms x visits with their status, the visit schedule and recent changes."""
     patient = access.get_patient_for_user(request.user, study_id)
-    patient = _with_forms(Patient.objects.filter(pk=patient.pk)).get()
+    patient = services.with_forms(Patient.objects.filter(pk=patient.pk)).get()
     record = services.patient_record(patient)
     cells = casebook.form_cells(record)
     for cell in cells:
@@ -215,12 +176,12 @@ def _save(request, form, patient, row, key: str) -> HttpResponse | None:
     except ValidationError as error:
         _add_errors(form, error)
         return None
-    messages.success(request, _("%(form)s saved.") % {"form": TITLES.get(key, key)})
+    messages.success(request, _("%(form)s saved.") % {"form": crf.form(key).title})
     if "next" in request.POST:
-        following = casebook.next_form(key)
+        following = crf.next_form(key)
         if following:
-            return redirect(form_url(patient, following))
-    if key in REPEATING:
+            return redirect(form_url(patient, following.key))
+    if crf.form(key).repeating:
         return redirect("cohort:rows", patient.study_id, key)
     return redirect("cohort:patient-detail", patient.study_id)
 
@@ -235,14 +196,8 @@ def form_edit(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
     """A one-per-patient form (enrolment, re-induction, follow-up) or the assessment of a visit."""
     write = request.method == "POST"
     patient = access.get_patient_for_user(request.user, study_id, write=write)
-    form_class = SINGLE[key]
-    if key == "patient":
-        row = patient
-    elif key in ("reinduction", "follow_up"):
-        row = form_class._meta.model.objects.filter(patient=patient).first() or form_class._meta.model(patient=patient)
-    else:
-        row = Assessment.objects.filter(patient=patient, visit=key).first() or Assessment(patient=patient, visit=key)
-    form = form_class(request.POST or None, instance=row)
+    case_form = crf.form(key)
+    form = form_class(case_form)(request.POST or None, instance=case_form.single_row(patient))
     if write and form.is_valid():
         response = _save(request, form, patient, form.instance, key)
         if response:
@@ -266,14 +221,14 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
         {
             "patient": patient,
             "key": key,
-            "title": TITLES.get(key, key),
+            "title": crf.form(key).title,
             "form": form,
             "rows": rows,
             "editing": editing,
             "can_write": can_write,
             "flags": flags,
             "can_confirm": access.can_confirm_flags(request.user, patient),
-            "next_form": casebook.next_form(key),
+            "next_form": crf.next_form(key),
             "reinduction_date": record.reinduction_date,
         },
     )
@@ -289,14 +244,14 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
     """A repeating form: its rows, with one being added (or edited, ?edit=<id>) in place."""
     write = request.method == "POST"
     patient = access.get_patient_for_user(request.user, study_id, write=write)
-    form_class, model = REPEATING[key]
+    model = crf.form(key).model
     editing = request.GET.get("edit") or request.POST.get("row")
     row = model(patient=patient)
     if editing:
         row = model.objects.filter(patient=patient, pk=editing if str(editing).isdigit() else 0).first()
         if row is None:
             raise Http404("No such row.")
-    form = form_class(request.POST or None, instance=row)
+    form = form_class(crf.form(key))(request.POST or None, instance=row)
     if write and form.is_valid():
         response = _save(request, form, patient, form.instance, key)
         if response:
@@ -311,7 +266,7 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
 @require_POST
 def row_delete(request: HttpRequest, study_id: str, key: str, pk: int) -> HttpResponse:
     patient = access.get_patient_for_user(request.user, study_id, write=True)
-    _form_class, model = REPEATING[key]
+    model = crf.form(key).model
     row = model.objects.filter(patient=patient, pk=pk).first()
     if row is None:
         raise Http404("No such row.")

@@ -31,8 +31,8 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from cohort import dictionary
-from cohort.importer import FORM_MODELS, export_cohort
+from cohort import crf, dictionary
+from cohort.importer import export_cohort
 from cohort.models import (
     VISIT_SCHEDULE,
     AdverseEvent,
@@ -624,7 +624,7 @@ def _write_import_zip(out: Path, patients: QuerySet, progress: Callable[[int, st
         counts = export_cohort(Path(directory), patients)
         progress(70, "Compressing")
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for form in FORM_MODELS:
+            for form in crf.FILES:
                 archive.write(Path(directory) / f"{form}.csv", f"{form}.csv")
             archive.writestr("data_dictionary.csv", _csv_text(DICTIONARY_HEADER, dictionary_rows()))
             when = timezone.now().astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
@@ -659,7 +659,7 @@ def _audit_sql() -> str:
     """
     context_table = apps.get_model("pghistory", "Context")._meta.db_table
     selects = []
-    for form, model in FORM_MODELS.items():
+    for form, model in ((name, case_form.model) for name, case_form in crf.FILES.items()):
         table = apps.get_model(model._meta.app_label, f"{model.__name__}Event")._meta.db_table
         patient = "e.pgh_obj_id" if model is Patient else "e.patient_id"
         selects.append(

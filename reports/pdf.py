@@ -31,7 +31,7 @@ from django.template.loader import render_to_string
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
-from cohort import casebook, services, validators
+from cohort import casebook, crf, services, validators
 from cohort.choices import Interval, Visit
 from cohort.models import Patient
 from reports import outcomes
@@ -352,8 +352,6 @@ HIDDEN_FIELDS = {"id", "patient_id", "centre_id", "created_by_id", "created_at",
 
 
 def casebook_context(patient: Patient) -> dict:
-    from cohort.views import REPEATING, SINGLE, TITLES
-
     patient = Patient.all_objects.select_related("centre").get(pk=patient.pk)
     with data_snapshot():
         with connection.cursor() as cursor:
@@ -365,23 +363,12 @@ def casebook_context(patient: Patient) -> dict:
     flags_of_row: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for flag in validators.soft_flags(record):
         flags_of_row[id(flag.row)][flag.field].append(flag.message)
-    assessments = {assessment.visit: assessment for assessment in record.assessments}
-    rows_of = {
-        "patient": [record.patient],
-        "prior_biologics": record.prior_biologics,
-        "doses": record.doses,
-        "reinduction": [record.reinduction] if record.reinduction else [],
-        "follow_up": [record.follow_up] if record.follow_up else [],
-        "adverse_events": record.adverse_events,
-        **{visit: [assessments[visit]] if visit in assessments else [] for visit in Visit.values},
-    }
     forms = []
     for cell in cells:
-        form_class = SINGLE.get(cell.key) or REPEATING[cell.key][0]
-        names = [name for name in form_class.Meta.fields if name != "form_status"]
-        model = form_class.Meta.model
+        case_form = crf.form(cell.key)
+        names, model = case_form.fields, case_form.model
         entries = []
-        for row in rows_of[cell.key]:
+        for row in case_form.rows(record):
             row_flags = flags_of_row.get(id(row), {})
             values = [
                 {
@@ -407,7 +394,7 @@ def casebook_context(patient: Patient) -> dict:
         forms.append(
             {
                 "key": cell.key,
-                "title": TITLES[cell.key],
+                "title": case_form.title,
                 "status": cell.status,
                 "status_label": cell.status_label,
                 "flags": cell.flags,

@@ -1,5 +1,6 @@
-from django.urls import path, re_path
+from django.urls import path
 
+from cohort import converters  # noqa: F401 (registers <study_id:...>)
 from reports import downloads, views
 
 app_name = "reports"
@@ -14,9 +15,5 @@ urlpatterns = [
     path("reports/<int:job_id>/status.json", downloads.job_status, name="job-status"),
     path("reports/<int:job_id>/download/", downloads.job_download, name="job-download"),
     path("reports/<int:job_id>/retry/", downloads.job_retry, name="job-retry"),
-    re_path(
-        r"^patients/(?P<study_id>[A-Z0-9]{2,10}-[0-9]{3,5})/casebook-pdf/$",
-        downloads.casebook_request,
-        name="casebook-request",
-    ),
+    path("patients/<study_id:study_id>/casebook-pdf/", downloads.casebook_request, name="casebook-request"),
 ]

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from cohort import views
+from cohort import crf
 from cohort.models import Patient
 from tests.base import login_as, make_patient, make_record, personae
 from tests.test_permissions import keys_of, table_counts, url_patterns
@@ -46,12 +46,12 @@ def patient_urls(patient: Patient, *, rows_of: Patient | None = None) -> list[tu
             base = {"study_id": patient.study_id} | ({"key": key} if key else {})
             missing = base | {"study_id": MISSING_STUDY_ID}
             if "pk" in groups:
-                for pk in views.REPEATING[key][1].objects.filter(patient=rows_of).values_list("pk", flat=True):
+                for pk in crf.form(key).model.objects.filter(patient=rows_of).values_list("pk", flat=True):
                     urls.append((reverse(name, kwargs=base | {"pk": pk}), reverse(name, kwargs=missing | {"pk": pk})))
                 continue
             urls.append((reverse(name, kwargs=base), reverse(name, kwargs=missing)))
             if name == "cohort:rows":
-                for pk in views.REPEATING[key][1].objects.filter(patient=rows_of).values_list("pk", flat=True):
+                for pk in crf.form(key).model.objects.filter(patient=rows_of).values_list("pk", flat=True):
                     edit = f"?edit={pk}"
                     urls.append((reverse(name, kwargs=base) + edit, reverse(name, kwargs=missing) + edit))
     return urls
@@ -70,7 +70,7 @@ def row_ids_urls(patient: Patient, rows_of: Patient) -> list[tuple[str, str]]:
 
 
 def _row_pks(patient: Patient) -> set[int]:
-    models = [model for _form, model in views.REPEATING.values()]
+    models = [form.model for form in crf.FORMS if form.repeating]
     return {pk for model in models for pk in model.objects.filter(patient=patient).values_list("pk", flat=True)}
 
 

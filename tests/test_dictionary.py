@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cohort import dictionary
-from cohort.importer import FORM_MODELS
+from cohort import crf, dictionary
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "crf" / "data_dictionary.csv"
 
@@ -19,7 +18,7 @@ def test_the_bundled_dictionary_is_the_shared_one():
 
 @pytest.mark.parametrize("variable", dictionary.variables(), ids=lambda v: f"{v.form}.{v.name}")
 def test_each_variable_is_a_model_field_with_its_label_and_codes(variable):
-    model = FORM_MODELS[variable.form]
+    model = crf.FILES[variable.form].model
     if variable.name == "study_id" and variable.form != "patients":
         field = model._meta.get_field("patient")
         assert field.verbose_name == "Study ID"

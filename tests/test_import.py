@@ -13,7 +13,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from cohort.importer import FORM_MODELS
+from cohort import crf
 from cohort.models import AdverseEvent, Assessment, Patient, UstekinumabDose
 from cohort.services import centre_create, patient_audit_trail
 from tests.base import make_user
@@ -43,11 +43,11 @@ def run_import(directory: Path, *extra: str) -> tuple[str, str, int]:
 
 
 def counts() -> dict[str, int]:
-    return {form: model._default_manager.count() for form, model in FORM_MODELS.items()}
+    return {form: model._default_manager.count() for form, model in ((name, f.model) for name, f in crf.FILES.items())}
 
 
 def audit_count() -> int:
-    return sum(apps.get_model("cohort", f"{model.__name__}Event").objects.count() for model in FORM_MODELS.values())
+    return sum(apps.get_model("cohort", f"{model.__name__}Event").objects.count() for model in crf.MODELS)
 
 
 def copy_cohort(tmp_path: Path) -> Path:
@@ -116,16 +116,16 @@ def test_export_import_export_is_byte_identical(centres, tmp_path):
     first = tmp_path / "first"
     call_command("export_cohort", str(first), stdout=StringIO())
     # The hand-written files are already in export order and format.
-    for form in FORM_MODELS:
+    for form in crf.FILES:
         assert (first / f"{form}.csv").read_bytes() == (COHORT / f"{form}.csv").read_bytes(), form
 
-    for model in reversed(list(FORM_MODELS.values())):
+    for model in reversed(crf.MODELS):
         model._base_manager.all().delete()
     out, err, code = run_import(first)
     assert code == 0, err
     second = tmp_path / "second"
     call_command("export_cohort", str(second), stdout=StringIO())
-    match, mismatch, errors = filecmp.cmpfiles(first, second, [f"{form}.csv" for form in FORM_MODELS], shallow=False)
+    match, mismatch, errors = filecmp.cmpfiles(first, second, [f"{form}.csv" for form in crf.FILES], shallow=False)
     assert mismatch == [] and errors == []
 
 

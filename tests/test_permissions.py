@@ -20,7 +20,7 @@ from django.apps import apps
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from cohort import views
+from cohort import crf
 from tests.base import login_as, make_patient, make_record, personae
 
 pytestmark = pytest.mark.django_db
@@ -102,7 +102,7 @@ def url_patterns(resolver=None, namespace: str = "") -> dict[str, URLPattern]:
 
 def keys_of(pattern: URLPattern) -> list[str]:
     """The alternatives of the pattern's `key` group, e.g. every single form's key."""
-    match = re.search(r"\(\?P<key>([\w|]+)\)", str(pattern.pattern))
+    match = re.search(r"\(\?P<key>([\w|]+)\)", pattern.pattern.regex.pattern)
     assert match, f"cannot read the form keys of {pattern.pattern}"
     return match.group(1).split("|")
 
@@ -124,7 +124,7 @@ def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
         if key is not None:
             kwargs["key"] = key
         if "pk" in groups:
-            model = views.REPEATING[key][1]
+            model = crf.form(key).model
             kwargs["pk"] = model.objects.filter(patient=patient).values_list("pk", flat=True).first()
         urls.append(reverse(name, kwargs=kwargs))
     return urls

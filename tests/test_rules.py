@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from django.db import IntegrityError, transaction
 
-from cohort import validators
+from cohort import crf, validators
 from cohort.models import (
     AdverseEvent,
     Assessment,
@@ -418,7 +418,7 @@ def test_it_requires_the_loss_of_response_between_the_two_inductions(patient, lo
 
 def test_it_asks_for_the_doses_before_the_reinduction_form(people):
     patient = make_patient(people["centre_a"], people["nurse_a"])
-    record = validators.PatientRecord(
+    record = crf.PatientRecord(
         patient,
         reinduction=Reinduction(patient=patient, lor_date=T0, initial_response="yes", lor_clinical="yes"),
     )
