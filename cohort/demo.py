@@ -5,6 +5,8 @@ agents, ~65% vedolizumab exposed, re-induction a median 11 months after the init
 ~74% / 71% still on ustekinumab at weeks 20 / 52, clinical remission ~37 / 56 / 45% at weeks 8 /
 20 / 52, ~16% nonresponse and adverse events in ~13% of patients. Nothing here describes a real
 person. No database here: `manage.py seed_demo` writes the plans (cohort/management/commands).
+A little over 500 lines and kept whole: the calibrated rates and the draws that use them are
+tuned together.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from cohort.models import IV_DOSE_ABOVE_BANDS, IV_DOSE_BANDS, VISIT_SCHEDULE
+from cohort.choices import Route, Visit
+from cohort.models import VISIT_SCHEDULE, UstekinumabDose
 
 # Ustekinumab was approved for Crohn's disease in the EU in November 2016.
 FIRST_USTEKINUMAB = dt.date(2016, 11, 15)
 FIRST_BIOLOGIC = dt.date(1998, 1, 1)
 MAINTENANCE_DAYS = {"q4w": 28, "q6w": 42, "q8w": 56, "q12w": 84}
-VISITS = ("week_0", "week_8", "week_20", "week_52")
 
 # Probability of clinical remission (HBI <= 4) at a visit while on ustekinumab, for patients who
 # will not be stopped for nonresponse; calibrated so the observed rates land near 37/56/45%.
@@ -144,13 +146,6 @@ def _one_decimal(value: float) -> Decimal:
     return Decimal(f"{value:.1f}")
 
 
-def iv_dose_for(weight: Decimal) -> int:
-    for upper, dose in IV_DOSE_BANDS:
-        if weight <= upper:
-            return dose
-    return IV_DOSE_ABOVE_BANDS
-
-
 @dataclass
 class PatientPlan:
     """One synthetic patient as plain field values: no ORM, so it is cheap to make 10,000."""
@@ -205,7 +200,7 @@ def plan_patient(rng: random.Random, today: dt.date, *, with_follow_up: bool = T
         last_fu = _days(t0, fu_days)
 
     good = rng.random() < 0.5  # a patient effect: remission tends to recur in the same patients
-    for visit in VISITS:
+    for visit in Visit.values:
         row = _assessment(
             rng,
             today,
@@ -337,7 +332,7 @@ def _reinduction_fields(rng: random.Random, initial: dt.date, t0: dt.date) -> tu
 
 
 def _iv_dose(rng: random.Random, weight: Decimal) -> int:
-    expected = iv_dose_for(weight)
+    expected = UstekinumabDose(route=Route.IV, weight_kg=weight).expected_iv_dose  # the model's weight bands
     if rng.random() < 0.05:  # a few off the weight band: saved with a flag
         return rng.choice([dose for dose in (260, 390, 520) if dose != expected])
     return expected
