@@ -32,7 +32,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from cohort import crf, dictionary
-from cohort.importer import export_cohort
+from cohort.csvformat import export_cohort
 from cohort.models import (
     VISIT_SCHEDULE,
     AdverseEvent,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from cohort.importer import export_cohort
+from cohort.csvformat import export_cohort
 
 
 class Command(BaseCommand):

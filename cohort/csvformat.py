@@ -1,0 +1,303 @@
+"""The import format on disk (SPEC section 8, binding): reading a form's CSV file into typed rows,
+every problem located as `file:row: variable: message`, and writing the forms' files back.
+
+`DIR/<form>.csv` per form of the data dictionary; header = variable names in the dictionary's
+order; UTF-8; empty = missing; dates YYYY-MM-DD; decimals with a dot. What the values mean (codes,
+ranges, rules) is the validation layer's; this module only turns text into values and back.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from django.db import models
+
+from cohort import crf, dictionary
+from cohort.choices import Visit
+from cohort.models import Patient
+
+VISIT_ORDER = {visit: index for index, visit in enumerate(Visit.values)}
+PHASE_ORDER = {"initial_induction": 0, "maintenance": 1, "reinduction": 2}
+# ASCII digits only: `\d` would also take other scripts' digits, which export could not write back.
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+INTEGER_PATTERN = re.compile(r"[+-]?[0-9]+")
+DECIMAL_PATTERN = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+# A header cell that can be reported as the variable of a `file:row: variable: message` line.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Codes, dates and numbers are short: a longer cell is none of them (and is not echoed in full).
+MAX_CODE_LENGTH = 64
+# Longer than any text variable takes (their max_length): refused before the rules and the database.
+MAX_TEXT_LENGTH = 1000
+# Every variable is one line of text: the control characters (Unicode Cc) are refused, but for a tab
+# (which can be pasted into a web form, so export can write it); the lone surrogates are the bytes
+# that were not UTF-8.
+UNREADABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udcff]")
+KIND = {"integer": "whole number", "decimal": "number", "date": "date"}
+
+
+@dataclass
+class SourceRow:
+    """One data row of one file: where it came from and its parsed values."""
+
+    form: str
+    line: int
+    study_id: str
+    values: dict[str, object]
+    # Variables whose cell could not be read (already reported): the row's other checks are moot.
+    failed: set[str] = field(default_factory=set)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """A cell as an error message may quote it: on one line, printable, and not too long."""
+    short = text if len(text) <= limit else text[:limit] + "…"
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in short)
+
+
+def _unreadable(raw: str) -> str | None:
+    """Why a cell cannot be taken as text at all, or None. The file is decoded with surrogateescape,
+    so a byte that is not UTF-8 is a lone surrogate here, in its own cell."""
+    found = UNREADABLE.search(raw)
+    if found is None:
+        return None
+    ch, position = found.group(), found.start() + 1
+    if ch >= "\udc80":
+        return f"not UTF-8 text (byte 0x{ord(ch) - 0xDC00:02X} at character {position}); save the file as UTF-8."
+    name = "NUL" if ch == "\0" else f"U+{ord(ch):04X}"
+    return f"contains a control character ({name}, at character {position}); only printable text is allowed."
+
+
+def _parse(variable: dictionary.Variable, raw: str) -> object:
+    """The value of one cell, or ValueError with what is allowed. Ranges and codes are the model's
+    (constraints and choices), checked later by the validation layer. Whatever is returned has the
+    field's type (or is None), so the rules never compare a string with a date."""
+    problem = _unreadable(raw)
+    if problem:
+        raise ValueError(problem)
+    text = raw.strip()
+    field = crf.FILES[variable.form].model._meta.get_field(field_name(variable))
+    if text == "":
+        return "" if isinstance(field, models.CharField) and not field.null else None
+    if variable.type == "text":
+        if len(text) > MAX_TEXT_LENGTH:
+            raise ValueError(f"is {len(text):,} characters long; {variable.name} takes at most {field.max_length}.")
+        return text
+    if len(text) > MAX_CODE_LENGTH:
+        what = KIND.get(variable.type, "code")
+        raise ValueError(f"'{shown(text)}' ({len(text):,} characters) is too long to be a {what}.")
+    if variable.type == "integer":
+        if not INTEGER_PATTERN.fullmatch(text):
+            raise ValueError(f"'{shown(text)}' is not a whole number.")
+        return int(text)
+    if variable.type == "decimal":
+        if not DECIMAL_PATTERN.fullmatch(text):
+            raise ValueError(f"'{shown(text)}' is not a number (digits, with a dot for decimals).")
+        return Decimal(text)
+    if variable.type == "date":
+        try:
+            if not DATE_PATTERN.fullmatch(text):
+                raise ValueError
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"'{shown(text)}' is not a valid date (YYYY-MM-DD).") from None
+    return text
+
+
+def field_name(variable: dictionary.Variable) -> str:
+    if variable.name == "study_id" and variable.form != "patients":
+        return "patient"
+    return variable.name
+
+
+@dataclass
+class _Record:
+    """One CSV record: the line it starts on (a quoted value may run on over several lines)."""
+
+    line: int
+    last_line: int
+    cells: list[str]
+
+
+def _records(text: str, name: str, errors: list[str]) -> Iterator[_Record]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    last = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # not expected with the default dialect; the rest cannot be trusted
+            errors.append(f"{name}:{last + 1}: row: not readable as CSV ({error}); the rest of the file was not read.")
+            return
+        yield _Record(line=last + 1, last_line=reader.line_num, cells=cells)
+        last = reader.line_num
+
+
+def read_file(path: Path, form: str, errors: list[str], unread: set[str]) -> list[SourceRow]:
+    """The rows of one file. Every problem is located at its line (and variable); a row that could
+    not be read at all is left out, and its patient (if known) added to `unread`."""
+    variables = {v.name: v for v in dictionary.forms()[form]}
+    name = path.name
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        errors.append(f"{name}:1: file: cannot be read ({error.strerror}).")
+        return []
+    # Decoding byte by byte, not the file at once: a byte that is not UTF-8 is reported in its cell.
+    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    # csv refuses cells over 128 KiB with an exception; a long cell is reported by _parse instead.
+    field_size_limit = csv.field_size_limit()
+    csv.field_size_limit(max(field_size_limit, len(text) + 1))
+    try:
+        return _read_rows(_records(text, name, errors), name, form, variables, errors, unread)
+    finally:
+        csv.field_size_limit(field_size_limit)
+
+
+def _read_rows(
+    records: Iterator[_Record],
+    name: str,
+    form: str,
+    variables: dict[str, dictionary.Variable],
+    errors: list[str],
+    unread: set[str],
+) -> list[SourceRow]:
+    first = next(records, None)
+    if first is None or not any(cell.strip() for cell in first.cells):
+        what = "the file is empty" if first is None else "line 1 is empty"
+        errors.append(f"{name}:1: header: {what}; the first line must name the variables.")
+        return []
+    header = [column.strip() for column in first.cells]
+    problem = next(filter(None, map(_unreadable, header)), None)
+    if problem:
+        errors.append(f"{name}:1: header: line 1 is not a header of variable names (is this a CSV file?): {problem}")
+        return []
+    header_ok = True
+    for number, column in enumerate(header, 1):
+        if column in variables:
+            continue
+        header_ok = False
+        if not column:
+            errors.append(f"{name}:1: header: column {number} has no name.")
+        elif NAME_PATTERN.fullmatch(column):
+            errors.append(f"{name}:1: {column}: unknown variable for form {form}.")
+        else:
+            errors.append(f"{name}:1: header: column {number} ('{shown(column)}') is not a variable of form {form}.")
+    for column in sorted({c for c in header if c in variables and header.count(c) > 1}):
+        errors.append(f"{name}:1: {column}: column given twice.")
+        header_ok = False
+    for variable in variables:
+        if variable not in header:
+            errors.append(f"{name}:1: {variable}: column missing (every variable of the form must be present).")
+            header_ok = False
+    if not header_ok:
+        return []
+
+    key = header.index("study_id")
+    rows = []
+    for record in records:
+        cells, line = record.cells, record.line
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            # The patient's other rows are still read, but not judged against each other without it.
+            unread.add(cells[key].strip() if key < len(cells) else "")
+            count = f"{len(cells)} values for {len(header)} columns"
+            if record.last_line > line:
+                count += f"; the row runs on to line {record.last_line} (a quote not closed?)"
+            if len(cells) < len(header):
+                errors.append(f"{name}:{line}: {header[len(cells)]}: missing: the row has {count}.")
+            else:
+                errors.append(f"{name}:{line}: row: {count}.")
+            continue
+        source = SourceRow(form=form, line=line, study_id="", values={})
+        for column, raw in zip(header, cells, strict=True):
+            try:
+                source.values[column] = _parse(variables[column], raw)
+            except ValueError as error:
+                errors.append(f"{name}:{line}: {column}: {error}")
+                source.values[column] = None
+                source.failed.add(column)
+        if "study_id" in source.failed:
+            continue  # reported; whose row it is cannot be known
+        source.study_id = str(source.values.get("study_id") or "")
+        if not source.study_id:
+            errors.append(f"{name}:{line}: study_id: is required.")
+            continue
+        rows.append(source)
+    return rows
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return text
+    return str(value)
+
+
+def _sort_key(form: str, row: models.Model, values: list[str]) -> tuple:
+    study_id = values[0]
+    if form == "assessments":
+        return (study_id, VISIT_ORDER[row.visit], values)
+    if form == "ustekinumab_doses":
+        return (study_id, values[1], PHASE_ORDER[row.phase], values)
+    date = {"prior_biologics": "start_date", "adverse_events": "onset_date"}.get(form)
+    if date:
+        return (study_id, _format(getattr(row, date)) or "9999", values)
+    return (study_id, values)
+
+
+def export_rows(form: str, patients: models.QuerySet | None = None) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of one form file, sorted as SPEC section 8 says."""
+    model = crf.FILES[form].model
+    variables = crf.FILES[form].variables
+    header = [v.name for v in variables]
+    patients = Patient.objects.all() if patients is None else patients
+    if model is Patient:
+        queryset = patients.select_related("centre")
+    else:
+        queryset = model.objects.filter(patient__in=patients).select_related("patient")
+    rows = []
+    for row in queryset:
+        values = []
+        for variable in variables:
+            if variable.name == "study_id":
+                values.append(row.study_id if model is Patient else row.patient.study_id)
+            elif variable.name == "centre":
+                values.append(row.centre.code)
+            else:
+                values.append(_format(getattr(row, variable.name)))
+        rows.append((_sort_key(form, row, values), values))
+    rows.sort(key=lambda item: item[0])
+    return header, [values for _, values in rows]
+
+
+def export_cohort(directory: Path, patients: models.QuerySet | None = None) -> dict[str, int]:
+    """Write one CSV per form into `directory`; returns the row count per file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for form in crf.FILES:
+        header, rows = export_rows(form, patients)
+        with (directory / f"{form}.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+        counts[form] = len(rows)
+    return counts
