@@ -12,9 +12,9 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
 from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
-from django.utils import formats, timezone
+from django.utils import timezone
 
-from cohort import crf, signals, validators
+from cohort import crf, display, signals, validators
 from cohort.crf import PatientRecord
 from cohort.models import Centre, Patient
 
@@ -318,15 +318,5 @@ def _changes(model, before: dict | None, after) -> list[tuple[str, str, str]]:
         then = None if before is None else before.get(f.attname)
         now = None if after is None else getattr(after, f.attname)
         if then != now:
-            changes.append((str(f.verbose_name), _display(f, then), _display(f, now)))
+            changes.append((str(f.verbose_name), display.value_text(f, then), display.value_text(f, now)))
     return changes
-
-
-def _display(field, value) -> str:
-    if value in (None, ""):
-        return "-"
-    if field.choices:
-        return str(dict(field.flatchoices).get(value, value))
-    if isinstance(field, models.IntegerField | models.DecimalField):
-        return formats.localize(value)  # in the user's number style: 12,5 in Dutch (SPEC section 6)
-    return str(value)
