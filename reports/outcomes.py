@@ -504,3 +504,29 @@ def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: 
         ),
         "adverse_events": adverse_event_table(included),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Follow-up of each included patient, visit by visit: the cohort report's completeness table
+# counts with these, so it adds up to the outcome tables by construction.
+
+# SPEC section 3: the nominal study day of every visit; week 0 is t0 itself.
+VISIT_DAY = {"week_0": 0, **NOMINAL_DAY}
+
+
+def follow_up_end(patient: PatientData) -> dt.date:
+    """The last day an included patient was followed up on ustekinumab: where drug survival ends
+    (discontinuation, else the last follow-up)."""
+    days, _stopped = survival_time(patient)
+    return patient.reinduction_date + dt.timedelta(days=days)
+
+
+def visits_recorded(patient: PatientData) -> set[str]:
+    """The visits the patient has an assessment of that is not marked not done."""
+    return {assessment.visit for assessment in patient.assessments if not assessment.not_done}
+
+
+def visit_expected(patient: PatientData, visit: str, *, recorded: bool) -> bool:
+    """A visit is expected of an included patient followed up on ustekinumab to its nominal day,
+    and of anyone who has it recorded."""
+    return recorded or follow_up_end(patient) >= patient.reinduction_date + dt.timedelta(days=VISIT_DAY[visit])

@@ -14,6 +14,7 @@ import gc
 import logging
 import time
 import uuid
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -64,14 +65,28 @@ def data_snapshot():
         yield
 
 
-def compute_scope(scope: str) -> tuple[dict, float, float]:
-    """The outcome dict of a scope from the current data, with load and compute seconds."""
+class ScopeOutcomes(NamedTuple):
+    patients: list[outcomes.PatientData]  # as loaded: every (not deleted) patient of the scope
+    result: dict
+    load_seconds: float
+    compute_seconds: float
+
+
+def scope_outcomes(scope: str) -> ScopeOutcomes:
+    """The outcome dict of a scope from the current data, with the patients it was computed from
+    (for tables that must add up to it, such as the cohort report's completeness)."""
     with _without_cyclic_gc():
         started = time.perf_counter()
         patients = loaders.load_patients(scope)
         loaded = time.perf_counter()
         result = outcomes.compute(patients, scope=scope, thresholds=thresholds())
-        return result, loaded - started, time.perf_counter() - loaded
+        return ScopeOutcomes(patients, result, loaded - started, time.perf_counter() - loaded)
+
+
+def compute_scope(scope: str) -> tuple[dict, float, float]:
+    """The outcome dict of a scope from the current data, with load and compute seconds."""
+    computed = scope_outcomes(scope)
+    return computed.result, computed.load_seconds, computed.compute_seconds
 
 
 def _debounce() -> dt.timedelta:

@@ -258,7 +258,7 @@ def test_it_shows_adverse_events_by_category_in_the_dictionarys_order(client, pe
 
 
 def test_percentages_are_whole_numbers_rounded_half_up():
-    from reports.views import ci_range, share, whole_percent
+    from reports.presentation import ci_range, share, whole_percent
 
     assert share(1, 8) == "13%"  # 12.5: a binary float rounds it down, a paper up
     assert share(10, 27) == "37%" and share(0, 0) == "–"

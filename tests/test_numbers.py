@@ -177,7 +177,7 @@ def test_the_conflict_message_shows_the_values_in_the_users_style(people, patien
 @pytest.mark.django_db
 def test_the_printed_casebook_shows_values_and_changes_in_its_language(people, patient):
     from cohort.services import crf_row_save
-    from reports.pdf import casebook_context
+    from reports.report_context import casebook_context
 
     week_8 = Assessment.objects.get(patient=patient, visit="week_8")
     week_8.crp_mg_l = Decimal("12.5")

@@ -1,0 +1,121 @@
+"""The cohort report's enrolment and completeness table (SPEC section 7): per centre, patients
+enrolled, with a re-induction dose, with a follow-up form and included in the outcomes; visits
+recorded of those expected; CRF rows marked complete; the last change.
+
+The patients are the ones the outcomes were computed from (services.scope_outcomes, in the same
+data snapshot) and every per-patient fact comes from reports/outcomes.py (inclusion, t0, the end of
+follow-up, the visits' nominal days), so the table adds up to the outcome tables by construction.
+Two queries whatever the number of patients: the centres, and the form status of every CRF row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from django.db import connection
+from django.utils import timezone
+
+from cohort import crf
+from cohort.access import ALL_SCOPE
+from cohort.models import Centre, Patient
+from reports import outcomes
+from reports.presentation import share
+
+
+def _forms_sql() -> str:
+    """Every CRF row's patient, status and last change, one SELECT per dictionary form."""
+    rows = " UNION ALL ".join(
+        f"SELECT {'id' if form.model is Patient else 'patient_id'} AS patient_id, form_status, updated_at"
+        f" FROM {form.model._meta.db_table}"
+        for form in crf.FILES.values()
+    )
+    return f"""
+        WITH form AS ({rows})
+        SELECT c.code, count(*), count(*) FILTER (WHERE x.form_status = 'complete'), max(x.updated_at)
+        FROM form x JOIN cohort_patient p ON p.id = x.patient_id JOIN cohort_centre c ON c.id = p.centre_id
+        WHERE p.deleted_at IS NULL {{scope}}
+        GROUP BY c.code
+    """
+
+
+_FORMS = _forms_sql()
+
+
+def centre_completeness(scope: str, patients: Sequence[outcomes.PatientData]) -> list[dict]:
+    """One row per centre of the scope that is active or has patients, in code order. `patients`:
+    the scope's (not deleted) patients as the outcomes were computed from them."""
+    centres = Centre.objects.order_by("code").values_list("code", "name", "active")
+    if scope != ALL_SCOPE:
+        centres = centres.filter(code=scope)
+    condition, params = ("", []) if scope == ALL_SCOPE else ("AND c.code = %s", [scope])
+    with connection.cursor() as cursor:
+        cursor.execute(_FORMS.format(scope=condition), params)
+        forms = {code: (total, complete, last) for code, total, complete, last in cursor.fetchall()}
+
+    enrolled: Counter[str] = Counter()
+    with_t0: Counter[str] = Counter()
+    with_follow_up: Counter[str] = Counter()
+    included: Counter[str] = Counter()
+    recorded: Counter[tuple[str, str]] = Counter()
+    expected: Counter[tuple[str, str]] = Counter()
+    for patient in patients:
+        enrolled[patient.centre] += 1
+        with_t0[patient.centre] += patient.reinduction_date is not None
+        with_follow_up[patient.centre] += patient.follow_up is not None
+        if not outcomes.is_included(patient):
+            continue
+        included[patient.centre] += 1
+        done = outcomes.visits_recorded(patient)
+        for visit in outcomes.VISIT_DAY:
+            recorded[patient.centre, visit] += visit in done
+            expected[patient.centre, visit] += outcomes.visit_expected(patient, visit, recorded=visit in done)
+
+    rows = []
+    for code, name, active in centres:
+        if not (active or enrolled[code]):
+            continue
+        total, complete, last = forms.get(code, (0, 0, None))
+        visit_counts = [(recorded[code, visit], expected[code, visit]) for visit in outcomes.VISIT_DAY]
+        rows.append(
+            {
+                "code": code,
+                "name": name,
+                "enrolled": enrolled[code],
+                "with_reinduction": with_t0[code],
+                "with_follow_up": with_follow_up[code],
+                "included": included[code],
+                "visits": [visit_cell(*counts) for counts in visit_counts],
+                "visit_counts": visit_counts,
+                "forms": f"{complete}/{total}",
+                "forms_percent": share(complete, total),
+                "forms_counts": (complete, total),
+                "last_change": timezone.localtime(last) if last else None,
+            }
+        )
+    return rows
+
+
+def visit_cell(recorded: int, expected: int) -> dict:
+    return {"count": f"{recorded}/{expected}", "percent": share(recorded, expected)}
+
+
+def totals(centres: list[dict]) -> dict:
+    """The table's last line: every centre's counts added up."""
+    visit_counts = [
+        tuple(sum(values) for values in zip(*column, strict=True))
+        for column in zip(*(centre["visit_counts"] for centre in centres), strict=True)
+    ]
+    complete = sum(centre["forms_counts"][0] for centre in centres)
+    total = sum(centre["forms_counts"][1] for centre in centres)
+    lasts = [centre["last_change"] for centre in centres if centre["last_change"]]
+    return {
+        "enrolled": sum(centre["enrolled"] for centre in centres),
+        "with_reinduction": sum(centre["with_reinduction"] for centre in centres),
+        "with_follow_up": sum(centre["with_follow_up"] for centre in centres),
+        "included": sum(centre["included"] for centre in centres),
+        "visits": [visit_cell(recorded, expected) for recorded, expected in visit_counts],
+        "forms": f"{complete}/{total}",
+        "forms_percent": share(complete, total),
+        "last_change": max(lasts) if lasts else None,
+    }
