@@ -34,6 +34,8 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from cohort.celery import app
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT = dt.timedelta(seconds=5)
@@ -47,9 +49,12 @@ BROKER_BACKOFF = 5.0  # seconds
 _broker_down_until = 0.0
 
 
-def wake(task, *args, countdown: float = 0) -> bool:
-    """Send `task(*args)` to the workers, best-effort: False (logged once) when the broker is down."""
+def wake(task_name: str, *args, countdown: float = 0) -> bool:
+    """Send the task registered as `task_name` (reports/tasks.py) with `args` to the workers,
+    best-effort: False (logged once) when the broker is down. By name, so that the tasks import
+    the services they call and never the other way round."""
     global _broker_down_until
+    task = app.tasks[task_name]  # a wrong name is a bug, not an outage: it raises
     if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker: run it here and now
         task.apply_async(args=args)
         return True

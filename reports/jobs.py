@@ -41,6 +41,8 @@ EXTENSIONS = {
     ReportJob.Kind.AUDIT_CSV: "csv",
 }
 MAX_ATTEMPTS = 3
+# The Celery task that runs `job_run` (reports/tasks.py), woken by its name.
+RUN_TASK = "reports.tasks.run_report_job"
 
 
 def job_dir() -> Path:
@@ -80,9 +82,7 @@ def job_retry(job: ReportJob) -> bool:
 
 def enqueue(job_id: int) -> bool:
     """Wake a worker for the job, best-effort: the row is queued, the sweep sends it again."""
-    from reports.tasks import run_report_job
-
-    return background.wake(run_report_job, job_id)
+    return background.wake(RUN_TASK, job_id)
 
 
 def _data_version() -> int | None:

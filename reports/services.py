@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # one recompute per scope. In-process mode (no broker) recomputes at once.
 DEBOUNCE = dt.timedelta(seconds=1)
 MAX_ATTEMPTS = 3
+# The Celery task that runs `recompute` (reports/tasks.py), woken by its name.
+RECOMPUTE_TASK = "reports.tasks.recompute_outcomes"
 
 
 def thresholds() -> outcomes.Thresholds:
@@ -162,9 +164,8 @@ def pending_scopes() -> list[str]:
 def enqueue(scopes: list[str]) -> int:
     """Wake a worker per scope, best-effort: a broker that is down is the sweep's business, never
     the save's (reports/background.py)."""
-    from reports.tasks import recompute_outcomes
-
-    return sum(background.wake(recompute_outcomes, scope, countdown=_debounce().total_seconds()) for scope in scopes)
+    countdown = _debounce().total_seconds()
+    return sum(background.wake(RECOMPUTE_TASK, scope, countdown=countdown) for scope in scopes)
 
 
 def wake_workers_on_commit(scopes: list[str] | None = None) -> None:

@@ -1,4 +1,7 @@
-"""Celery tasks: thin interfaces that take ids or scope codes and call a service (STYLE)."""
+"""Celery tasks: thin interfaces that take ids or scope codes and call a service (STYLE).
+
+The services wake these by name (reports/background.py), so this module imports them and nothing
+of reports imports it but the app's start-up, which registers the tasks in every process."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ def database_health() -> dict:
 
 
 @shared_task(
+    name=services.RECOMPUTE_TASK,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -45,6 +49,7 @@ def sweep_recompute_requests() -> int:
 
 
 @shared_task(
+    name=jobs.RUN_TASK,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,

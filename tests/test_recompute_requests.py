@@ -149,3 +149,15 @@ def test_the_same_message_delivered_again_takes_its_claim_over(people):
 
     assert snapshot.data_version >= version + 1
     assert not RecomputeRequest.objects.filter(scope="all").exclude(status="done").exists()
+
+
+def test_the_wake_ups_name_tasks_every_process_has_registered():
+    # The services wake the tasks by name (reports.tasks imports the services, never the other
+    # way round); the app's start-up registers them, in a web process as in a worker.
+    from cohort.celery import app
+    from reports import background, jobs
+
+    assert app.tasks[services.RECOMPUTE_TASK].name == services.RECOMPUTE_TASK
+    assert app.tasks[jobs.RUN_TASK].name == jobs.RUN_TASK
+    with pytest.raises(KeyError):  # a wrong name is a bug, not a broker outage
+        background.wake("reports.tasks.no_such_task", "all")
