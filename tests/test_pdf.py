@@ -17,11 +17,13 @@ import pdfplumber
 import pytest
 import weasyprint
 from django.core.management import call_command
+from django.utils import timezone
 
-from cohort.models import AdverseEvent, Centre, Patient
+from cohort.models import AdverseEvent, Assessment, Centre, FollowUp, Patient
 from cohort.services import centre_create, crf_row_save, system_user
-from reports import figures, pdf
+from reports import figures, pdf, report_context
 from reports.services import compute_scope
+from tests.base import make_patient, make_record
 from tests.test_outcomes import COHORT31
 
 pytestmark = pytest.mark.django_db
@@ -288,3 +290,56 @@ def test_a_worker_that_never_collected_static_files_renders_with_the_stylesheet(
     with pdfplumber.open(out) as document:
         page = document.pages[0]
         assert (round(page.width), round(page.height)) == (595, 842)  # A4 in points
+
+
+def test_the_completeness_table_counts_the_patients_the_outcomes_include(cohort31):
+    context = report_context.cohort_report_context("all")
+
+    centres = {centre["code"]: centre for centre in context["centres"]}
+    assert sorted(centres) == ["AMC", "RUMC", "UMCU"]
+    for code, centre in centres.items():
+        result, _load, _compute = compute_scope(code)
+        assert centre["included"] == result["n_patients"], code
+        assert centre["enrolled"] == result["n_patients"] + result["excluded_incomplete"], code
+    assert context["totals"]["included"] == context["n_patients"] == 31
+
+
+def test_visits_are_expected_of_patients_followed_up_to_their_nominal_day(people):
+    t0 = dt.date(2022, 3, 1)
+    nurse = people["nurse_a"]
+    # Followed up past week 52, every visit recorded.
+    make_record(make_patient(people["centre_a"], nurse), t0=t0)
+    # Followed up to day 200 (ongoing): week 52 is not yet expected; marked not done, it is not recorded.
+    short = make_record(make_patient(people["centre_a"], nurse), t0=t0)
+    FollowUp.objects.filter(patient=short).update(last_follow_up_date=t0 + dt.timedelta(days=200))
+    Assessment.objects.filter(patient=short, visit="week_52").delete()
+    Assessment.objects.create(patient=short, visit="week_52", not_done="yes", not_done_reason="missed")
+    # Discontinued on day 150, last seen on day 300: week 20 expected (not recorded), week 52 not.
+    stopped = make_record(make_patient(people["centre_a"], nurse), t0=t0)
+    FollowUp.objects.filter(patient=stopped).update(
+        status="discontinued",
+        discontinuation_date=t0 + dt.timedelta(days=150),
+        discontinuation_reason="nonresponse",
+        last_follow_up_date=t0 + dt.timedelta(days=300),
+    )
+    Assessment.objects.filter(patient=stopped, visit__in=["week_20", "week_52"]).delete()
+    # Enrolled without a re-induction dose: not included, no visit expected.
+    make_patient(people["centre_a"], nurse)
+    # Removed: not counted at all.
+    removed = make_record(make_patient(people["centre_a"], nurse), t0=t0)
+    Patient.all_objects.filter(pk=removed.pk).update(deleted_at=timezone.now())
+    centre_create(code="NEW", name="New centre")  # active, no patients yet: listed
+    centre_create(code="OLD", name="Closed centre")
+    Centre.objects.filter(code="OLD").update(active=False)  # inactive and empty: left out
+
+    context = report_context.cohort_report_context("all")
+
+    centres = {centre["code"]: centre for centre in context["centres"]}
+    assert sorted(centres) == ["AMC", "NEW", "UMCU"]
+    amc = centres["AMC"]
+    assert (amc["enrolled"], amc["with_reinduction"], amc["with_follow_up"], amc["included"]) == (4, 3, 3, 3)
+    # (recorded, expected) at weeks 0, 8, 20 and 52.
+    assert amc["visit_counts"] == [(3, 3), (3, 3), (2, 3), (1, 1)]
+    assert [cell["count"] for cell in amc["visits"]] == ["3/3", "3/3", "2/3", "1/1"]
+    assert centres["NEW"]["enrolled"] == 0 and centres["NEW"]["visit_counts"] == [(0, 0)] * 4
+    assert context["n_patients"] == 3
