@@ -14,11 +14,11 @@ from collections import defaultdict
 
 from django.apps import apps
 from django.conf import settings
-from django.db import connection, models
-from django.utils import formats, timezone
+from django.db import connection
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cohort import casebook, crf, services, validators
+from cohort import casebook, crf, display, services, validators
 from cohort.access import ALL_SCOPE
 from cohort.models import Patient
 from reports import completeness, outcomes
@@ -90,7 +90,6 @@ def cohort_report_context(scope: str) -> dict:
 # Rows tabulated one per line; the other forms print as label/value lists.
 TABULAR_FORMS = {"prior_biologics", "doses"}
 # Never shown as values: keys and bookkeeping (the audit trail records who and when).
-HIDDEN_FIELDS = {"id", "patient_id", "centre_id", "created_by_id", "created_at", "updated_at", "version"}
 
 
 def casebook_context(patient: Patient) -> dict:
@@ -116,7 +115,7 @@ def casebook_context(patient: Patient) -> dict:
                     "value": _display(row, name),
                     "flags": row_flags.get(name, []),
                     "wide": _is_free_text(model._meta.get_field(name)),
-                    "numeric": _is_number(model._meta.get_field(name)),
+                    "numeric": display.is_number(model._meta.get_field(name)),
                 }
                 for name in names
             ]
@@ -139,7 +138,7 @@ def casebook_context(patient: Patient) -> dict:
                 "status_label": cell.status_label,
                 "flags": cell.flags,
                 "columns": [
-                    {"label": str(field.verbose_name), "numeric": _is_number(field)}
+                    {"label": str(field.verbose_name), "numeric": display.is_number(field)}
                     for field in (model._meta.get_field(name) for name in names)
                 ],
                 "entries": entries,
@@ -164,10 +163,6 @@ def _is_free_text(field) -> bool:
     return not field.choices and (field.max_length or 0) > 100
 
 
-def _is_number(field) -> bool:
-    return not field.choices and isinstance(field, models.IntegerField | models.DecimalField | models.FloatField)
-
-
 def _two_per_line(values: list[dict]) -> list[list[dict]]:
     """Label/value pairs two to a line, as a paper CRF sets them; free text gets a line of its own."""
     lines: list[list[dict]] = []
@@ -181,23 +176,17 @@ def _two_per_line(values: list[dict]) -> list[list[dict]]:
 
 def _display(row, name: str) -> str:
     field = row._meta.get_field(name)
-    value = row.hbi_total if name == "hbi" else getattr(row, field.attname)
-    if value is None or value == "":
-        return "–"
-    if field.choices:
-        return str(dict(field.flatchoices).get(value, value))
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return formats.localize(value) if _is_number(field) else str(value)  # 12,5 in Dutch (SPEC 6)
+    return display.value_text(field, row.hbi_total if name == "hbi" else getattr(row, field.attname))
 
 
 def _history_entry(entry: dict, labels: dict) -> dict:
     model = apps.get_model("cohort", entry["model"])
     record = labels.get((entry["model"], str(entry["record"])), f"#{entry['record']}")
     changes = []
+    hidden = crf.attnames(model, (*crf.KEYS, *crf.BOOKKEEPING))
     if entry["action"] != "insert":  # what was entered first is what the later changes start from
         for name, (old, new) in sorted(entry["changes"].items()):
-            if name in HIDDEN_FIELDS:
+            if name in hidden:
                 continue
             if entry["action"] != "update" and old in (None, ""):
                 continue
@@ -217,19 +206,10 @@ def _history_entry(entry: dict, labels: dict) -> dict:
 
 
 def _field_label(model, attname: str) -> str:
-    for field in model._meta.concrete_fields:
-        if field.attname == attname:
-            return str(field.verbose_name)
-    return attname
+    field = display.field_by_attname(model, attname)
+    return attname if field is None else str(field.verbose_name)
 
 
 def _raw(model, attname: str, value) -> str:
-    """An audit value (JSON: codes, ISO dates) as the form shows it."""
-    if value is None or value == "":
-        return "–"
-    for field in model._meta.concrete_fields:
-        if field.attname == attname and field.choices:
-            return str(dict(field.flatchoices).get(value, value))
-        if field.attname == attname and _is_number(field):
-            return formats.localize(value)  # a JSON number, in the casebook's language
-    return str(value)
+    """An audit value (JSON: codes, ISO dates, numbers) as the form shows it."""
+    return display.value_text(display.field_by_attname(model, attname), value)
