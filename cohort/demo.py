@@ -21,7 +21,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from cohort.choices import Route, Visit
-from cohort.models import VISIT_SCHEDULE, UstekinumabDose
+from cohort.models import VISIT_SCHEDULE, Assessment, UstekinumabDose
 
 # Ustekinumab was approved for Crohn's disease in the EU in November 2016.
 FIRST_USTEKINUMAB = dt.date(2016, 11, 15)
@@ -470,14 +470,14 @@ def _hbi_fields(rng: random.Random, hbi: int) -> dict[str, Any]:
     rest -= mass
     complications = rng.randint(0, min(2, rest // 4)) if rest >= 4 else 0
     rest -= complications
-    return {
+    parts = {
         "hbi_wellbeing": wellbeing,
         "hbi_pain": pain,
         "hbi_stools": rest,
         "hbi_mass": mass,
         "hbi_complications": complications,
-        "hbi": hbi,
     }
+    return {**parts, "hbi": Assessment(**parts).hbi_total}
 
 
 def _next_therapy(rng: random.Random, reason: str) -> str:

@@ -308,13 +308,9 @@ class AssessmentForm(CrfForm):
         # What the page says once it has computed the total (in the request's language).
         self.fields["hbi"].widget.attrs["data-computed-text"] = _("Computed from the five components.")
 
-    def clean(self):
-        cleaned = super().clean()
-        # The total is derived when all five components are given (the page computes it live too).
-        parts = [cleaned.get(name) for name in HBI_COMPONENTS]
-        if all(part is not None for part in parts) and cleaned.get("hbi") is None:
-            cleaned["hbi"] = sum(parts)
-        return cleaned
+    def _post_clean(self):
+        super()._post_clean()
+        self.instance.fill_hbi()  # the page computes it live too (static/js/crf.js)
 
 
 class FollowUpForm(CrfForm):

@@ -664,13 +664,26 @@ class Assessment(PatientRow):
     def __str__(self) -> str:
         return self.get_visit_display()
 
+    # The HBI rule's one home: the total is the sum of the five components when all are given
+    # (held by the assessment_hbi_is_sum constraint). The loader's SQL CASE (reports/loaders.py)
+    # and the page's live total (static/js/crf.js) are the same rule in SQL and for the browser.
+    @property
+    def hbi_component_sum(self) -> int | None:
+        """The sum of the five HBI components, or None while any is missing."""
+        parts = [getattr(self, name) for name in HBI_COMPONENTS]
+        return sum(parts) if all(part is not None for part in parts) else None
+
     @property
     def hbi_total(self) -> int | None:
         """The HBI: the sum of the components when all five are given, else the entered total."""
-        parts = [getattr(self, name) for name in HBI_COMPONENTS]
-        if all(part is not None for part in parts):
-            return sum(parts)
-        return self.hbi
+        total = self.hbi_component_sum
+        return self.hbi if total is None else total
+
+    def fill_hbi(self) -> None:
+        """Derive the entered total from the components when all five are given and no total was
+        entered (a total that differs from their sum is refused by assessment_hbi_is_sum)."""
+        if self.hbi is None:
+            self.hbi = self.hbi_component_sum
 
     def study_day(self, reinduction_date: dt.date | None) -> int | None:
         if reinduction_date is None or self.assessment_date is None:

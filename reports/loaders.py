@@ -38,7 +38,8 @@ DOSES = (
 REINDUCTION = (
     "SELECT x.patient_id, x.interval_before, x.interval_after, x.corticosteroids = 'yes', x.immunomodulator" + FORM
 )
-# hbi: the component sum when all five are given, else the entered total (Assessment.hbi_total).
+# hbi: the SQL form of the model's rule (cohort/models.py Assessment.hbi_total): the component sum
+# when all five are given, else the entered total.
 ASSESSMENTS = (
     "SELECT x.patient_id, x.visit, x.not_done = 'yes', x.assessment_date,"
     " CASE WHEN x.hbi_wellbeing IS NOT NULL AND x.hbi_pain IS NOT NULL AND x.hbi_stools IS NOT NULL"

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from cohort import crf, validators
 from cohort.models import (
+    HBI_COMPONENTS,
     AdverseEvent,
     Assessment,
     Centre,
@@ -583,3 +584,18 @@ def test_derived_values_are_computed(patient):
     assert patient.anti_tnf_count() == 2
     week_8 = Assessment.objects.get(patient=patient, visit="week_8")
     assert week_8.study_day(T0) == 56 and week_8.in_window(T0) is True
+
+
+@pytest.mark.parametrize(
+    ("entered", "parts", "filled"),
+    [
+        (None, (1, 2, 3, 0, 1), 7),  # all five given, no total: the total is their sum
+        (None, (1, 2, None, 0, 1), None),  # a component missing: nothing to derive
+        (6, (None,) * 5, 6),  # only the total known: kept
+        (9, (1, 2, 3, 0, 1), 9),  # a differing total is kept, for assessment_hbi_is_sum to refuse
+    ],
+)
+def test_the_hbi_total_is_filled_from_complete_components_only(entered, parts, filled):
+    assessment = Assessment(hbi=entered, **dict(zip(HBI_COMPONENTS, parts, strict=True)))
+    assessment.fill_hbi()
+    assert assessment.hbi == filled

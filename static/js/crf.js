@@ -24,7 +24,8 @@
     document.querySelectorAll(selector).forEach(function (el) { hide(el, !visible); });
   }
 
-  // Harvey-Bradshaw Index: when all five components are given, the total is their sum. The parts
+  // Harvey-Bradshaw Index: when all five components are given, the total is their sum (the rule's
+  // home is the model: cohort/models.py Assessment.hbi_total and fill_hbi; shown live here). The parts
   // are read as the server reads whole numbers (cohort.forms.WholeNumberField): digits only, so
   // "2,5" or "1e1" leaves the total open and the server's message at the part, not another sum.
   var WHOLE_NUMBER = /^[0-9]+$/;
