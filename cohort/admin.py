@@ -53,11 +53,18 @@ class RecordCheckedForm(forms.ModelForm):
             return
         if row.pk:
             stored = type(row)._base_manager.filter(pk=row.pk).first()
-            if stored is None or stored.version != self.cleaned_data.get("loaded_version"):
+            try:
+                services.check_edit(
+                    row,
+                    stored,
+                    expected_version=self.cleaned_data.get("loaded_version"),
+                    reason=self.cleaned_data.get("reason_for_change", ""),
+                )
+            except services.EditConflict:
                 self.add_error(None, EDITED_MEANWHILE)
                 return
-            if stored.form_status == "complete" and not self.cleaned_data.get("reason_for_change", "").strip():
-                self.add_error("reason_for_change", services.REASON_REQUIRED)
+            except ValidationError as error:
+                self.add_error(None, error)
         record = services.patient_record(patient, confirmations=False) if patient.pk else crf.PatientRecord(patient)
         record = record.with_row(row)
         for problem in validators.cross_form_problems(record):

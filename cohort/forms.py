@@ -157,7 +157,7 @@ class CrfForm(forms.ModelForm):
                 field.input_formats = ["%Y-%m-%d"]
         if self.instance.pk:
             self.fields["version"].initial = self.instance.version
-        self.asks_reason = bool(self.instance.pk) and self.instance.form_status == "complete"
+        self.asks_reason = self.instance.needs_reason_for_change
         if not self.asks_reason:
             del self.fields["reason_for_change"]
         self.helper = FormHelper()

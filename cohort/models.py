@@ -197,6 +197,11 @@ class CrfRecord(models.Model):
     class Meta:
         abstract = True
 
+    @property
+    def needs_reason_for_change(self) -> bool:
+        """A stored form marked complete is changed (or removed) only with a reason (SPEC section 4)."""
+        return self.pk is not None and self.form_status == FormStatus.COMPLETE
+
 
 class PatientQuerySet(models.QuerySet):
     def active(self):

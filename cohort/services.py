@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pghistory
 import pghistory.models
 from django.contrib.auth.models import User
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models, transaction
 from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
@@ -212,6 +212,22 @@ class EditConflict(Exception):
 REASON_REQUIRED = "a reason for change is required: this form was marked complete."
 
 
+def check_edit(row, stored, *, expected_version: int | None, reason: str) -> None:
+    """Whether `row` may be written over (or remove) `stored`, what the database holds now: the
+    version the user opened must still be the stored one (optimistic lock; else EditConflict with
+    what changed meanwhile), and a form marked complete needs a reason for change. The casebook's
+    save and removal and the admin's form all ask here."""
+    model = type(row)
+    if stored is None and row.pk:
+        raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), None))
+    if stored is not None and not row.pk:
+        raise EditConflict(_changes(model, None, stored))
+    if stored is not None and stored.version != expected_version:
+        raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
+    if stored is not None and stored.needs_reason_for_change and not reason.strip():
+        raise ValidationError({"reason_for_change": REASON_REQUIRED})
+
+
 def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "", source: str = "web"):
     """Save one CRF row from the web: validate it against the patient's whole record, refuse a
     stale version, require a reason to change a completed form, and audit who and why.
@@ -219,21 +235,12 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
     Saves of one patient are serialised by locking the patient row, so cross-form rules are
     checked against what the other forms hold at that moment.
     """
-    from django.core.exceptions import ValidationError
-
     model = type(row)
     with transaction.atomic(), audit_context(user=by, reason=reason, source=source):
         patient = _lock_patient(row.pk if isinstance(row, Patient) else row.patient_id)
         record = patient_record(patient, confirmations=False)
         stored = record.stored(row)
-        if stored is None and row.pk:
-            raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), None))
-        if stored is not None and not row.pk:
-            raise EditConflict(_changes(model, None, stored))
-        if stored is not None and stored.version != expected_version:
-            raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
-        if stored is not None and stored.form_status == "complete" and not reason.strip():
-            raise ValidationError({"reason_for_change": REASON_REQUIRED})
+        check_edit(row, stored, expected_version=expected_version, reason=reason)
         if not isinstance(row, Patient):
             row.patient = patient
         record = record.with_row(row)
@@ -258,17 +265,11 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
 
 def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str = "") -> None:
     """Remove one row of a repeating form; the audit trail keeps it."""
-    from django.core.exceptions import ValidationError
-
-    model = type(row)
     with transaction.atomic(), audit_context(user=by, reason=reason, source="web"):
         patient = _lock_patient(row.patient_id)
         record = patient_record(patient, confirmations=False)
         stored = record.stored(row)
-        if stored is None or stored.version != expected_version:
-            raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
-        if stored.form_status == "complete" and not reason.strip():
-            raise ValidationError({"reason_for_change": REASON_REQUIRED})
+        check_edit(row, stored, expected_version=expected_version, reason=reason)
         # Refuse a removal that would break a rule of the rest of the record (the re-induction dose
         # that every later form's dates depend on, say); what was broken before is not its fault.
         before = {_problem_key(problem) for problem in validators.cross_form_problems(record)}

@@ -599,3 +599,15 @@ def test_the_hbi_total_is_filled_from_complete_components_only(entered, parts, f
     assessment = Assessment(hbi=entered, **dict(zip(HBI_COMPONENTS, parts, strict=True)))
     assessment.fill_hbi()
     assert assessment.hbi == filled
+
+
+def test_a_reason_for_change_is_needed_for_a_stored_form_marked_complete(patient):
+    follow_up = FollowUp.objects.get(patient=patient)
+    assert [FollowUp(form_status=status).needs_reason_for_change for status in ("incomplete", "complete")] == [
+        False,
+        False,
+    ]
+    follow_up.form_status = "incomplete"
+    assert follow_up.needs_reason_for_change is False
+    follow_up.form_status = "complete"
+    assert follow_up.needs_reason_for_change is True
