@@ -67,7 +67,9 @@ class RecordCheckedForm(forms.ModelForm):
                 self.add_error(None, error)
         record = services.patient_record(patient, confirmations=False) if patient.pk else crf.PatientRecord(patient)
         record = record.with_row(row)
-        for problem in validators.cross_form_problems(record):
+        # The validation layer's one entry point. The row's own rules hold here (Django's model
+        # validation above passed), so what it adds are the rules of the whole record.
+        for problem in validators.check(record, [row]):
             if problem.row is row and problem.field in self.fields:
                 self.add_error(problem.field, problem.message)
             elif problem.row is row:

@@ -172,7 +172,7 @@ class CrfForm(forms.ModelForm):
     def _post_clean(self):
         # Only put the cleaned values on the instance. The model's own checks (field types and
         # ranges, the check constraints) and the cross-form rules are the validation layer's, run by
-        # the service on the record as it will be (validators.record_problems, in Python): Django's
+        # the service on the record as it will be (validators.check, in Python): Django's
         # ModelForm would also run full_clean, asking the database once per check constraint.
         try:
             self.instance = forms.models.construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)

@@ -100,10 +100,7 @@ def _problems(record: PatientRecord, origin: dict[int, SourceRow], *, complete: 
     they would only repeat the error in other words (a missing date seen as 'no re-induction
     dose'). Nor are they when one of the patient's rows could not be read at all (not `complete`)."""
     rows = [row for row in record.rows() if id(row) in origin]
-    problems = [problem for row in rows for problem in validators.row_problems(row, skip=origin[id(row)].failed)]
-    if complete and not any(origin[id(row)].failed for row in rows):
-        problems.extend(validators.cross_form_problems(record))
-    return problems
+    return validators.check(record, rows, skip=lambda row: origin[id(row)].failed, cross_form=complete)
 
 
 def _sorted(errors: list[str]) -> list[str]:

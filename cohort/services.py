@@ -79,7 +79,7 @@ def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
         centre = Centre.objects.select_for_update().get(pk=centre.pk)
         patient = Patient(centre=centre, created_by=by, **data)
         patient.study_id = next_study_id(centre)
-        validators.raise_for(validators.record_problems(PatientRecord(patient)), patient)
+        validators.raise_for(validators.check(PatientRecord(patient)), patient)
         patient.save()
         _outcomes_changed(centre)
     return patient
@@ -244,7 +244,7 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
         if not isinstance(row, Patient):
             row.patient = patient
         record = record.with_row(row)
-        validators.raise_for(validators.record_problems(record, rows=[row]), row)
+        validators.raise_for(validators.check(record, [row]), row)
         _outcomes_changed(patient.centre)
         if stored is None:
             row.save()

@@ -1,9 +1,10 @@
 """The validation layer: conditional and cross-form rules (SPEC section 3).
 
-One place for every write path: the admin, the importer and the web forms call `record_problems`
-(hard rules: the save is refused) and `soft_flags` (unusual but admissible values: saved with a
-flag). Within-row rules are database constraints on the models; `row_problems` runs them before the
-database would, so their messages reach the field. Each message names what is allowed.
+One entry point for every write path: the web save, the admin and the importer call `check` (hard
+rules: the save is refused), and what shows a record calls `soft_flags` (unusual but admissible
+values: saved with a flag). Within-row rules are database constraints on the models; `row_problems`
+runs them before the database would, so their messages reach the field. Each message names what is
+allowed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -61,7 +63,7 @@ def row_problems(row: models.Model, *, skip: set[str] = frozenset()) -> list[Pro
         errors.update(error.error_dict)
     failed = set(errors) | set(exclude)
     for constraint in row._meta.constraints:
-        # Uniqueness across rows is a rule of the whole record (record_problems), checked on the
+        # Uniqueness across rows is a rule of the whole record (cross_form_problems), checked on the
         # rows as they will be, not on what the database holds now.
         if not isinstance(constraint, models.CheckConstraint):
             continue
@@ -172,12 +174,26 @@ def _explain(row: models.Model, name: str, error: ValidationError) -> str:
     return " ".join(error.messages)
 
 
-def record_problems(record: PatientRecord, *, rows: list[Any] | None = None) -> list[Problem]:
-    """Every hard rule broken by `rows` (default: all rows) and by the record as a whole."""
+def check(
+    record: PatientRecord,
+    rows: Iterable[Any] | None = None,
+    *,
+    skip: Callable[[Any], Collection[str]] | None = None,
+    cross_form: bool = True,
+) -> list[Problem]:
+    """Every hard rule broken by `rows` (default: every row of the record) and, with `cross_form`,
+    by the record as a whole: the one validation entry point of the web save, the admin and the
+    importer. `skip(row)`: a row's fields already reported (cells that could not be read); the rules
+    that read them are left out, and so are the cross-form rules, which would only repeat the error
+    in other words (a missing date seen as 'no re-induction dose')."""
     problems: list[Problem] = []
+    skipped = False
     for row in record.rows() if rows is None else rows:
-        problems.extend(row_problems(row))
-    problems.extend(cross_form_problems(record))
+        failed = set(skip(row)) if skip is not None else set()
+        skipped = skipped or bool(failed)
+        problems.extend(row_problems(row, skip=failed))
+    if cross_form and not skipped:
+        problems.extend(cross_form_problems(record))
     return problems
 
 

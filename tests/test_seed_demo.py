@@ -15,7 +15,7 @@ from django.core.management import call_command
 
 from cohort.models import AdverseEvent, Assessment, Centre, FollowUp, Membership, Patient
 from cohort.services import SYSTEM_USERNAME, patient_record
-from cohort.validators import record_problems, soft_flags
+from cohort.validators import check, soft_flags
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_it_seeds_records_that_break_no_rule(logins_file):
     seed(logins_file)
 
     problems = {
-        record.patient.study_id: [(type(p.row).__name__, p.field, p.message) for p in record_problems(record)]
+        record.patient.study_id: [(type(p.row).__name__, p.field, p.message) for p in check(record)]
         for record in records()
     }
     assert {study_id: found for study_id, found in problems.items() if found} == {}

@@ -6,7 +6,7 @@ centres and accounts, and prints the logins. Nothing here describes a real perso
 Speed matters (10,000 patients for the benchmarks): rows are built as plain model instances and
 written with bulk_create inside one transaction, under the audit context so every audit event
 names the system user. Rows are not full_clean()ed one by one; tests/test_seed_demo.py proves that
-every seeded record passes the validation layer (cohort.validators.record_problems).
+every seeded record passes the validation layer (cohort.validators.check).
 """
 
 from __future__ import annotations
