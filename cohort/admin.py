@@ -16,6 +16,7 @@ from django.http import HttpResponseRedirect
 from cohort import crf, services, validators
 from cohort.forms import NUMBER_FORM_FIELDS
 from cohort.models import (
+    REASON_MAX_LENGTH,
     AdverseEvent,
     Assessment,
     Centre,
@@ -37,7 +38,9 @@ class RecordCheckedForm(forms.ModelForm):
 
     loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     reason_for_change = forms.CharField(
-        required=False, max_length=200, help_text="Required when changing a record that was marked complete."
+        required=False,
+        max_length=REASON_MAX_LENGTH,
+        help_text="Required when changing a record that was marked complete.",
     )
 
     def __init__(self, *args, **kwargs):

@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from cohort import crf
 from cohort.models import (
     HBI_COMPONENTS,
+    REASON_MAX_LENGTH,
     AdverseEvent,
     Assessment,
     FollowUp,
@@ -140,7 +141,7 @@ class CrfForm(forms.ModelForm):
     reason_for_change = forms.CharField(
         label=_("Reason for change"),
         required=False,
-        max_length=200,
+        max_length=REASON_MAX_LENGTH,
         help_text=_("Required when changing a form that was marked complete."),
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )

@@ -184,6 +184,11 @@ class Membership(models.Model):
         return f"{self.user} - {self.role} at {self.centre.code}"
 
 
+# A reason for change is kept with every audit event it explains (SPEC section 4), whole: the
+# casebook, the admin and a patient's removal take at most this many characters, and refuse more.
+REASON_MAX_LENGTH = 200
+
+
 class CrfRecord(models.Model):
     """What every CRF row carries: its form status and a version for optimistic locking."""
 

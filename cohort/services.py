@@ -13,10 +13,11 @@ from django.db import models, transaction
 from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from cohort import crf, display, signals, validators
 from cohort.crf import PatientRecord
-from cohort.models import Centre, Patient
+from cohort.models import REASON_MAX_LENGTH, Centre, FlagConfirmation, Patient
 
 SYSTEM_USERNAME = "system"
 
@@ -125,7 +126,16 @@ def _one(patient: Patient, relation: str):
 
 
 def patient_soft_delete(*, patient: Patient, by: User, reason: str) -> None:
-    """Remove a patient from every list and analysis; the row and its audit trail stay."""
+    """Remove a patient from every list and analysis; the row and its audit trail stay. The reason
+    is required and kept whole in the audit trail: one too long is refused, never cut."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError(gettext("Give the reason for removing the patient; nothing was removed."))
+    if len(reason) > REASON_MAX_LENGTH:
+        raise ValidationError(
+            gettext("The reason can be at most %(limit)d characters (this one has %(length)d); nothing was removed."),
+            params={"limit": REASON_MAX_LENGTH, "length": len(reason)},
+        )
     with transaction.atomic(), audit_context(user=by, reason=reason, source="delete"):
         Patient.all_objects.filter(pk=patient.pk).update(deleted_at=timezone.now())
         _outcomes_changed(patient.centre)
@@ -136,9 +146,16 @@ class NothingToConfirm(Exception):
 
 
 def flag_confirm(*, patient: Patient, form: str, row_id: int, field: str, by: User, comment: str = ""):
-    """Confirm a soft flag as it stands now: the values it was raised on are recorded with it."""
-    from cohort.models import FlagConfirmation
-
+    """Confirm a soft flag as it stands now: the values it was raised on are recorded with it. The
+    comment is kept whole: one longer than the confirmation holds is refused, never cut."""
+    limit = FlagConfirmation._meta.get_field("comment").max_length
+    if len(comment) > limit:
+        raise ValidationError(
+            gettext(
+                "The comment can be at most %(limit)d characters (this one has %(length)d); the flag was not confirmed."
+            ),
+            params={"limit": limit, "length": len(comment)},
+        )
     with transaction.atomic(), audit_context(user=by, reason=comment, source="flag"):
         record = patient_record(_lock_patient(patient.pk))
         flag = next(

@@ -122,11 +122,11 @@ def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
 def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
     """Soft delete (SPEC section 4): the patient leaves every list and analysis; the audit stays."""
     patient = access.get_patient_for_user(request.user, study_id, write=True)
-    reason = request.POST.get("reason_for_change", "").strip()[:200]
-    if not reason:
-        messages.error(request, _("Give the reason for removing the patient; nothing was removed."))
+    try:
+        services.patient_soft_delete(patient=patient, by=request.user, reason=request.POST.get("reason_for_change", ""))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
         return redirect("cohort:patient-detail", patient.study_id)
-    services.patient_soft_delete(patient=patient, by=request.user, reason=reason)
     messages.success(
         request, _("Patient %(id)s removed; the record and its audit trail are kept.") % {"id": patient.study_id}
     )
@@ -151,10 +151,12 @@ def flag_confirm(request: HttpRequest, study_id: str) -> HttpResponse:
             row_id=int(row_id) if row_id.isdigit() else 0,
             field=request.POST.get("field", ""),
             by=request.user,
-            comment=request.POST.get("comment", "").strip()[:200],
+            comment=request.POST.get("comment", "").strip(),
         )
     except services.NothingToConfirm:
         messages.error(request, _("This flag is no longer raised (the value was changed or confirmed already)."))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
     else:
         messages.success(request, _("Flag confirmed: the value was checked and stands."))
     return redirect(back)

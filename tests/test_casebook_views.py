@@ -315,6 +315,36 @@ def test_a_nurse_removes_a_patient_with_a_reason_and_the_audit_trail_stays(nurse
     assert Patient.objects.get().study_id == "AMC-002"
 
 
+def test_a_reason_too_long_for_the_audit_trail_is_refused_whole_and_nothing_is_removed(nurse, patient):
+    url = reverse("cohort:patient-delete", args=[patient.study_id])
+    refused = nurse.post(url, {"reason_for_change": "r" * 250}, follow=True)
+    assert (
+        "The reason can be at most 200 characters (this one has 250); nothing was removed." in refused.content.decode()
+    )
+    assert refused.redirect_chain[-1][0] == reverse("cohort:patient-detail", args=[patient.study_id])
+    assert Patient.objects.filter(pk=patient.pk).exists()
+    assert all(entry["reason"] != "r" * 200 for entry in patient_audit_trail(patient))
+
+    nurse.post(url, {"reason_for_change": "r" * 200})  # at the limit: removed, the reason kept whole
+    assert not Patient.objects.filter(pk=patient.pk).exists()
+    assert patient_audit_trail(patient)[-1]["reason"] == "r" * 200
+
+
+def test_a_flag_comment_too_long_to_keep_is_refused_and_the_flag_stays(nurse, patient):
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    Assessment.objects.filter(pk=week_8.pk).update(assessment_date=T0 + dt.timedelta(days=90))
+    confirm = reverse("cohort:flag-confirm", args=[patient.study_id])
+    data = {"form": "assessment", "row": week_8.pk, "field": "assessment_date", "next": form_url(patient, "week_8")}
+    refused = nurse.post(confirm, {**data, "comment": "c" * 201}, follow=True)
+    assert (
+        "The comment can be at most 200 characters (this one has 201); the flag was not confirmed."
+        in refused.content.decode()
+    )
+    assert not patient.flag_confirmations.exists()
+    nurse.post(confirm, {**data, "comment": "c" * 200})
+    assert patient.flag_confirmations.get().comment == "c" * 200
+
+
 def test_a_flagged_value_is_confirmed_and_stops_counting_until_it_changes(nurse, client, people, patient):
     week_8 = Assessment.objects.get(patient=patient, visit="week_8")
     Assessment.objects.filter(pk=week_8.pk).update(assessment_date=T0 + dt.timedelta(days=90))
