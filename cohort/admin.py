@@ -152,7 +152,8 @@ class CrfAdmin(CrfSavedAdmin):
     autocomplete_fields = ["patient"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(patient__deleted_at__isnull=True)
+        # Rows of removed patients are hidden, as their patients are (Patient.objects).
+        return super().get_queryset(request).filter(patient__in=Patient.objects.all())
 
 
 @admin.register(Patient)

@@ -208,6 +208,13 @@ class CrfRecord(models.Model):
         return self.pk is not None and self.form_status == FormStatus.COMPLETE
 
 
+# Soft delete (SPEC section 4): a removed patient keeps their row (deleted_at is set) and leaves
+# every list and analysis. The ORM's one place is Patient.objects (Patient.all_objects where
+# removed patients are meant); rows of other forms follow with patient__in=Patient.objects.all().
+# Raw SQL over cohort_patient names the condition through this constant.
+ACTIVE_PATIENT_SQL = "deleted_at IS NULL"
+
+
 class PatientQuerySet(models.QuerySet):
     def active(self):
         return self.filter(deleted_at__isnull=True)
@@ -217,7 +224,7 @@ class ActivePatientManager(models.Manager.from_queryset(PatientQuerySet)):  # ty
     """Soft-deleted patients leave every list and analysis (SPEC section 4)."""
 
     def get_queryset(self):
-        return super().get_queryset().filter(deleted_at__isnull=True)
+        return super().get_queryset().active()
 
 
 @audited()

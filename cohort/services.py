@@ -17,7 +17,7 @@ from django.utils.translation import gettext
 
 from cohort import crf, display, signals, validators
 from cohort.crf import PatientRecord
-from cohort.models import REASON_MAX_LENGTH, Centre, FlagConfirmation, Patient
+from cohort.models import ACTIVE_PATIENT_SQL, REASON_MAX_LENGTH, Centre, FlagConfirmation, Patient
 
 SYSTEM_USERNAME = "system"
 
@@ -311,7 +311,7 @@ def _lock_patient(patient_id: int) -> Patient:
     Two statements on purpose: a row read in the locking statement itself could be the version
     from before the lock was granted; the second statement sees what the lock holder committed."""
     with transaction.get_connection().cursor() as cursor:
-        cursor.execute("SELECT 1 FROM cohort_patient WHERE id = %s AND deleted_at IS NULL FOR UPDATE", [patient_id])
+        cursor.execute(f"SELECT 1 FROM cohort_patient WHERE id = %s AND {ACTIVE_PATIENT_SQL} FOR UPDATE", [patient_id])
         if cursor.fetchone() is None:
             raise Patient.DoesNotExist(patient_id)
     return Patient.objects.select_related("centre", "reinduction", "follow_up").get(pk=patient_id)

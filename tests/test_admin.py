@@ -178,3 +178,14 @@ def test_the_audit_trail_cannot_be_changed_in_the_admin(client, people, patient)
     assert change.status_code == 403
     assert delete.status_code == 403
     assert event_model.objects.filter(pk=event.pk, pgh_label="insert").exists()
+
+
+def test_a_removed_patient_and_the_rows_of_their_forms_leave_the_admin_lists(client, people, patient):
+    login_as(client, people["admin"])
+    follow_up = FollowUp.objects.get(patient=patient)
+    assert patient.study_id in client.get(reverse("admin:cohort_followup_changelist")).content.decode()
+    services.patient_soft_delete(patient=patient, by=people["nurse_a"], reason="entered twice")
+    patients = client.get(reverse("admin:cohort_patient_changelist")).content.decode()
+    follow_ups = client.get(reverse("admin:cohort_followup_changelist")).content.decode()
+    assert patient.study_id not in patients and patient.study_id not in follow_ups
+    assert client.get(reverse("admin:cohort_followup_change", args=[follow_up.pk])).status_code == 302
