@@ -170,7 +170,7 @@ class _Plan:
         centre = self._centre(source)
         stored = self.existing.get(source.study_id)
         if stored is not None and centre is not None:
-            if stored.deleted_at is not None:
+            if stored.is_removed:
                 self.errors.append(f"patients.csv:{source.line}: study_id: {shown(source.study_id)} was deleted.")
                 return
             if stored.centre_id != centre.pk:
@@ -247,7 +247,7 @@ class _Plan:
         stored = self.existing.get(source.study_id)
         if stored is None and source.study_id in self.unread:
             return None
-        if stored is None or stored.deleted_at is not None:
+        if stored is None or stored.is_removed:
             self.errors.append(
                 f"{form.name}.csv:{source.line}: study_id: unknown patient {shown(source.study_id)}; "
                 "new patients must be in patients.csv."

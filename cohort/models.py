@@ -219,6 +219,9 @@ class PatientQuerySet(models.QuerySet):
     def active(self):
         return self.filter(deleted_at__isnull=True)
 
+    def removed(self):
+        return self.filter(deleted_at__isnull=False)
+
 
 class ActivePatientManager(models.Manager.from_queryset(PatientQuerySet)):  # type: ignore[misc]
     """Soft-deleted patients leave every list and analysis (SPEC section 4)."""
@@ -304,6 +307,11 @@ class Patient(CrfRecord):
 
     def __str__(self) -> str:
         return self.study_id
+
+    @property
+    def is_removed(self) -> bool:
+        """Soft-deleted: left every list and analysis; the row and its audit trail stay."""
+        return self.deleted_at is not None
 
     @property
     def age_at_diagnosis(self) -> int:

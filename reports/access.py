@@ -9,7 +9,7 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 
 from cohort import access
-from cohort.models import Centre
+from cohort.models import Centre, Patient
 from reports.models import ReportJob
 
 
@@ -20,7 +20,7 @@ def jobs_for_user(user: User | AnonymousUser) -> QuerySet[ReportJob]:
         return jobs
     readable = access.readable_centre_ids(user) or set()
     codes = list(Centre.objects.filter(pk__in=readable).values_list("code", flat=True))
-    return jobs.filter(scope__in=codes).exclude(patient__deleted_at__isnull=False)
+    return jobs.filter(scope__in=codes).exclude(patient__in=Patient.all_objects.removed())
 
 
 def get_job_for_user(user: User | AnonymousUser, job_id: int) -> ReportJob:

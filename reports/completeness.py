@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from cohort import crf
 from cohort.access import ALL_SCOPE
-from cohort.models import Centre, Patient
+from cohort.models import ACTIVE_PATIENT_SQL, Centre, Patient
 from reports import outcomes
 from reports.presentation import share
 
@@ -34,7 +34,7 @@ def _forms_sql() -> str:
         WITH form AS ({rows})
         SELECT c.code, count(*), count(*) FILTER (WHERE x.form_status = 'complete'), max(x.updated_at)
         FROM form x JOIN cohort_patient p ON p.id = x.patient_id JOIN cohort_centre c ON c.id = p.centre_id
-        WHERE p.deleted_at IS NULL {{scope}}
+        WHERE p.{ACTIVE_PATIENT_SQL} {{scope}}
         GROUP BY c.code
     """
 
