@@ -3,6 +3,10 @@
 Field names are the dictionary's variable names, choices its codes, verbose_name its label and
 help_text its notes. What a single row must never break is a database constraint (so no write path
 can bypass it); conditional and cross-form rules live in cohort/validators.py.
+
+Longer than the ~500 lines we aim for, on purpose: it is the data dictionary's seven forms as
+models, each with its constraints, read side by side with the dictionary; the forms have no seam
+between them, and Django's migrations and pghistory's event models name these classes here.
 """
 
 from __future__ import annotations

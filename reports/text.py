@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from reports.presentation import share, whole_percent
+
+# Percentages are rounded as the dashboard and the PDF print them (reports/presentation.py: whole
+# percentages, half up); this output is plain ASCII, so a missing value is "-", not a dash.
+
 
 def _percent(n: int, total: int) -> str:
-    return f"{round(100 * n / total)}%" if total else "-"
+    return share(n, total) if total else "-"
 
 
 def _ci(low, high) -> str:
     if low is None or high is None:
         return ""
-    return f"  95% CI {100 * low:.0f}-{100 * high:.0f}%"
+    return f"  95% CI {whole_percent(low).removesuffix('%')}-{whole_percent(high)}"
 
 
 def format_value(value: dict) -> str | None:
@@ -24,7 +29,7 @@ def format_value(value: dict) -> str | None:
         return f"{value['median']:.1f} ({value['q1']:.1f}-{value['q3']:.1f}), N={value.get('N')}"
     if "estimate" in value and "at_risk" in value:
         estimate = value["estimate"]
-        shown = "-" if estimate is None else f"{100 * estimate:.0f}%"
+        shown = "-" if estimate is None else whole_percent(estimate)
         return f"{shown}{_ci(value.get('ci_low'), value.get('ci_high'))}  at risk {value['at_risk']}"
     return None
 

@@ -95,3 +95,11 @@ def test_it_prints_a_readable_table(cohort31):
     assert "scope: all" in text and "n patients: 31" in text
     assert "anti tnf 2plus: 24/31 (77%)" in text
     assert "interval initial to reinduction months: 11.1 (6.9-19.5), N=31" in text
+
+
+def test_the_text_table_rounds_percentages_as_the_paper_does():
+    """Half up, as the dashboard and the PDF: 1 of 8 is 13%, not Python's round-half-even 12%."""
+    from reports.text import outcome_table
+
+    table = outcome_table({"x": {"n": 1, "N": 8, "ci_low": 0.0625, "ci_high": 0.125}})
+    assert "x: 1/8 (13%)  95% CI 6-13%" in table
