@@ -34,7 +34,6 @@ from django.utils import timezone
 from cohort import crf, dictionary
 from cohort.csvformat import export_cohort
 from cohort.models import (
-    VISIT_SCHEDULE,
     AdverseEvent,
     Assessment,
     Centre,
@@ -393,28 +392,7 @@ def _visit_values(
         return values
     if not included:
         return [*values, None, None, None, None, None, None]
-    done = assessment is not None and assessment.not_done != "yes"
-    date = assessment.assessment_date if done else None
-    reference = date or t0 + dt.timedelta(days=VISIT_SCHEDULE[visit][0])
-    if date is None and outcomes.discontinuation_date(patient) is None:
-        # Still on treatment, but did the patient get that far? Only the follow-up can tell.
-        on_drug = True if patient.follow_up.last_follow_up_date >= reference else None
-    else:
-        on_drug = outcomes.on_ustekinumab_at(patient, reference)
-    remission = steroid_free = biochemical = endoscopic = None
-    hbi = assessment.hbi_total if done else None
-    # The 'observed' denominator (SPEC 5): a done visit with an HBI, on ustekinumab at its date.
-    if hbi is not None and outcomes.on_ustekinumab_at(patient, date):
-        remission = hbi <= limits.hbi_max
-        steroid_free = remission and assessment.corticosteroids == "no"
-    # Biochemical and endoscopic remission: the outcome module's own rules, on its view of the visit.
-    seen = next((a for a in patient.assessments if a.visit == visit and not a.not_done), None)
-    if seen is not None and outcomes.on_ustekinumab_at(patient, seen.assessment_date):
-        biochemical = outcomes.biochemical_in_remission(seen, limits)
-        endoscopic = outcomes.endoscopic_in_remission(seen)
-    nri = _flag(remission is True) if outcomes.in_nri_denominator(patient, visit) else None
-    flags = (on_drug, remission, steroid_free)
-    return [*values, *map(_flag, flags), nri, _flag(biochemical), _flag(endoscopic)]
+    return [*values, *map(_flag, outcomes.visit_outcome(patient, visit, limits))]
 
 
 def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:

@@ -299,11 +299,6 @@ def assessments_by_visit(patients: Sequence[PatientData]) -> dict[str, Seen]:
     return by_visit
 
 
-def on_ustekinumab(seen: Seen) -> Seen:
-    """The assessments of patients on ustekinumab at that visit: every follow-up outcome's population."""
-    return [(p, a) for p, a in seen if on_ustekinumab_at(p, a.assessment_date)]
-
-
 def survival_time(patient: PatientData) -> tuple[int, bool]:
     """Drug survival: (days from t0 to discontinuation or last follow-up, discontinued)."""
     assert patient.reinduction_date is not None and patient.follow_up is not None
@@ -414,20 +409,51 @@ def drug_survival(patients: Sequence[PatientData]) -> dict:
     }
 
 
-def clinical_remission(patients: Sequence[PatientData], on_drug: Seen, visit: str, thresholds: Thresholds) -> dict:
-    """`on_drug`: the week-w assessments of patients on ustekinumab at the visit."""
-    observed = [a for _, a in on_drug if a.hbi is not None]
-    in_remission = [a for a in observed if a.hbi <= thresholds.hbi_max]
-    steroid_free = [a for a in in_remission if a.corticosteroids is False]
+class VisitOutcome(NamedTuple):
+    """A patient's follow-up outcomes at one visit; a flag is None when the patient is not in that
+    outcome's denominator (SPEC 5). The outcome tables count these flags; the wide export writes them."""
+
+    on_ustekinumab: bool | None  # at the visit's date (no assessment: its nominal day); None unknown
+    remission: bool | None  # clinical remission, 'observed'
+    steroid_free: bool | None  # same denominator
+    nri: bool | None  # 'nri': the observed numerator in the NRI denominator
+    biochemical: bool | None
+    endoscopic: bool | None
+
+
+def visit_assessment(patient: PatientData, visit: str) -> AssessmentData | None:
+    """The patient's done assessment of the visit (the first, were there several)."""
+    return next((a for a in patient.assessments if a.visit == visit and not a.not_done), None)
+
+
+def visit_outcome(patient: PatientData, visit: str, thresholds: Thresholds) -> VisitOutcome:
+    """An included patient's outcomes at a follow-up visit (week_8, week_20, week_52)."""
+    seen = visit_assessment(patient, visit)
+    date = seen.assessment_date if seen is not None else None
+    remission = steroid_free = biochemical = endoscopic = None
+    # Every follow-up outcome's population: a done visit, on ustekinumab at its date.
+    if seen is not None and on_ustekinumab_at(patient, date):
+        if seen.hbi is not None:
+            remission = seen.hbi <= thresholds.hbi_max
+            steroid_free = remission and seen.corticosteroids is False
+        biochemical = biochemical_in_remission(seen, thresholds)
+        endoscopic = endoscopic_in_remission(seen)
     # NRI denominator: discontinued (at any time) or followed up to the nominal day. The numerator is
     # the observed numerator, as the SPEC defines it (to the letter, even for a patient seen at the
-    # visit but followed up less than the nominal day).
-    nri_total = sum(1 for p in patients if in_nri_denominator(p, visit))
-    return {
-        "observed": proportion(len(in_remission), len(observed)),
-        "nri": proportion(len(in_remission), nri_total),
-        "steroid_free": proportion(len(steroid_free), len(observed)),
-    }
+    # visit but followed up less than the nominal day: counted by compute(), not flagged here).
+    nri = remission is True if in_nri_denominator(patient, visit) else None
+    on_drug = _on_ustekinumab_at_visit(patient, visit, date)
+    return VisitOutcome(on_drug, remission, steroid_free, nri, biochemical, endoscopic)
+
+
+def _on_ustekinumab_at_visit(patient: PatientData, visit: str, date: dt.date | None) -> bool | None:
+    """On ustekinumab at the assessment date, or without one at the nominal day; None when still on
+    treatment but followed up for less than that."""
+    reference = date or patient.reinduction_date + dt.timedelta(days=NOMINAL_DAY[visit])
+    if date is None and discontinuation_date(patient) is None:
+        # Still on treatment, but did the patient get that far? Only the follow-up can tell.
+        return True if patient.follow_up.last_follow_up_date >= reference else None
+    return on_ustekinumab_at(patient, reference)
 
 
 def in_nri_denominator(patient: PatientData, visit: str) -> bool:
@@ -454,14 +480,21 @@ def endoscopic_in_remission(assessment: AssessmentData) -> bool | None:
     return None
 
 
-def biochemical_remission(on_drug: Seen, thresholds: Thresholds) -> dict:
-    tally = count(biochemical_in_remission(assessment, thresholds) for _, assessment in on_drug)
+def _tally(flags: list[bool | None]) -> dict:
+    tally = count(flags)
     return proportion(tally["n"], tally["N"])
 
 
-def endoscopic_remission(on_drug: Seen) -> dict:
-    tally = count(endoscopic_in_remission(assessment) for _, assessment in on_drug)
-    return proportion(tally["n"], tally["N"])
+def clinical_remission(visit_outcomes: Sequence[VisitOutcome]) -> dict:
+    """The visit's outcomes of the included patients -> observed, NRI and steroid-free proportions."""
+    observed = count([o.remission for o in visit_outcomes])
+    # The NRI numerator is the observed numerator (see visit_outcome).
+    nri_total = sum(1 for o in visit_outcomes if o.nri is not None)
+    return {
+        "observed": proportion(observed["n"], observed["N"]),
+        "nri": proportion(observed["n"], nri_total),
+        "steroid_free": _tally([o.steroid_free for o in visit_outcomes]),
+    }
 
 
 def adverse_event_table(patients: Sequence[PatientData]) -> dict:
@@ -487,7 +520,7 @@ def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: 
     in_scope = [p for p in patients if scope == "all" or p.centre == scope]
     included = [p for p in in_scope if is_included(p)]
     by_visit = assessments_by_visit(included)
-    on_drug = {w: on_ustekinumab(by_visit.get(w, [])) for w in FOLLOW_UP_VISITS}
+    at_visit = {w: [visit_outcome(p, w, thresholds) for p in included] for w in FOLLOW_UP_VISITS}
     return {
         "scope": scope,
         "algorithm_version": ALGORITHM_VERSION,
@@ -496,9 +529,9 @@ def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: 
         "baseline": baseline_table(included, by_visit.get("week_0", [])),
         "treatment": treatment_table(included),
         "drug_survival": drug_survival(included),
-        "clinical_remission": {w: clinical_remission(included, on_drug[w], w, thresholds) for w in FOLLOW_UP_VISITS},
-        "biochemical_remission": {w: biochemical_remission(on_drug[w], thresholds) for w in FOLLOW_UP_VISITS},
-        "endoscopic_remission": {w: endoscopic_remission(on_drug[w]) for w in FOLLOW_UP_VISITS},
+        "clinical_remission": {w: clinical_remission(at_visit[w]) for w in FOLLOW_UP_VISITS},
+        "biochemical_remission": {w: _tally([o.biochemical for o in at_visit[w]]) for w in FOLLOW_UP_VISITS},
+        "endoscopic_remission": {w: _tally([o.endoscopic for o in at_visit[w]]) for w in FOLLOW_UP_VISITS},
         "nonresponse": proportion(
             sum(1 for p in included if p.follow_up.discontinuation_reason == "nonresponse"), len(included)
         ),

@@ -380,3 +380,29 @@ def test_a_fixed_number_of_queries_whatever_the_number_of_patients(people, djang
         assert len(wide_dataset(Patient.objects.all())[1]) == 16
     with django_assert_max_num_queries(3):
         assert len(audit_rows(Patient.objects.all())) == 16 * few
+
+
+def test_the_wide_remission_flags_add_up_to_the_outcome_tables(tmp_path):
+    """Both read reports.outcomes.visit_outcome: yes = the table's n, a non-empty cell = its N."""
+    logins = str(tmp_path / "logins.txt")
+    call_command("seed_demo", patients=150, centres=3, seed=11, logins_file=logins, stdout=StringIO())
+    result = compute(load_patients(), thresholds=thresholds())
+    rows = read_csv(export(tmp_path, "wide_csv"))
+    for visit in ("week_8", "week_20", "week_52"):
+        w = f"w{visit.removeprefix('week_')}"
+        clinical = result["clinical_remission"][visit]
+        for column, table in (
+            (f"{w}_remission", clinical["observed"]),
+            (f"{w}_nri_remission", clinical["nri"]),
+            (f"{w}_sf_remission", clinical["steroid_free"]),
+            (f"{w}_biochemical_remission", result["biochemical_remission"][visit]),
+            (f"{w}_endoscopic_remission", result["endoscopic_remission"][visit]),
+        ):
+            values = [row[column] for row in rows]
+            yes = values.count("yes")
+            if column.endswith("nri_remission"):
+                # The NRI numerator is the observed one (SPEC 5, to the letter): it also counts a
+                # patient in remission at the visit but followed up for less than the nominal day.
+                yes += sum(1 for row in rows if row[f"{w}_remission"] == "yes" and not row[column])
+            assert (yes, sum(1 for v in values if v)) == (table["n"], table["N"]), column
+        assert clinical["observed"]["N"] > 0
