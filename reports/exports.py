@@ -20,7 +20,6 @@ import io
 import json
 import tempfile
 import zipfile
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,17 +33,13 @@ from django.utils import timezone
 from cohort import crf, dictionary
 from cohort.csvformat import export_cohort
 from cohort.models import (
-    AdverseEvent,
     Assessment,
     Centre,
-    FollowUp,
     Patient,
-    PriorBiologic,
-    Reinduction,
-    UstekinumabDose,
 )
 from reports import outcomes
-from reports.outcomes import AdverseEventData, AssessmentData, FollowUpData, PatientData
+from reports.loaders import load_records
+from reports.outcomes import PatientData
 from reports.services import thresholds
 
 Progress = Callable[[int, str], None] | None
@@ -266,115 +261,15 @@ def _columns() -> list[Column]:
     return patient_columns + derived
 
 
-def _grouped(rows: Iterable[tuple]) -> dict[int, list[tuple]]:
-    """(patient_id, *values) rows -> patient_id: [values, ...], in the rows' order."""
-    grouped: dict[int, list[tuple]] = defaultdict(list)
-    for patient_id, *values in rows:
-        grouped[patient_id].append(tuple(values))
-    return grouped
-
-
-def _yes(value: str) -> bool | None:
-    return None if value == "" else value == "yes"
-
-
-def _float(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def load_patient_data(patients: QuerySet) -> list[tuple[Patient, list[Assessment], PatientData]]:
-    """(patient, its assessments, the outcome module's view of it) for each not-deleted patient of
-    the queryset, ordered by study ID; 7 queries whatever the number of patients.
-
-    PatientData is built as reports/loaders.py builds it (tests/test_exports.py checks they agree):
-    the loader reads a centre scope, an export reads the user's queryset. Patients and assessments
-    are model instances for their methods (montreal_age, hbi_total, in_window); the other forms are
-    read as tuples, which is most of the rows and would otherwise be most of the time.
-    """
-    patients = patients.filter(deleted_at__isnull=True)
-    ids = patients.values("pk")
-    people = list(patients.select_related("centre").order_by("study_id"))
-    agents = _grouped(PriorBiologic.objects.filter(patient__in=ids).order_by("id").values_list("patient_id", "agent"))
-    doses = _grouped(UstekinumabDose.objects.filter(patient__in=ids).values_list("patient_id", "phase", "dose_date"))
-    reinductions = _grouped(
-        Reinduction.objects.filter(patient__in=ids).values_list(
-            "patient_id", "interval_before", "interval_after", "corticosteroids", "immunomodulator"
-        )
-    )
-    assessments: dict[int, list[Assessment]] = defaultdict(list)
-    for assessment in Assessment.objects.filter(patient__in=ids).order_by("id"):
-        assessments[assessment.patient_id].append(assessment)
-    follow_ups = _grouped(
-        FollowUp.objects.filter(patient__in=ids).values_list(
-            "patient_id", "status", "last_follow_up_date", "discontinuation_date", "discontinuation_reason"
-        )
-    )
-    events = _grouped(
-        AdverseEvent.objects.filter(patient__in=ids).values_list(
-            "patient_id", "category", "serious", "led_to_discontinuation"
-        )
-    )
-
-    result = []
-    for patient in people:
-        own_doses = doses.get(patient.pk, [])
-        dates: dict[str, dt.date] = {}
-        for phase, date in own_doses:
-            dates[phase] = min(date, dates.get(phase, date))
-        reinduction = next(iter(reinductions.get(patient.pk, [])), None)
-        follow_up = next(iter(follow_ups.get(patient.pk, [])), None)
-        own_assessments = assessments.get(patient.pk, [])
-        data = PatientData(
-            patient.study_id,
-            patient.centre.code,
-            patient.sex,
-            patient.birth_year,
-            patient.diagnosis_year,
-            patient.montreal_location,
-            patient.upper_gi == "yes",
-            patient.montreal_behaviour,
-            patient.perianal == "yes",
-            patient.prior_resection == "yes",
-            patient.smoking,
-            prior_agents=tuple(agent for (agent,) in agents.get(patient.pk, [])),
-            initial_induction_date=dates.get("initial_induction"),
-            reinduction_date=dates.get("reinduction"),
-            maintenance_doses=sum(1 for phase, _ in own_doses if phase == "maintenance"),
-            interval_before=reinduction[0] if reinduction else None,
-            interval_after=reinduction[1] if reinduction else None,
-            corticosteroids_at_reinduction=reinduction[2] == "yes" if reinduction else None,
-            immunomodulator=reinduction[3] if reinduction else None,
-            assessments=tuple(
-                AssessmentData(
-                    a.visit,
-                    a.not_done == "yes",
-                    a.assessment_date,
-                    a.hbi_total,
-                    _float(a.crp_mg_l),
-                    _float(a.fcal_ug_g),
-                    _yes(a.endoscopy_done),
-                    a.ses_cd,
-                    _yes(a.corticosteroids),
-                )
-                for a in own_assessments
-            ),
-            follow_up=FollowUpData(*follow_up) if follow_up else None,
-            adverse_events=tuple(
-                AdverseEventData(category, serious == "yes", led == "yes")
-                for category, serious, led in events.get(patient.pk, [])
-            ),
-        )
-        result.append((patient, own_assessments, data))
-    return result
-
-
 def _visit_values(
-    patient: PatientData, assessment: Assessment | None, visit: str, included: bool, limits: outcomes.Thresholds
+    patient: PatientData, entered: dict | None, visit: str, included: bool, limits: outcomes.Thresholds
 ) -> list:
+    """The visit's columns: the assessment as entered, then (follow-up visits) the visit's outcomes."""
     t0 = patient.reinduction_date
-    if assessment is None:
+    if entered is None:
         values: list = [None] * 10
     else:
+        assessment = Assessment(visit=visit, **entered)  # not saved: for its rules (HBI total, window)
         done = assessment.not_done != "yes"
         values = [
             assessment.not_done,
@@ -402,10 +297,11 @@ def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
     limits = thresholds()  # study settings, as for the outcome tables
     patient_variables = dictionary.forms()["patients"]
     rows = []
-    for patient, assessments, data in load_patient_data(patients):
+    for data, entered, assessments in load_records(patients):
         row: list = []
+        keys = {"study_id": data.study_id, "centre": data.centre}
         for variable in patient_variables:
-            value = patient.centre.code if variable.name == "centre" else getattr(patient, variable.name)
+            value = keys[variable.name] if variable.name in keys else entered[variable.name]
             row.append(None if value == "" else value)
         included = outcomes.is_included(data)
         t0 = data.reinduction_date
@@ -414,9 +310,9 @@ def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
         days, event = outcomes.survival_time(data) if included else (None, None)
         row += [
             _flag(included),
-            t0.year - patient.birth_year if t0 else None,
-            t0.year - patient.diagnosis_year if t0 else None,
-            patient.montreal_age,
+            t0.year - data.birth_year if t0 else None,
+            t0.year - data.diagnosis_year if t0 else None,
+            Patient(birth_year=data.birth_year, diagnosis_year=data.diagnosis_year).montreal_age,
             anti_tnf,
             _flag(anti_tnf >= 2),
             _flag("vedolizumab" in data.prior_agents),
@@ -435,12 +331,8 @@ def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
             days,
             _flag(event),
         ]
-        # The first row of a visit, as the outcomes take it (the database allows only one).
-        by_visit: dict[str, Assessment] = {}
-        for assessment in assessments:
-            by_visit.setdefault(assessment.visit, assessment)
         for visit in WEEKS:
-            row += _visit_values(data, by_visit.get(visit), visit, included, limits)
+            row += _visit_values(data, assessments.get(visit), visit, included, limits)
         reason = data.follow_up.discontinuation_reason if included else None
         row += [
             _flag(reason == "nonresponse") if included else None,

@@ -1,6 +1,10 @@
 """The study data as plain rows for reports/outcomes.py, in a fixed number of queries (one per
 form) whatever the number of patients. Soft-deleted patients are left out (SPEC section 4).
 
+The one loader of the study data: the outcome recompute reads a scope (all, or a centre), an export
+reads the queryset of patients its user may see (`patients=`); `load_records` adds what the wide
+export writes beyond the outcome module's view (the forms' values as entered), in the same queries.
+
 The queries do the cheap reshaping in PostgreSQL (codes to booleans, decimals to floats, the HBI
 total, doses reduced to the two induction dates and a count) so that 100,000 patients load in a
 couple of seconds: per-row Python work is what costs at that size (docs/benchmarks.md).
@@ -9,9 +13,13 @@ couple of seconds: per-row Python work is what costs at that size (docs/benchmar
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any, NamedTuple
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
+from django.db.models import QuerySet
 
+from cohort import crf
 from reports.outcomes import AdverseEventData, AssessmentData, FollowUpData, PatientData
 
 ALL = "all"
@@ -19,6 +27,7 @@ ALL = "all"
 PATIENTS = """
     SELECT p.id, p.study_id, c.code, p.sex, p.birth_year, p.diagnosis_year, p.montreal_location,
            p.upper_gi = 'yes', p.montreal_behaviour, p.perianal = 'yes', p.prior_resection = 'yes', p.smoking
+           {details}
     FROM cohort_patient p JOIN cohort_centre c ON c.id = p.centre_id
     WHERE p.deleted_at IS NULL {scope}
     ORDER BY p.study_id
@@ -47,7 +56,7 @@ ASSESSMENTS = (
     "  THEN x.hbi_wellbeing + x.hbi_pain + x.hbi_stools + x.hbi_mass + x.hbi_complications ELSE x.hbi END,"
     " x.crp_mg_l::float8, x.fcal_ug_g::float8,"
     " CASE WHEN x.endoscopy_done = '' THEN NULL ELSE x.endoscopy_done = 'yes' END, x.ses_cd,"
-    " CASE WHEN x.corticosteroids = '' THEN NULL ELSE x.corticosteroids = 'yes' END" + FORM
+    " CASE WHEN x.corticosteroids = '' THEN NULL ELSE x.corticosteroids = 'yes' END {details}" + FORM
 )
 FOLLOW_UP = (
     "SELECT x.patient_id, x.status, x.last_follow_up_date, x.discontinuation_date, x.discontinuation_reason" + FORM
@@ -55,33 +64,80 @@ FOLLOW_UP = (
 ADVERSE_EVENTS = "SELECT x.patient_id, x.category, x.serious = 'yes', x.led_to_discontinuation = 'yes'" + FORM
 
 
-def _fetch(cursor, sql: str, table: str | None, scope: str) -> list[tuple]:
-    condition = "" if scope == ALL else "AND c.code = %s"
-    cursor.execute(sql.format(table=table, scope=condition), [] if scope == ALL else [scope])
+class Record(NamedTuple):
+    """A patient as the wide export reads it: the outcome module's view, and the values as entered
+    (the patients form's fields; each visit's assessment fields, for the first row of a visit)."""
+
+    data: PatientData
+    patient: dict[str, Any]
+    assessments: dict[str, dict[str, Any]]
+
+
+def _fetch(cursor, sql: str, table: str | None, where: tuple[str, list], details: str = "") -> list[tuple]:
+    condition, params = where
+    cursor.execute(sql.format(table=table, scope=condition, details=details), params)
     return cursor.fetchall()
 
 
-def load_patients(scope: str = ALL) -> list[PatientData]:
-    """Every (not deleted) patient of the scope ('all' or a centre code), ordered by study ID."""
+def _where(scope: str, patients: QuerySet | None) -> tuple[str, list] | None:
+    """The condition on p (the patient) for a scope or a queryset; None when the queryset is empty."""
+    if patients is not None:
+        try:
+            sql, params = patients.values("pk").query.sql_with_params()
+        except EmptyResultSet:  # .none(): nothing to read
+            return None
+        return f"AND p.id IN ({sql})", list(params)
+    return ("", []) if scope == ALL else ("AND c.code = %s", [scope])
+
+
+def load_patients(scope: str = ALL, *, patients: QuerySet | None = None) -> list[PatientData]:
+    """Every (not deleted) patient of the scope ('all' or a centre code), or of the queryset when one
+    is given, ordered by study ID."""
+    return _load(_where(scope, patients), details=False)[0]
+
+
+def load_records(patients: QuerySet) -> list[Record]:
+    """The (not deleted) patients of the queryset with their entered values, ordered by study ID."""
+    data, entered = _load(_where(ALL, patients), details=True)
+    return [Record(patient, *values) for patient, values in zip(data, entered, strict=True)]
+
+
+def _load(where: tuple[str, list] | None, *, details: bool) -> tuple[list[PatientData], list[tuple[dict, dict]]]:
+    """PatientData per patient, and with `details` (entered patient values, entered assessments)."""
+    if where is None:
+        return [], []
+    patient_fields = crf.FILES["patients"].fields if details else ()
+    assessment_fields = crf.FILES["assessments"].fields if details else ()
     with connection.cursor() as cursor:
-        base = _fetch(cursor, PATIENTS, None, scope)
-        agents = dict(_fetch(cursor, PRIOR_AGENTS, "cohort_priorbiologic", scope))
-        doses = {row[0]: row[1:] for row in _fetch(cursor, DOSES, "cohort_ustekinumabdose", scope)}
-        forms = {row[0]: row[1:] for row in _fetch(cursor, REINDUCTION, "cohort_reinduction", scope)}
+        base = _fetch(cursor, PATIENTS, None, where, "".join(f", p.{name}" for name in patient_fields))
+        agents = dict(_fetch(cursor, PRIOR_AGENTS, "cohort_priorbiologic", where))
+        doses = {row[0]: row[1:] for row in _fetch(cursor, DOSES, "cohort_ustekinumabdose", where)}
+        forms = {row[0]: row[1:] for row in _fetch(cursor, REINDUCTION, "cohort_reinduction", where)}
         assessments = defaultdict(list)
-        for row in _fetch(cursor, ASSESSMENTS, "cohort_assessment", scope):
-            assessments[row[0]].append(AssessmentData._make(row[1:]))
+        entered: dict[int, dict[str, dict]] = defaultdict(dict)
+        extra = "".join(f", x.{name}" for name in assessment_fields)
+        width = len(AssessmentData._fields) + 1
+        for row in _fetch(cursor, ASSESSMENTS, "cohort_assessment", where, extra):
+            assessments[row[0]].append(AssessmentData._make(row[1:width]))
+            if details:
+                entered[row[0]].setdefault(row[1], dict(zip(assessment_fields, row[width:], strict=True)))
         follow_ups = {
-            row[0]: FollowUpData._make(row[1:]) for row in _fetch(cursor, FOLLOW_UP, "cohort_followup", scope)
+            row[0]: FollowUpData._make(row[1:]) for row in _fetch(cursor, FOLLOW_UP, "cohort_followup", where)
         }
         events = defaultdict(list)
-        for row in _fetch(cursor, ADVERSE_EVENTS, "cohort_adverseevent", scope):
+        for row in _fetch(cursor, ADVERSE_EVENTS, "cohort_adverseevent", where):
             events[row[0]].append(AdverseEventData._make(row[1:]))
 
     no_doses = (None, None, 0)
     no_form = (None, None, None, None)
-    result = []
-    for pk, *demographics in base:
+    result, details_of = [], []
+    for pk, *values in base:
+        if details:
+            split = len(values) - len(patient_fields)
+            demographics, own = values[:split], values[split:]
+            details_of.append((dict(zip(patient_fields, own, strict=True)), entered.get(pk, {})))
+        else:
+            demographics = values
         initial, reinduction, maintenance = doses.get(pk, no_doses)
         interval_before, interval_after, steroids, immunomodulator = forms.get(pk, no_form)
         result.append(
@@ -100,4 +156,4 @@ def load_patients(scope: str = ALL) -> list[PatientData]:
                 adverse_events=tuple(events.get(pk, ())),
             )
         )
-    return result
+    return result, details_of

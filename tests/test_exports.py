@@ -27,7 +27,6 @@ from reports.exports import (
     AUDIT_SKIPPED,
     EXPORT_KINDS,
     audit_rows,
-    load_patient_data,
     wide_dataset,
     write_export,
 )
@@ -350,14 +349,6 @@ def test_removed_patients_leave_the_datasets_but_not_the_audit_trail(cohort31, t
     assert read_csv(tmp_path / "audit_csv" / "export.csv") == []
     assert read_csv(tmp_path / "wide_csv" / "export.csv") == []
     assert len(pyreadstat.read_sav(str(tmp_path / "wide_sav" / "export.sav"))[0]) == 0
-
-
-def test_the_export_reads_the_data_as_the_outcome_loader_does(cohort31):
-    def normalised(patients):
-        return [p._replace(assessments=tuple(sorted(p.assessments))) for p in patients]
-
-    ours = [data for _, _, data in load_patient_data(Patient.objects.all())]
-    assert normalised(ours) == normalised(load_patients())
 
 
 def test_it_reports_progress_and_refuses_unknown_kinds(cohort31, tmp_path):

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from cohort.models import Centre, Patient
 from cohort.services import centre_create, patient_soft_delete
-from reports.loaders import load_patients
+from reports.loaders import load_patients, load_records
 from reports.outcomes import compute
 from tests.base import make_patient, make_record
 from tests.test_outcomes import COHORT31, load_cohort_csv
@@ -55,3 +55,19 @@ def test_the_loader_runs_seven_queries_whatever_the_number_of_patients(people, d
         assert len(load_patients()) == 21
     with django_assert_num_queries(7):
         assert len(load_patients("AMC")) == 21
+
+
+def test_a_queryset_loads_as_its_scope_does(people, cohort31, django_assert_num_queries):
+    """Exports read the user's queryset, the recompute a scope: one loader, the same data."""
+    umcu = Patient.objects.filter(centre__code="UMCU")
+    with django_assert_num_queries(7):
+        loaded = load_patients(patients=umcu)
+    assert loaded == load_patients("UMCU") and len(loaded) == 10
+    with django_assert_num_queries(7):
+        records = load_records(Patient.objects.all())
+    assert [record.data for record in records] == load_patients()
+    first = records[0]
+    assert first.patient["consent"] == "yes" and "study_id" not in first.patient
+    assert first.assessments["week_0"]["not_done"] in ("yes", "no")
+    with django_assert_num_queries(0):
+        assert load_patients(patients=Patient.objects.none()) == [] and load_records(Patient.objects.none()) == []
