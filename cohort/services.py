@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Iterator
 
 import pghistory
-import pghistory.models
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models, transaction
@@ -15,7 +14,7 @@ from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from cohort import crf, display, signals, validators
+from cohort import audit, crf, display, signals, validators
 from cohort.crf import PatientRecord
 from cohort.models import ACTIVE_PATIENT_SQL, REASON_MAX_LENGTH, Centre, FlagConfirmation, Patient
 
@@ -175,47 +174,11 @@ def flag_confirm(*, patient: Patient, form: str, row_id: int, field: str, by: Us
         )
 
 
-def _tracked_verbose_name(event_model: str) -> str:
-    from django.apps import apps
-
-    return str(apps.get_model(event_model).pgh_tracked_model._meta.verbose_name)
-
-
 def patient_audit_trail(patient: Patient) -> list[dict]:
     """Every audit event of the patient and of the rows of their forms, oldest first: when (UTC),
-    who, why, which record, and per field the old and the new value (SPEC section 4)."""
-    events = (
-        pghistory.models.Events.objects.references(patient)
-        .order_by("pgh_created_at", "pgh_id")
-        .values("pgh_created_at", "pgh_label", "pgh_model", "pgh_obj_id", "pgh_data", "pgh_diff", "pgh_context")
-    )
-    trail = []
-    for event in events:
-        context = event["pgh_context"] or {}
-        data = event["pgh_data"] or {}
-        if event["pgh_label"] == "update":
-            changes = {name: tuple(values) for name, values in (event["pgh_diff"] or {}).items()}
-        elif event["pgh_label"] == "insert":
-            changes = {name: (None, value) for name, value in data.items()}
-        else:
-            changes = {name: (value, None) for name, value in data.items()}
-        for bookkeeping in ("created_at", "updated_at", "version"):
-            changes.pop(bookkeeping, None)
-        trail.append(
-            {
-                "at": event["pgh_created_at"],
-                "action": event["pgh_label"],
-                "model": event["pgh_model"].split(".")[-1].removesuffix("Event"),
-                "form": _tracked_verbose_name(event["pgh_model"]),
-                "record": event["pgh_obj_id"],
-                "user": context.get("username"),
-                "user_id": context.get("user"),
-                "reason": context.get("reason", ""),
-                "source": context.get("source") or context.get("url", ""),
-                "changes": changes,
-            }
-        )
-    return trail
+    who, why, which record, and per field the old and the new value (SPEC section 4); one query."""
+    # Oldest first by event, as pghistory's own reader ordered the casebook's trail.
+    return sorted(audit.entries([patient.pk]), key=lambda entry: (entry["at"], entry["event"]))
 
 
 class EditConflict(Exception):

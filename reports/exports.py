@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
@@ -25,12 +24,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from django.apps import apps
-from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from cohort import crf, dictionary
+from cohort import audit, crf, dictionary
 from cohort.csvformat import export_cohort
 from cohort.models import (
     Assessment,
@@ -56,8 +53,9 @@ EXPORT_KINDS: dict[str, tuple[str, str]] = {
 
 YESNO = (("yes", "yes"), ("no", "no"))
 WEEKS = ("week_0", "week_8", "week_20", "week_52")
-# Audit columns that are bookkeeping, or say again what the study_id and record_id columns say.
-AUDIT_SKIPPED = {"id", "patient_id", "created_by_id", "created_at", "updated_at", "version"}
+# Audit columns that say again what the study_id and record_id columns say (cohort.audit leaves out
+# the bookkeeping); the centre is kept, as its code.
+AUDIT_SKIPPED = frozenset().union(*(crf.attnames(model, set(crf.KEYS) - {"centre"}) for model in crf.MODELS))
 AUDIT_HEADER = [
     "when_utc",
     "user",
@@ -514,72 +512,36 @@ def _csv_text(header: list[str], rows: Iterable[Iterable[object]]) -> str:
 
 
 def _audit_value(value: object) -> str:
+    if isinstance(value, float):  # a JSON number: as the import format writes the decimal
+        value = Decimal(repr(value))
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f")  # as the import format writes numbers
+        return format(value.normalize(), "f")
     return "" if value is None else str(value)
-
-
-def _audit_sql() -> str:
-    """Every event of the given patients (%(ids)s) across the CRF event tables, with the previous
-    state of the same record (the event before it) and the context (who, why, from where).
-
-    The event tables are read directly: pghistory's Events.references() inlines every patient key
-    per table and finds each previous state with a correlated subquery, which took a minute for
-    2,000 patients; a window function over the same rows takes well under a second.
-    """
-    context_table = apps.get_model("pghistory", "Context")._meta.db_table
-    selects = []
-    for form, model in ((name, case_form.model) for name, case_form in crf.FILES.items()):
-        table = apps.get_model(model._meta.app_label, f"{model.__name__}Event")._meta.db_table
-        patient = "e.pgh_obj_id" if model is Patient else "e.patient_id"
-        selects.append(
-            f"SELECT '{form}' AS form, e.pgh_id, e.pgh_created_at, e.pgh_label, e.pgh_obj_id, {patient} AS patient_id,"
-            " to_jsonb(e)::text AS data,"
-            " (lag(to_jsonb(e)) OVER (PARTITION BY e.pgh_obj_id ORDER BY e.pgh_id))::text AS previous,"
-            " c.metadata::text AS context"
-            f' FROM "{table}" e LEFT JOIN "{context_table}" c ON c.id = e.pgh_context_id'
-            f" WHERE {patient} = ANY(%(ids)s)"
-        )
-    return " UNION ALL ".join(selects) + " ORDER BY pgh_created_at, form, pgh_id"
-
-
-def _json(text: str | None) -> dict:
-    # Decimals stay decimals (4.7, not 4.7000000000000002); the import format's rendering follows.
-    return {} if text is None else json.loads(text, parse_float=Decimal)
 
 
 def audit_rows(patients: QuerySet) -> list[list[str]]:
     """One row per changed field of every audit event of the patients and their forms' rows, oldest
-    first (AUDIT_HEADER). Three queries whatever the number of patients or events. Soft-deleted
-    patients passed in are included: their trail stays, ending with the removal and its reason."""
-    study_ids = dict(patients.values_list("pk", "study_id"))
-    if not study_ids:
+    first (AUDIT_HEADER), from cohort.audit. Three queries whatever the number of patients or events.
+    Soft-deleted patients passed in are included: their trail stays, ending with the removal and
+    its reason."""
+    ids = list(patients.values_list("pk", flat=True))
+    if not ids:  # never "no filter"
         return []
     centres = dict(Centre.objects.values_list("pk", "code"))
-    with connection.cursor() as cursor:
-        cursor.execute(_audit_sql(), {"ids": list(study_ids)})
-        events = cursor.fetchall()
     rows = []
-    for form, _, created_at, action, record_id, patient_id, data_text, previous_text, context_text in events:
-        data, previous, context = _json(data_text), _json(previous_text), _json(context_text)
-        if action == "update":
-            changes = [(name, previous.get(name), value) for name, value in data.items() if previous.get(name) != value]
-        elif action == "insert":
-            changes = [(name, None, value) for name, value in data.items()]
-        else:
-            changes = [(name, value, None) for name, value in data.items()]
+    for entry in audit.entries(ids, tracked=crf.MODELS):
         prefix = [
-            created_at.astimezone(dt.UTC).isoformat(),
-            context.get("username") or "",
-            context.get("reason") or "",
-            context.get("source") or context.get("url") or "",
-            study_ids.get(patient_id, ""),
-            form,
-            str(record_id),
-            action,
+            entry["at"].isoformat(),
+            entry["user"] or "",
+            entry["reason"] or "",
+            entry["source"] or "",
+            entry["study_id"],
+            entry["file"],
+            entry["record"],
+            entry["action"],
         ]
-        for name, old, new in sorted(changes, key=lambda change: change[0]):
-            if name.startswith("pgh_") or name in AUDIT_SKIPPED or (old in (None, "") and new in (None, "")):
+        for name, (old, new) in sorted(entry["changes"].items()):
+            if name in AUDIT_SKIPPED or (old in (None, "") and new in (None, "")):
                 continue
             if name == "centre_id":
                 name, old, new = "centre", centres.get(old, old), centres.get(new, new)
