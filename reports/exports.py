@@ -260,7 +260,7 @@ def _columns() -> list[Column]:
 
 
 def _visit_values(
-    patient: PatientData, entered: dict | None, visit: str, included: bool, limits: outcomes.Thresholds
+    patient: PatientData, entered: dict | None, visit: str, at_visit: outcomes.VisitOutcome | None
 ) -> list:
     """The visit's columns: the assessment as entered, then (follow-up visits) the visit's outcomes."""
     t0 = patient.reinduction_date
@@ -283,9 +283,9 @@ def _visit_values(
         ]
     if visit == "week_0":
         return values
-    if not included:
+    if at_visit is None:  # not included
         return [*values, None, None, None, None, None, None]
-    return [*values, *map(_flag, outcomes.visit_outcome(patient, visit, limits))]
+    return [*values, *map(_flag, at_visit)]
 
 
 def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
@@ -329,8 +329,11 @@ def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
             days,
             _flag(event),
         ]
+        at_visits = (
+            dict(zip(outcomes.FOLLOW_UP_VISITS, outcomes.visit_outcomes(data, limits), strict=True)) if included else {}
+        )
         for visit in WEEKS:
-            row += _visit_values(data, assessments.get(visit), visit, included, limits)
+            row += _visit_values(data, assessments.get(visit), visit, at_visits.get(visit))
         reason = data.follow_up.discontinuation_reason if included else None
         row += [
             _flag(reason == "nonresponse") if included else None,

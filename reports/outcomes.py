@@ -421,39 +421,48 @@ class VisitOutcome(NamedTuple):
     endoscopic: bool | None
 
 
-def visit_assessment(patient: PatientData, visit: str) -> AssessmentData | None:
-    """The patient's done assessment of the visit (the first, were there several)."""
-    return next((a for a in patient.assessments if a.visit == visit and not a.not_done), None)
+NOMINAL_DELTA = {visit: dt.timedelta(days=day) for visit, day in NOMINAL_DAY.items()}
 
 
-def visit_outcome(patient: PatientData, visit: str, thresholds: Thresholds) -> VisitOutcome:
-    """An included patient's outcomes at a follow-up visit (week_8, week_20, week_52)."""
-    seen = visit_assessment(patient, visit)
-    date = seen.assessment_date if seen is not None else None
-    remission = steroid_free = biochemical = endoscopic = None
-    # Every follow-up outcome's population: a done visit, on ustekinumab at its date.
-    if seen is not None and on_ustekinumab_at(patient, date):
-        if seen.hbi is not None:
-            remission = seen.hbi <= thresholds.hbi_max
-            steroid_free = remission and seen.corticosteroids is False
-        biochemical = biochemical_in_remission(seen, thresholds)
-        endoscopic = endoscopic_in_remission(seen)
-    # NRI denominator: discontinued (at any time) or followed up to the nominal day. The numerator is
-    # the observed numerator, as the SPEC defines it (to the letter, even for a patient seen at the
-    # visit but followed up less than the nominal day: counted by compute(), not flagged here).
-    nri = remission is True if in_nri_denominator(patient, visit) else None
-    on_drug = _on_ustekinumab_at_visit(patient, visit, date)
-    return VisitOutcome(on_drug, remission, steroid_free, nri, biochemical, endoscopic)
+def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitOutcome, ...]:
+    """An included patient's outcomes at each follow-up visit, in FOLLOW_UP_VISITS order.
 
-
-def _on_ustekinumab_at_visit(patient: PatientData, visit: str, date: dt.date | None) -> bool | None:
-    """On ustekinumab at the assessment date, or without one at the nominal day; None when still on
-    treatment but followed up for less than that."""
-    reference = date or patient.reinduction_date + dt.timedelta(days=NOMINAL_DAY[visit])
-    if date is None and discontinuation_date(patient) is None:
-        # Still on treatment, but did the patient get that far? Only the follow-up can tell.
-        return True if patient.follow_up.last_follow_up_date >= reference else None
-    return on_ustekinumab_at(patient, reference)
+    Per visit: the done assessment (the first, were there several); the follow-up outcomes' population
+    is a done visit on ustekinumab at its date (on_ustekinumab_at). NRI denominator: discontinued (at
+    any time) or followed up to the nominal day (in_nri_denominator); its numerator is the observed
+    numerator, as the SPEC defines it, so a patient in remission at the visit but followed up for
+    less than the nominal day counts in compute()'s n and has no NRI flag here. Written for speed (one
+    pass over the assessments; compute() calls it for every patient), with the rules of the helpers
+    named above.
+    """
+    seen: dict[str, AssessmentData] = {}
+    for assessment in patient.assessments:
+        if not assessment.not_done and assessment.visit not in seen:
+            seen[assessment.visit] = assessment
+    stopped = discontinuation_date(patient)
+    discontinued = patient.follow_up.status == "discontinued"
+    last_seen = patient.follow_up.last_follow_up_date
+    result = []
+    for visit in FOLLOW_UP_VISITS:
+        nominal = patient.reinduction_date + NOMINAL_DELTA[visit]
+        assessment = seen.get(visit)
+        date = assessment.assessment_date if assessment is not None else None
+        remission = steroid_free = biochemical = endoscopic = None
+        if assessment is not None and (stopped is None or (date is not None and date < stopped)):
+            if assessment.hbi is not None:
+                remission = assessment.hbi <= thresholds.hbi_max
+                steroid_free = remission and assessment.corticosteroids is False
+            biochemical = biochemical_in_remission(assessment, thresholds)
+            endoscopic = endoscopic_in_remission(assessment)
+        # On ustekinumab at the visit's date, or without one at the nominal day; None when still on
+        # treatment but followed up for less than that (only the follow-up can tell).
+        if stopped is None:
+            on_drug = True if date is not None or last_seen >= nominal else None
+        else:
+            on_drug = (date or nominal) < stopped
+        nri = remission is True if discontinued or last_seen >= nominal else None
+        result.append(VisitOutcome(on_drug, remission, steroid_free, nri, biochemical, endoscopic))
+    return tuple(result)
 
 
 def in_nri_denominator(patient: PatientData, visit: str) -> bool:
@@ -488,7 +497,7 @@ def _tally(flags: list[bool | None]) -> dict:
 def clinical_remission(visit_outcomes: Sequence[VisitOutcome]) -> dict:
     """The visit's outcomes of the included patients -> observed, NRI and steroid-free proportions."""
     observed = count([o.remission for o in visit_outcomes])
-    # The NRI numerator is the observed numerator (see visit_outcome).
+    # The NRI numerator is the observed numerator (see visit_outcomes).
     nri_total = sum(1 for o in visit_outcomes if o.nri is not None)
     return {
         "observed": proportion(observed["n"], observed["N"]),
@@ -520,7 +529,8 @@ def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: 
     in_scope = [p for p in patients if scope == "all" or p.centre == scope]
     included = [p for p in in_scope if is_included(p)]
     by_visit = assessments_by_visit(included)
-    at_visit = {w: [visit_outcome(p, w, thresholds) for p in included] for w in FOLLOW_UP_VISITS}
+    per_patient = [visit_outcomes(p, thresholds) for p in included]
+    at_visit = {w: [o[i] for o in per_patient] for i, w in enumerate(FOLLOW_UP_VISITS)}
     return {
         "scope": scope,
         "algorithm_version": ALGORITHM_VERSION,
