@@ -1,15 +1,10 @@
 """Data exports (SPEC section 7): the import-format CSVs, the wide analysis dataset (CSV, XLSX, SPSS,
-Stata), the data dictionary and the audit trail.
+Stata; its rows and columns come from reports/dataset.py), the data dictionary and the audit trail
+(from cohort/audit.py).
 
 Every function takes the queryset of patients the user may see (cohort.access.patients_for_user):
-nothing here decides access. Soft-deleted patients are left out, as in every analysis.
-
-The wide dataset has one row per patient: the patients form, then derived variables computed with
-the helpers of reports/outcomes.py, so its flags add up to the outcome tables (a remission flag is
-empty when the patient is not in that outcome's denominator). CSV and XLSX keep the dictionary's
-string codes; SPSS and Stata need numeric codes for value labels, so there a yes/no is 1 = yes,
-0 = no and a choice is its position in the dictionary's list (1, 2, ...). The exported dictionary
-CSV documents that mapping in its `numeric_codes` column.
+nothing here decides access. Soft-deleted patients are left out, as in every analysis; their audit
+trail stays.
 """
 
 from __future__ import annotations
@@ -20,24 +15,16 @@ import io
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from cohort import audit, crf, dictionary
+from cohort import audit, crf
 from cohort.csvformat import export_cohort
-from cohort.models import (
-    Assessment,
-    Centre,
-    Patient,
-)
-from reports import outcomes
-from reports.loaders import load_records
-from reports.outcomes import PatientData
-from reports.services import thresholds
+from cohort.models import Centre
+from reports.dataset import DICTIONARY_HEADER, Column, dictionary_rows, wide_dataset
 
 Progress = Callable[[int, str], None] | None
 
@@ -51,8 +38,6 @@ EXPORT_KINDS: dict[str, tuple[str, str]] = {
     "audit_csv": (".csv", "Audit trail, one row per changed field (CSV)"),
 }
 
-YESNO = (("yes", "yes"), ("no", "no"))
-WEEKS = ("week_0", "week_8", "week_20", "week_52")
 # Audit columns that say again what the study_id and record_id columns say (cohort.audit leaves out
 # the bookkeeping); the centre is kept, as its code.
 AUDIT_SKIPPED = frozenset().union(*(crf.attnames(model, set(crf.KEYS) - {"centre"}) for model in crf.MODELS))
@@ -69,281 +54,6 @@ AUDIT_HEADER = [
     "old",
     "new",
 ]
-
-
-@dataclass(frozen=True)
-class Column:
-    """A variable of the wide dataset. `type` is the dictionary's: text, centre_code, integer,
-    decimal, date, yesno or choice."""
-
-    name: str
-    label: str
-    type: str
-    choices: tuple[tuple[str, str], ...] = ()
-    notes: str = ""
-
-    @property
-    def coded(self) -> bool:
-        return self.type in ("yesno", "choice")
-
-    @property
-    def value_labels(self) -> dict[str, str] | None:
-        """String code -> label (as in CSV and XLSX); None for a variable without codes."""
-        return dict(YESNO if self.type == "yesno" else self.choices) if self.coded else None
-
-    @property
-    def numeric_codes(self) -> dict[str, int] | None:
-        """String code -> the number SPSS and Stata store: yes 1, no 0; a choice's position from 1."""
-        if self.type == "yesno":
-            return {"yes": 1, "no": 0}
-        if self.type == "choice":
-            return {code: position for position, (code, _) in enumerate(self.choices, start=1)}
-        return None
-
-    @property
-    def numeric_value_labels(self) -> dict[int, str] | None:
-        codes, labels = self.numeric_codes, self.value_labels
-        if codes is None or labels is None:
-            return None
-        return {number: labels[code] for code, number in codes.items()}
-
-
-def _flag(value: bool | None) -> str | None:
-    return None if value is None else ("yes" if value else "no")
-
-
-# ---------------------------------------------------------------------------------------------
-# The wide dataset
-
-AE_CODES = [code for code, _label in next(v for v in dictionary.variables() if v.name == "category").choices]
-
-
-def _columns() -> list[Column]:
-    limits = thresholds()
-    hbi_max = limits.hbi_max
-    crf = dictionary.forms()
-    patient_columns = [Column(v.name, v.label, v.type, v.choices, v.notes) for v in crf["patients"]]
-    choices = {(v.form, v.name): v.choices for v in dictionary.variables()}
-    derived = [
-        Column("included", "Included in the outcomes (re-induction dose and follow-up form present)", "yesno"),
-        Column("age_at_reinduction", "Age at re-induction (years)", "integer", notes="t0 year - birth_year."),
-        Column(
-            "disease_duration", "Disease duration at re-induction (years)", "integer", notes="t0 year - diagnosis_year."
-        ),
-        Column(
-            "montreal_age",
-            "Montreal age at diagnosis",
-            "choice",
-            (("A1", "16 years or younger"), ("A2", "17 to 40 years"), ("A3", "older than 40 years")),
-            "diagnosis_year - birth_year.",
-        ),
-        Column("anti_tnf_count", "Prior anti-TNF agents (distinct)", "integer"),
-        Column("anti_tnf_2plus", "Prior anti-TNF agents: 2 or more", "yesno"),
-        Column("vedolizumab", "Prior vedolizumab", "yesno"),
-        Column("initial_induction_date", "Initial IV induction date", "date"),
-        Column("t0_date", "Re-induction dose date (t0, day 0)", "date"),
-        Column(
-            "interval_months",
-            "Interval initial induction to re-induction (months)",
-            "decimal",
-            notes="Days / 30.4375, unrounded.",
-        ),
-        Column("maintenance_doses", "Maintenance doses recorded", "integer"),
-        Column(
-            "interval_before",
-            "Maintenance interval before loss of response",
-            "choice",
-            choices[("reinduction", "interval_before")],
-        ),
-        Column(
-            "interval_after",
-            "Maintenance interval after re-induction",
-            "choice",
-            choices[("reinduction", "interval_after")],
-        ),
-        Column("corticosteroids_at_reinduction", "Corticosteroids at re-induction", "yesno"),
-        Column(
-            "immunomodulator", "Immunomodulator at re-induction", "choice", choices[("reinduction", "immunomodulator")]
-        ),
-        Column("status", "Ustekinumab status at last follow-up", "choice", choices[("follow_up", "status")]),
-        Column("last_follow_up_date", "Date of last follow-up", "date"),
-        Column("discontinuation_date", "Date of discontinuation", "date"),
-        Column(
-            "discontinuation_reason",
-            "Reason for discontinuation",
-            "choice",
-            choices[("follow_up", "discontinuation_reason")],
-        ),
-        Column(
-            "survival_days",
-            "Drug survival time (days)",
-            "integer",
-            notes="(discontinuation_date if discontinued, else last_follow_up_date) - t0; included patients only.",
-        ),
-        Column("survival_event", "Drug survival event (discontinued)", "yesno"),
-    ]
-    for visit in WEEKS:
-        w = f"w{visit.removeprefix('week_')}"
-        week = visit.replace("_", " ")
-        derived += [
-            Column(f"{w}_not_done", f"{week.capitalize()}: visit not done", "yesno"),
-            Column(f"{w}_date", f"{week.capitalize()}: date of assessment", "date"),
-            Column(f"{w}_day", f"{week.capitalize()}: study day (days after t0)", "integer"),
-            Column(f"{w}_in_window", f"{week.capitalize()}: date within the visit window", "yesno"),
-            Column(f"{w}_hbi", f"{week.capitalize()}: Harvey-Bradshaw Index (total)", "integer"),
-            Column(f"{w}_crp", f"{week.capitalize()}: C-reactive protein (mg/L)", "decimal"),
-            Column(f"{w}_fcal", f"{week.capitalize()}: faecal calprotectin (ug/g)", "decimal"),
-            Column(f"{w}_endoscopy", f"{week.capitalize()}: endoscopy performed", "yesno"),
-            Column(f"{w}_ses_cd", f"{week.capitalize()}: SES-CD", "integer"),
-            Column(f"{w}_steroids", f"{week.capitalize()}: corticosteroids", "yesno"),
-        ]
-        if visit == "week_0":
-            continue
-        derived += [
-            Column(
-                f"{w}_on_ustekinumab",
-                f"{week.capitalize()}: on ustekinumab",
-                "yesno",
-                notes="Not discontinued on or before the assessment date (without an assessment: the nominal "
-                "day; empty when still on treatment but followed up for less).",
-            ),
-            Column(
-                f"{w}_remission",
-                f"{week.capitalize()}: clinical remission (HBI <= {hbi_max})",
-                "yesno",
-                notes="SPEC 5 'observed': empty when not in the denominator (no HBI at the visit, or discontinued).",
-            ),
-            Column(
-                f"{w}_sf_remission",
-                f"{week.capitalize()}: steroid-free clinical remission",
-                "yesno",
-                notes="Clinical remission and corticosteroids = no at the visit; same denominator.",
-            ),
-            Column(
-                f"{w}_nri_remission",
-                f"{week.capitalize()}: clinical remission, non-responder imputation",
-                "yesno",
-                notes="SPEC 5 'nri': empty unless discontinued or followed up to the nominal day; missing or "
-                "discontinued counts as no.",
-            ),
-            Column(
-                f"{w}_biochemical_remission",
-                f"{week.capitalize()}: biochemical remission (CRP <= {limits.crp_max:g} mg/L, faecal calprotectin "
-                f"<= {limits.fcal_max:g} ug/g)",
-                "yesno",
-                notes="Every value present within its threshold; empty without CRP and calprotectin, or off "
-                "ustekinumab at the visit.",
-            ),
-            Column(
-                f"{w}_endoscopic_remission",
-                f"{week.capitalize()}: endoscopic remission (SES-CD <= 2)",
-                "yesno",
-                notes="Empty without an endoscopy and its SES-CD, or off ustekinumab at the visit.",
-            ),
-        ]
-    derived += [
-        Column(
-            "nonresponse",
-            "Nonresponse (discontinued for no response to re-induction)",
-            "yesno",
-            notes="Included patients only.",
-        ),
-        Column("ae_n", "Adverse events (number)", "integer"),
-        Column("ae_serious_n", "Serious adverse events (number)", "integer"),
-        Column("ae_led_to_discontinuation_n", "Adverse events that led to discontinuation (number)", "integer"),
-        *(
-            Column(f"ae_{code}_n", f"Adverse events: {label} (number)", "integer")
-            for code, label in choices[("adverse_events", "category")]
-        ),
-    ]
-    return patient_columns + derived
-
-
-def _visit_values(
-    patient: PatientData, entered: dict | None, visit: str, at_visit: outcomes.VisitOutcome | None
-) -> list:
-    """The visit's columns: the assessment as entered, then (follow-up visits) the visit's outcomes."""
-    t0 = patient.reinduction_date
-    if entered is None:
-        values: list = [None] * 10
-    else:
-        assessment = Assessment(visit=visit, **entered)  # not saved: for its rules (HBI total, window)
-        done = assessment.not_done != "yes"
-        values = [
-            assessment.not_done,
-            assessment.assessment_date,
-            assessment.study_day(t0),
-            _flag(assessment.in_window(t0)),
-            assessment.hbi_total,
-            assessment.crp_mg_l,
-            assessment.fcal_ug_g,
-            (assessment.endoscopy_done or None) if done else None,
-            assessment.ses_cd,
-            (assessment.corticosteroids or None) if done else None,
-        ]
-    if visit == "week_0":
-        return values
-    if at_visit is None:  # not included
-        return [*values, None, None, None, None, None, None]
-    return [*values, *map(_flag, at_visit)]
-
-
-def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
-    """One row per patient (ordered by study ID): the patients form, then the derived variables.
-    Values are Python values with the dictionary's string codes; dates are dates."""
-    columns = _columns()
-    limits = thresholds()  # study settings, as for the outcome tables
-    patient_variables = dictionary.forms()["patients"]
-    rows = []
-    for data, entered, assessments in load_records(patients):
-        row: list = []
-        keys = {"study_id": data.study_id, "centre": data.centre}
-        for variable in patient_variables:
-            value = keys[variable.name] if variable.name in keys else entered[variable.name]
-            row.append(None if value == "" else value)
-        included = outcomes.is_included(data)
-        t0 = data.reinduction_date
-        anti_tnf = outcomes.distinct_anti_tnf(data)
-        follow_up = data.follow_up
-        days, event = outcomes.survival_time(data) if included else (None, None)
-        row += [
-            _flag(included),
-            t0.year - data.birth_year if t0 else None,
-            t0.year - data.diagnosis_year if t0 else None,
-            Patient(birth_year=data.birth_year, diagnosis_year=data.diagnosis_year).montreal_age,
-            anti_tnf,
-            _flag(anti_tnf >= 2),
-            _flag("vedolizumab" in data.prior_agents),
-            data.initial_induction_date,
-            t0,
-            outcomes.interval_months(data),
-            data.maintenance_doses,
-            data.interval_before,
-            data.interval_after,
-            _flag(data.corticosteroids_at_reinduction),
-            data.immunomodulator,
-            follow_up.status if follow_up else None,
-            follow_up.last_follow_up_date if follow_up else None,
-            follow_up.discontinuation_date if follow_up else None,
-            (follow_up.discontinuation_reason or None) if follow_up else None,
-            days,
-            _flag(event),
-        ]
-        at_visits = (
-            dict(zip(outcomes.FOLLOW_UP_VISITS, outcomes.visit_outcomes(data, limits), strict=True)) if included else {}
-        )
-        for visit in WEEKS:
-            row += _visit_values(data, assessments.get(visit), visit, at_visits.get(visit))
-        reason = data.follow_up.discontinuation_reason if included else None
-        row += [
-            _flag(reason == "nonresponse") if included else None,
-            len(data.adverse_events),
-            sum(1 for e in data.adverse_events if e.serious),
-            sum(1 for e in data.adverse_events if e.led_to_discontinuation),
-            *(sum(1 for e in data.adverse_events if e.category == code) for code in AE_CODES),
-        ]
-        rows.append(row)
-    return columns, rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,33 +157,6 @@ def _write_statistics_file(kind: str, out: Path, columns: list[Column], rows: li
             variable_value_labels=value_labels,
             variable_format={c.name: "%td" for c in columns if c.type == "date"},
         )
-
-
-DICTIONARY_HEADER = ["form", "variable", "label", "type", "choices", "min", "max", "required", "notes", "numeric_codes"]
-
-
-def dictionary_rows() -> list[list[str]]:
-    """The data dictionary, then the wide dataset's derived variables (form 'wide'), each with the
-    numeric codes SPSS and Stata files use for it."""
-
-    def numeric(column: Column) -> str:
-        codes = column.numeric_codes or {}
-        return "|".join(f"{number}={code}" for code, number in codes.items())
-
-    rows = []
-    for v in dictionary.variables():
-        choices = "|".join(f"{code}={label}" for code, label in v.choices)
-        column = Column(v.name, v.label, v.type, v.choices)
-        required = "yes" if v.required else "no"
-        rows.append([v.form, v.name, v.label, v.type, choices, v.min, v.max, required, v.notes, numeric(column)])
-    patient_variables = {v.name for v in dictionary.forms()["patients"]}
-    for column in _columns():
-        if column.name in patient_variables:
-            continue
-        choices = "|".join(f"{code}={label}" for code, label in column.choices)
-        row = ["wide", column.name, column.label, column.type, choices, "", "", "no", column.notes, numeric(column)]
-        rows.append(row)
-    return rows
 
 
 README = """Ustekinumab re-induction cohort: data export in the import format (SPEC section 8)

@@ -23,11 +23,11 @@ from cohort.access import patients_for_user
 from cohort.choices import Role
 from cohort.models import AdverseEvent, Assessment, Centre, FollowUp, Patient, UstekinumabDose
 from cohort.services import audit_context, centre_create, patient_audit_trail, patient_soft_delete
+from reports.dataset import wide_dataset
 from reports.exports import (
     AUDIT_SKIPPED,
     EXPORT_KINDS,
     audit_rows,
-    wide_dataset,
     write_export,
 )
 from reports.loaders import load_patients
