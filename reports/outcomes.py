@@ -428,19 +428,16 @@ def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitO
     """An included patient's outcomes at each follow-up visit, in FOLLOW_UP_VISITS order.
 
     Per visit: the done assessment (the first, were there several); the follow-up outcomes' population
-    is a done visit on ustekinumab at its date (on_ustekinumab_at). NRI denominator: discontinued (at
-    any time) or followed up to the nominal day (in_nri_denominator); its numerator is the observed
-    numerator, as the SPEC defines it, so a patient in remission at the visit but followed up for
-    less than the nominal day counts in compute()'s n and has no NRI flag here. Written for speed (one
-    pass over the assessments; compute() calls it for every patient), with the rules of the helpers
-    named above.
+    is a done visit on ustekinumab at its date. The NRI numerator is the observed numerator, as the
+    SPEC defines it, so a patient in remission at the visit but followed up for less than the nominal
+    day counts in compute()'s n and has no NRI flag here. One pass over the assessments: compute()
+    calls this for every patient.
     """
     seen: dict[str, AssessmentData] = {}
     for assessment in patient.assessments:
         if not assessment.not_done and assessment.visit not in seen:
             seen[assessment.visit] = assessment
     stopped = discontinuation_date(patient)
-    discontinued = patient.follow_up.status == "discontinued"
     last_seen = patient.follow_up.last_follow_up_date
     result = []
     for visit in FOLLOW_UP_VISITS:
@@ -448,7 +445,7 @@ def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitO
         assessment = seen.get(visit)
         date = assessment.assessment_date if assessment is not None else None
         remission = steroid_free = biochemical = endoscopic = None
-        if assessment is not None and (stopped is None or (date is not None and date < stopped)):
+        if assessment is not None and on_ustekinumab_at(patient, date):
             if assessment.hbi is not None:
                 remission = assessment.hbi <= thresholds.hbi_max
                 steroid_free = remission and assessment.corticosteroids is False
@@ -456,11 +453,11 @@ def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitO
             endoscopic = endoscopic_in_remission(assessment)
         # On ustekinumab at the visit's date, or without one at the nominal day; None when still on
         # treatment but followed up for less than that (only the follow-up can tell).
-        if stopped is None:
-            on_drug = True if date is not None or last_seen >= nominal else None
+        if date is None and stopped is None:
+            on_drug = True if last_seen >= nominal else None
         else:
-            on_drug = (date or nominal) < stopped
-        nri = remission is True if discontinued or last_seen >= nominal else None
+            on_drug = on_ustekinumab_at(patient, date or nominal)
+        nri = remission is True if in_nri_denominator(patient, visit) else None
         result.append(VisitOutcome(on_drug, remission, steroid_free, nri, biochemical, endoscopic))
     return tuple(result)
 
