@@ -5,6 +5,9 @@ turns the database into these dataclasses; the Celery task, the `outcomes` comma
 and the PDF all call this same function. Standard library only (no numpy at runtime); the statistics
 are checked against numpy, statsmodels and lifelines in tests/test_statistics.py.
 
+Past 500 lines on purpose: SPEC section 5 is binding, and keeping every definition and the small
+statistics they use in one module is what lets the export and the tables share them (visit_outcomes).
+
 Shapes: a proportion is ``{"n", "N"}`` (remission-type outcomes add the 95% Wilson ``ci_low``,
 ``ci_high``; null when N = 0); a distribution is ``{"median", "q1", "q3", "N"}`` (R type 7, numpy's
 default; null median/q1/q3 when N = 0). Estimates are unrounded floats; everything is plain JSON.
