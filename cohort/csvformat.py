@@ -240,14 +240,16 @@ def _read_rows(
 # --- writing -------------------------------------------------------------------------------------
 
 
-def _format(value: object) -> str:
+def cell_text(value: object) -> str:
+    """A value as the import format writes it: empty for missing, YYYY-MM-DD, decimals with a dot
+    and no trailing zeros (4.7, never 4.70 or 4,7), codes and text as they are. The exports' CSV
+    files (wide dataset, audit trail) write their cells with it too."""
     if value is None:
         return ""
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return text
+        return format(value.normalize(), "f")
     return str(value)
 
 
@@ -259,7 +261,7 @@ def _sort_key(form: str, row: models.Model, values: list[str]) -> tuple:
         return (study_id, values[1], PHASE_ORDER[row.phase], values)
     date = {"prior_biologics": "start_date", "adverse_events": "onset_date"}.get(form)
     if date:
-        return (study_id, _format(getattr(row, date)) or "9999", values)
+        return (study_id, cell_text(getattr(row, date)) or "9999", values)
     return (study_id, values)
 
 
@@ -282,7 +284,7 @@ def export_rows(form: str, patients: models.QuerySet | None = None) -> tuple[lis
             elif variable.name == "centre":
                 values.append(row.centre.code)
             else:
-                values.append(_format(getattr(row, variable.name)))
+                values.append(cell_text(getattr(row, variable.name)))
         rows.append((_sort_key(form, row, values), values))
     rows.sort(key=lambda item: item[0])
     return header, [values for _, values in rows]

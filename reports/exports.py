@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from cohort import audit, crf
-from cohort.csvformat import export_cohort
+from cohort.csvformat import cell_text, export_cohort
 from cohort.models import Centre
 from reports.dataset import DICTIONARY_HEADER, Column, dictionary_rows, wide_dataset
 
@@ -60,21 +60,11 @@ AUDIT_HEADER = [
 # Writers
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    return str(value)
-
-
 def _write_csv(out: Path, header: list[str], rows: Iterable[Iterable[object]]) -> None:
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows([_text(value) for value in row] for row in rows)
+        writer.writerows([cell_text(value) for value in row] for row in rows)
 
 
 def _write_xlsx(out: Path, columns: list[Column], rows: list[list]) -> None:
@@ -189,7 +179,7 @@ def _csv_text(header: list[str], rows: Iterable[Iterable[object]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([_text(value) for value in row] for row in rows)
+    writer.writerows([cell_text(value) for value in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -198,11 +188,8 @@ def _csv_text(header: list[str], rows: Iterable[Iterable[object]]) -> str:
 
 
 def _audit_value(value: object) -> str:
-    if isinstance(value, float):  # a JSON number: as the import format writes the decimal
-        value = Decimal(repr(value))
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    return "" if value is None else str(value)
+    """An audit value (JSON) as the import format writes it: a JSON number is a decimal column's."""
+    return cell_text(Decimal(repr(value)) if isinstance(value, float) else value)
 
 
 def audit_rows(patients: QuerySet) -> list[list[str]]:
@@ -249,7 +236,7 @@ def write_export(kind: str, out: Path, *, patients: QuerySet, progress: Progress
     report = progress or (lambda percent, message: None)
     out = Path(out)
     if kind != "audit_csv":  # removed patients leave every dataset; their audit trail stays (SPEC 4)
-        patients = patients.filter(deleted_at__isnull=True)
+        patients = patients.active()
     if kind == "import_csv_zip":
         _write_import_zip(out, patients, report)
     elif kind == "dictionary_csv":

@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from cohort import crf
+from cohort.models import ACTIVE_PATIENT_SQL
 from reports.outcomes import AdverseEventData, AssessmentData, FollowUpData, PatientData
 
 ALL = "all"
@@ -29,13 +30,13 @@ PATIENTS = """
            p.upper_gi = 'yes', p.montreal_behaviour, p.perianal = 'yes', p.prior_resection = 'yes', p.smoking
            {details}
     FROM cohort_patient p JOIN cohort_centre c ON c.id = p.centre_id
-    WHERE p.deleted_at IS NULL {scope}
+    WHERE p.{active} {scope}
     ORDER BY p.study_id
 """
 # Rows of a form belonging to the scope's (not deleted) patients.
 FORM = """
     FROM {table} x JOIN cohort_patient p ON p.id = x.patient_id JOIN cohort_centre c ON c.id = p.centre_id
-    WHERE p.deleted_at IS NULL {scope}
+    WHERE p.{active} {scope}
 """
 PRIOR_AGENTS = "SELECT x.patient_id, array_agg(x.agent ORDER BY x.id)" + FORM + " GROUP BY x.patient_id"
 DOSES = (
@@ -75,7 +76,7 @@ class Record(NamedTuple):
 
 def _fetch(cursor, sql: str, table: str | None, where: tuple[str, list], details: str = "") -> list[tuple]:
     condition, params = where
-    cursor.execute(sql.format(table=table, scope=condition, details=details), params)
+    cursor.execute(sql.format(table=table, scope=condition, details=details, active=ACTIVE_PATIENT_SQL), params)
     return cursor.fetchall()
 
 
