@@ -49,6 +49,13 @@ NOT_INPUT = frozenset((*KEYS, *BOOKKEEPING, REMOVED))
 KEY_VARIABLES = ("study_id", "centre", "visit")
 
 
+def entered_fields(model: type[models.Model]) -> list[models.Field]:
+    """The model's fields a user enters (its form's input fields and the form status), in the
+    model's order: what a save writes and what an edit conflict compares."""
+    names = {*file_of(model).fields, "form_status"}
+    return [f for f in model._meta.concrete_fields if f.name in names]
+
+
 def attnames(model: type[models.Model], names) -> frozenset[str]:
     """The database column names (patient -> patient_id) of the model's fields among `names`."""
     return frozenset(f.attname for f in model._meta.concrete_fields if f.name in names)

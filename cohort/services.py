@@ -229,11 +229,7 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
         if stored is None:
             row.save()
             return row
-        values = {
-            f.attname: getattr(row, f.attname)
-            for f in model._meta.concrete_fields
-            if f.editable and not f.primary_key and f.attname not in {"created_by_id", "centre_id", "study_id"}
-        }
+        values = {f.attname: getattr(row, f.attname) for f in crf.entered_fields(model)}
         updated = model._base_manager.filter(pk=row.pk, version=expected_version).update(
             **values, version=F("version") + 1, updated_at=timezone.now()
         )
@@ -293,9 +289,7 @@ def _snapshot(model, pk, version) -> dict | None:
 
 def _changes(model, before: dict | None, after) -> list[tuple[str, str, str]]:
     changes = []
-    for f in model._meta.concrete_fields:
-        if not f.editable or f.primary_key or f.attname in {"created_by_id", "centre_id", "patient_id"}:
-            continue
+    for f in crf.entered_fields(model):
         then = None if before is None else before.get(f.attname)
         now = None if after is None else getattr(after, f.attname)
         if then != now:

@@ -34,7 +34,7 @@ class ReportRequestForm(forms.Form):
     def __init__(self, *args, scopes: list[str], **kwargs):
         super().__init__(*args, **kwargs)
         # Only scopes the user may read can be chosen: a forged scope is an invalid choice.
-        self.fields["scope"].choices = [(s, _("All centres") if s == "all" else s) for s in scopes]
+        self.fields["scope"].choices = [(s, _("All centres") if s == access.ALL_SCOPE else s) for s in scopes]
 
 
 def _job_json(job: ReportJob) -> dict:

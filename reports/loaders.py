@@ -20,10 +20,9 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from cohort import crf
+from cohort.access import ALL_SCOPE
 from cohort.models import ACTIVE_PATIENT_SQL
 from reports.outcomes import AdverseEventData, AssessmentData, FollowUpData, PatientData
-
-ALL = "all"
 
 PATIENTS = """
     SELECT p.id, p.study_id, c.code, p.sex, p.birth_year, p.diagnosis_year, p.montreal_location,
@@ -88,10 +87,10 @@ def _where(scope: str, patients: QuerySet | None) -> tuple[str, list] | None:
         except EmptyResultSet:  # .none(): nothing to read
             return None
         return f"AND p.id IN ({sql})", list(params)
-    return ("", []) if scope == ALL else ("AND c.code = %s", [scope])
+    return ("", []) if scope == ALL_SCOPE else ("AND c.code = %s", [scope])
 
 
-def load_patients(scope: str = ALL, *, patients: QuerySet | None = None) -> list[PatientData]:
+def load_patients(scope: str = ALL_SCOPE, *, patients: QuerySet | None = None) -> list[PatientData]:
     """Every (not deleted) patient of the scope ('all' or a centre code), or of the queryset when one
     is given, ordered by study ID."""
     return _load(_where(scope, patients), details=False)[0]
@@ -99,7 +98,7 @@ def load_patients(scope: str = ALL, *, patients: QuerySet | None = None) -> list
 
 def load_records(patients: QuerySet) -> list[Record]:
     """The (not deleted) patients of the queryset with their entered values, ordered by study ID."""
-    data, entered = _load(_where(ALL, patients), details=True)
+    data, entered = _load(_where(ALL_SCOPE, patients), details=True)
     return [Record(patient, *values) for patient, values in zip(data, entered, strict=True)]
 
 

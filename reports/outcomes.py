@@ -281,10 +281,12 @@ def discontinuation_date(patient: PatientData) -> dt.date | None:
 
 def on_ustekinumab_at(patient: PatientData, day: dt.date | None) -> bool:
     """SPEC 5: not discontinued on or before that visit's assessment_date."""
-    stopped = discontinuation_date(patient)
-    if stopped is None:
-        return True
-    return day is not None and day < stopped
+    return on_drug(discontinuation_date(patient), day)
+
+
+def on_drug(stopped: dt.date | None, day: dt.date | None) -> bool:
+    """`on_ustekinumab_at` for a patient whose discontinuation_date is `stopped` (None: ongoing)."""
+    return stopped is None or (day is not None and day < stopped)
 
 
 Seen = list[tuple[PatientData, AssessmentData]]
@@ -433,8 +435,8 @@ def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitO
     Per visit: the done assessment (the first, were there several); the follow-up outcomes' population
     is a done visit on ustekinumab at its date. The NRI numerator is the observed numerator, as the
     SPEC defines it, so a patient in remission at the visit but followed up for less than the nominal
-    day counts in compute()'s n and has no NRI flag here. One pass over the assessments: compute()
-    calls this for every patient.
+    day counts in compute()'s n and has no NRI flag here. compute() calls this for every included
+    patient, so the patient's discontinuation is looked up once, not per visit and rule.
     """
     seen: dict[str, AssessmentData] = {}
     for assessment in patient.assessments:
@@ -442,13 +444,14 @@ def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitO
             seen[assessment.visit] = assessment
     stopped = discontinuation_date(patient)
     last_seen = patient.follow_up.last_follow_up_date
+    t0 = patient.reinduction_date
     result = []
     for visit in FOLLOW_UP_VISITS:
-        nominal = patient.reinduction_date + NOMINAL_DELTA[visit]
+        nominal = t0 + NOMINAL_DELTA[visit]
         assessment = seen.get(visit)
         date = assessment.assessment_date if assessment is not None else None
         remission = steroid_free = biochemical = endoscopic = None
-        if assessment is not None and on_ustekinumab_at(patient, date):
+        if assessment is not None and on_drug(stopped, date):
             if assessment.hbi is not None:
                 remission = assessment.hbi <= thresholds.hbi_max
                 steroid_free = remission and assessment.corticosteroids is False
@@ -457,18 +460,22 @@ def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitO
         # On ustekinumab at the visit's date, or without one at the nominal day; None when still on
         # treatment but followed up for less than that (only the follow-up can tell).
         if date is None and stopped is None:
-            on_drug = True if last_seen >= nominal else None
+            on_ustekinumab = True if last_seen >= nominal else None
         else:
-            on_drug = on_ustekinumab_at(patient, date or nominal)
-        nri = remission is True if in_nri_denominator(patient, visit) else None
-        result.append(VisitOutcome(on_drug, remission, steroid_free, nri, biochemical, endoscopic))
+            on_ustekinumab = on_drug(stopped, date or nominal)
+        nri = remission is True if followed_to(patient, nominal) else None
+        result.append(VisitOutcome(on_ustekinumab, remission, steroid_free, nri, biochemical, endoscopic))
     return tuple(result)
 
 
 def in_nri_denominator(patient: PatientData, visit: str) -> bool:
     """SPEC 5 'nri': discontinued (at any time) or followed up to the visit's nominal day."""
-    nominal = patient.reinduction_date + dt.timedelta(days=NOMINAL_DAY[visit])
-    return patient.follow_up.status == "discontinued" or patient.follow_up.last_follow_up_date >= nominal
+    return followed_to(patient, patient.reinduction_date + NOMINAL_DELTA[visit])
+
+
+def followed_to(patient: PatientData, day: dt.date) -> bool:
+    """Discontinued (at any time) or followed up to `day`: the NRI denominator at a visit's nominal day."""
+    return patient.follow_up.status == "discontinued" or patient.follow_up.last_follow_up_date >= day
 
 
 def biochemical_in_remission(assessment: AssessmentData, thresholds: Thresholds) -> bool | None:
@@ -494,16 +501,24 @@ def _tally(flags: list[bool | None]) -> dict:
     return proportion(tally["n"], tally["N"])
 
 
-def clinical_remission(visit_outcomes: Sequence[VisitOutcome]) -> dict:
-    """The visit's outcomes of the included patients -> observed, NRI and steroid-free proportions."""
-    observed = count([o.remission for o in visit_outcomes])
+def clinical_remission(at_visit: VisitOutcome) -> dict:
+    """Observed, NRI and steroid-free proportions from a visit's outcomes of the included patients,
+    one list per field (`columns`)."""
+    observed = count(at_visit.remission)
     # The NRI numerator is the observed numerator (see visit_outcomes).
-    nri_total = sum(1 for o in visit_outcomes if o.nri is not None)
+    nri_total = len(at_visit.nri) - at_visit.nri.count(None)
     return {
         "observed": proportion(observed["n"], observed["N"]),
         "nri": proportion(observed["n"], nri_total),
-        "steroid_free": _tally([o.steroid_free for o in visit_outcomes]),
+        "steroid_free": _tally(at_visit.steroid_free),
     }
+
+
+def columns(outcomes: Sequence[VisitOutcome]) -> VisitOutcome:
+    """Many patients' outcomes at one visit, turned into one list per field (transposed in C)."""
+    if not outcomes:
+        return VisitOutcome([], [], [], [], [], [])
+    return VisitOutcome._make(map(list, zip(*outcomes, strict=True)))
 
 
 def adverse_event_table(patients: Sequence[PatientData]) -> dict:
@@ -530,7 +545,7 @@ def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: 
     included = [p for p in in_scope if is_included(p)]
     by_visit = assessments_by_visit(included)
     per_patient = [visit_outcomes(p, thresholds) for p in included]
-    at_visit = {w: [o[i] for o in per_patient] for i, w in enumerate(FOLLOW_UP_VISITS)}
+    at_visit = {w: columns([o[i] for o in per_patient]) for i, w in enumerate(FOLLOW_UP_VISITS)}
     return {
         "scope": scope,
         "algorithm_version": ALGORITHM_VERSION,
@@ -540,8 +555,8 @@ def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: 
         "treatment": treatment_table(included),
         "drug_survival": drug_survival(included),
         "clinical_remission": {w: clinical_remission(at_visit[w]) for w in FOLLOW_UP_VISITS},
-        "biochemical_remission": {w: _tally([o.biochemical for o in at_visit[w]]) for w in FOLLOW_UP_VISITS},
-        "endoscopic_remission": {w: _tally([o.endoscopic for o in at_visit[w]]) for w in FOLLOW_UP_VISITS},
+        "biochemical_remission": {w: _tally(at_visit[w].biochemical) for w in FOLLOW_UP_VISITS},
+        "endoscopic_remission": {w: _tally(at_visit[w].endoscopic) for w in FOLLOW_UP_VISITS},
         "nonresponse": proportion(
             sum(1 for p in included if p.follow_up.discontinuation_reason == "nonresponse"), len(included)
         ),

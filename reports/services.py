@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cohort.access import ALL_SCOPE
 from reports import background, loaders, outcomes
 from reports.models import OutcomeSnapshot, RecomputeRequest
 
@@ -205,7 +206,7 @@ def request_missing() -> list[str]:
     centre has no patients, so no data change would ever ask for its (empty) outcomes."""
     from cohort.models import Centre
 
-    scopes = ["all", *Centre.objects.filter(active=True).values_list("code", flat=True)]
+    scopes = [ALL_SCOPE, *Centre.objects.filter(active=True).values_list("code", flat=True)]
     known = set(OutcomeSnapshot.objects.filter(scope__in=scopes).values_list("scope", flat=True).distinct())
     waiting = RecomputeRequest.objects.filter(
         scope__in=scopes, status__in=[RecomputeRequest.Status.PENDING, RecomputeRequest.Status.RUNNING]

@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cohort.access import ALL_SCOPE
 from cohort.models import Centre
 from reports.services import compute_scope, data_snapshot
 from reports.text import outcome_table
@@ -15,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["json", "text"], default="json")
 
     def handle(self, *args, centre=None, format="json", **options):
-        scope = centre or "all"
+        scope = centre or ALL_SCOPE
         if centre and not Centre.objects.filter(code=centre).exists():
             raise CommandError(f"--centre: no centre with code '{centre}'.")
         with data_snapshot():  # the same consistent view of the data as the workers' recompute

@@ -4,6 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cohort.access import ALL_SCOPE
 from cohort.models import Centre
 
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--centre", help="a centre code; default: all centres")
 
     def handle(self, *args, out, centre=None, **options):
-        scope = centre or "all"
+        scope = centre or ALL_SCOPE
         if centre and not Centre.objects.filter(code=centre).exists():
             raise CommandError(f"--centre: no centre with code '{centre}'.")
         path = pathlib.Path(out)
