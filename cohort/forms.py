@@ -164,6 +164,8 @@ class CrfForm(forms.ModelForm):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
+        # A field added to the dictionary and the model shows up even before a layout places it.
+        self.helper.render_unmentioned_fields = True
         parts = [*self.layout, Field("form_status", wrapper_class="mt-3")]
         if self.asks_reason:
             parts.append(Div(Field("reason_for_change"), css_class="border border-warning rounded p-2 mt-2"))

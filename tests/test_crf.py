@@ -59,3 +59,20 @@ def test_save_and_next_walks_the_casebook_in_order():
         following = crf.next_form(key)
         key = following.key if following else None
     assert seen == [form.key for form in crf.FORMS]
+
+
+def test_every_input_field_is_on_its_page_even_one_the_layout_does_not_place():
+    """Adding a variable is a dictionary + model + migration change: the page shows it unasked."""
+    from crispy_forms.utils import render_crispy_form
+
+    for form in crf.FORMS:
+        browser_form = form_class(form)(instance=form.model())
+        html = render_crispy_form(browser_form)
+        for name in form.fields:
+            assert f'name="{name}"' in html, (form.key, name)
+
+    class Unplaced(form_class(crf.form("follow_up"))):
+        layout = ()  # places nothing
+
+    html = render_crispy_form(Unplaced(instance=crf.form("follow_up").model()))
+    assert all(f'name="{name}"' in html for name in crf.form("follow_up").fields)
