@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpResponseRedirect
 
-from cohort import crf, services, validators
+from cohort import crf, locks, services, validators
 from cohort.forms import NUMBER_FORM_FIELDS
 from cohort.models import (
     REASON_MAX_LENGTH,
@@ -22,6 +22,7 @@ from cohort.models import (
     Centre,
     FlagConfirmation,
     FollowUp,
+    Lock,
     Membership,
     Patient,
     PriorBiologic,
@@ -53,6 +54,11 @@ class RecordCheckedForm(forms.ModelForm):
         row = self.instance
         patient = row if isinstance(row, Patient) else getattr(row, "patient", None)
         if patient is None or self.errors:
+            return
+        try:
+            locks.refuse_if_locked(patient, row)
+        except locks.Locked as error:
+            self.add_error(None, error)
             return
         if row.pk:
             stored = type(row)._base_manager.filter(pk=row.pk).first()
@@ -236,6 +242,16 @@ class FlagConfirmationAdmin(ReadOnlyAdmin):
     list_display = ["patient", "form", "field", "basis", "confirmed_by", "confirmed_at", "comment"]
     list_select_related = ["patient", "confirmed_by"]
     search_fields = ["patient__study_id"]
+
+
+@admin.register(Lock)
+class LockAdmin(ReadOnlyAdmin):
+    """Locks are read here; coordinators lock and unlock in the casebook or with `manage.py lock`."""
+
+    list_display = ["kind", "centre", "patient", "form", "row_id", "reason", "locked_by", "locked_at", "unlocked_at"]
+    list_filter = ["kind", "unlocked_at"]
+    list_select_related = ["centre", "patient", "locked_by"]
+    search_fields = ["patient__study_id", "centre__code", "reason"]
 
 
 class AuditEventAdmin(ReadOnlyAdmin):

@@ -1,4 +1,5 @@
-"""The audit trail (SPEC section 4), read once for every reader: the casebook page and its history,
+"""The audit trail (SPEC section 4): who and why attached to the events the triggers write
+(`audit_context`), and the trail read once for every reader: the casebook page and its history,
 the casebook PDF and the audit CSV export.
 
 pghistory writes one event row per insert, update and removal of an audited row, in one event table
@@ -10,15 +11,34 @@ window function over the same rows takes well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+import pghistory
 from django.apps import apps
+from django.contrib.auth.models import User
 from django.db import connection, models
 
 from cohort import crf
 from cohort.models import FlagConfirmation, Patient
+
+
+@contextlib.contextmanager
+def audit_context(*, user: User | None, reason: str = "", source: str = "") -> Iterator[None]:
+    """Attach who and why to every audit event written inside (SPEC section 4)."""
+    context: dict[str, object] = {}
+    if user is not None:
+        context["user"] = user.pk
+        context["username"] = user.get_username()
+    if reason:
+        context["reason"] = reason
+    if source:
+        context["source"] = source
+    with pghistory.context(**context):
+        yield
+
 
 # The audited models whose rows belong to a patient: the CRF forms and the flag confirmations.
 PATIENT_MODELS: tuple[type[models.Model], ...] = (*crf.MODELS, FlagConfirmation)

@@ -16,7 +16,8 @@ from pathlib import Path
 from django.contrib.auth.models import User
 from django.db import models, transaction
 
-from cohort import crf, csvformat, signals, validators
+from cohort import crf, csvformat, locks, signals, validators
+from cohort.audit import audit_context
 from cohort.choices import FormStatus
 from cohort.crf import PatientRecord
 from cohort.csvformat import SourceRow, shown
@@ -25,7 +26,7 @@ from cohort.models import (
     Centre,
     Patient,
 )
-from cohort.services import audit_context, patient_record, with_forms
+from cohort.services import patient_record, with_forms
 
 
 class ImportFailed(Exception):
@@ -81,6 +82,7 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
 
     with transaction.atomic():
         records, origin = _build_records(sources, errors, unread)
+        errors.extend(_locked(records, origin))
         for study_id, record in records.items():
             problems = _problems(record, origin, complete=study_id not in unread)
             errors.extend(_locate(problem, origin) for problem in problems)
@@ -101,6 +103,25 @@ def _problems(record: PatientRecord, origin: dict[int, SourceRow], *, complete: 
     dose'). Nor are they when one of the patient's rows could not be read at all (not `complete`)."""
     rows = [row for row in record.rows() if id(row) in origin]
     return validators.check(record, rows, skip=lambda row: origin[id(row)].failed, cross_form=complete)
+
+
+def _locked(records: dict[str, PatientRecord], origin: dict[int, SourceRow]) -> list[str]:
+    """Every file row that would write a locked record (SPEC section 10): the database would refuse
+    it anyway; said here at its line, and nothing is written. One query, whatever the patients."""
+    active = list(locks.active())
+    if not active:
+        return []
+    refused = []
+    for record in records.values():
+        for row in record.rows():
+            source = origin.get(id(row))
+            if source is None:
+                continue
+            stored = getattr(row, "_original", None)
+            lock = locks.first_covering(active, record.patient, stored, form=source.form)
+            if lock is not None:
+                refused.append(f"{source.form}.csv:{source.line}: study_id: {locks.message(lock)}")
+    return refused
 
 
 def _sorted(errors: list[str]) -> list[str]:

@@ -871,6 +871,69 @@ class FlagConfirmation(models.Model):
         return (self.form, self.row_id, self.field, self.basis)
 
 
+class LockKind(models.TextChoices):
+    STUDY = "study", _("study")
+    CENTRE = "centre", _("centre")
+    PATIENT = "patient", _("casebook")
+    ROW = "row", _("form")
+
+
+@audited()
+class Lock(models.Model):
+    """A lock (SPEC section 10): the whole study (a database freeze before analysis), a centre, a
+    patient's casebook or one form row. While active it refuses every write of what it covers,
+    through every path: database triggers (cohort/migrations/0005) enforce it, raw SQL included;
+    cohort/locks.py gives the message before the database has to. Unlocking keeps the row: the
+    lock's history is its own audit trail."""
+
+    Kind = LockKind
+
+    kind = models.CharField(_("What is locked"), max_length=8, choices=LockKind.choices)
+    centre = models.ForeignKey(Centre, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="locks")
+    form = models.CharField(max_length=32, blank=True, help_text=_("a form row's data dictionary form"))
+    row_id = models.PositiveBigIntegerField(null=True, blank=True)
+    reason = models.CharField(_("Reason"), max_length=REASON_MAX_LENGTH)
+    locked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    locked_at = models.DateTimeField(auto_now_add=True)
+    unlock_reason = models.CharField(_("Reason for unlocking"), max_length=REASON_MAX_LENGTH, blank=True)
+    unlocked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    unlocked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-locked_at", "-id"]
+        constraints = [
+            one_of("kind", LockKind, prefix="lock"),
+            models.CheckConstraint(
+                condition=(Q(kind="study") & Q(centre__isnull=True, patient__isnull=True, row_id__isnull=True))
+                | (Q(kind="centre") & Q(centre__isnull=False, patient__isnull=True, row_id__isnull=True))
+                | (Q(kind="patient") & Q(patient__isnull=False, row_id__isnull=True))
+                | (Q(kind="row") & Q(patient__isnull=False, row_id__isnull=False) & ~Q(form="")),
+                name="lock_target_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(unlocked_at__isnull=True) | ~Q(unlock_reason=""),
+                name="lock_unlock_needs_reason",
+            ),
+            # One active lock per target: locking what is locked already is a no-op, not a second lock.
+            models.UniqueConstraint(
+                fields=["kind", "centre", "patient", "form", "row_id"],
+                condition=Q(unlocked_at__isnull=True),
+                nulls_distinct=False,
+                name="lock_one_active_per_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} lock"
+
+    @property
+    def active(self) -> bool:
+        return self.unlocked_at is None
+
+
 class UserProfile(models.Model):
     """Per-user preferences: the interface language (English or Dutch)."""
 

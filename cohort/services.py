@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import pghistory
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models, transaction
@@ -14,7 +10,8 @@ from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from cohort import audit, crf, display, signals, validators
+from cohort import audit, crf, display, locks, signals, validators
+from cohort.audit import audit_context
 from cohort.crf import PatientRecord
 from cohort.models import ACTIVE_PATIENT_SQL, REASON_MAX_LENGTH, Centre, FlagConfirmation, Patient
 
@@ -27,21 +24,6 @@ def system_user() -> User:
         username=SYSTEM_USERNAME, defaults={"is_active": False, "first_name": "System"}
     )
     return user
-
-
-@contextlib.contextmanager
-def audit_context(*, user: User | None, reason: str = "", source: str = "") -> Iterator[None]:
-    """Attach who and why to every audit event written inside (SPEC section 4)."""
-    context: dict[str, object] = {}
-    if user is not None:
-        context["user"] = user.pk
-        context["username"] = user.get_username()
-    if reason:
-        context["reason"] = reason
-    if source:
-        context["source"] = source
-    with pghistory.context(**context):
-        yield
 
 
 def centre_create(*, code: str, name: str, by: User | None = None) -> Centre:
@@ -78,6 +60,7 @@ def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
     with transaction.atomic(), audit_context(user=by, source="enrol"):
         centre = Centre.objects.select_for_update().get(pk=centre.pk)
         patient = Patient(centre=centre, created_by=by, **data)
+        locks.refuse_if_locked(Patient(centre=centre))
         patient.study_id = next_study_id(centre)
         validators.raise_for(validators.check(PatientRecord(patient)), patient)
         patient.save()
@@ -135,6 +118,7 @@ def patient_soft_delete(*, patient: Patient, by: User, reason: str) -> None:
             gettext("The reason can be at most %(limit)d characters (this one has %(length)d); nothing was removed."),
             params={"limit": REASON_MAX_LENGTH, "length": len(reason)},
         )
+    locks.refuse_if_locked(patient)
     with transaction.atomic(), audit_context(user=by, reason=reason, source="delete"):
         Patient.all_objects.filter(pk=patient.pk).update(deleted_at=timezone.now())
         _outcomes_changed(patient.centre)
@@ -220,6 +204,7 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
         patient = _lock_patient(row.pk if isinstance(row, Patient) else row.patient_id)
         record = patient_record(patient, confirmations=False)
         stored = record.stored(row)
+        locks.refuse_if_locked(patient, stored)
         check_edit(row, stored, expected_version=expected_version, reason=reason)
         if not isinstance(row, Patient):
             row.patient = patient
@@ -245,6 +230,7 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
         patient = _lock_patient(row.patient_id)
         record = patient_record(patient, confirmations=False)
         stored = record.stored(row)
+        locks.refuse_if_locked(patient, stored)
         check_edit(row, stored, expected_version=expected_version, reason=reason)
         # Refuse a removal that would break a rule of the rest of the record (the re-induction dose
         # that every later form's dates depend on, say); what was broken before is not its fault.

@@ -189,6 +189,9 @@ def _save(request, form, patient, row, key: str) -> HttpResponse | None:
 
 
 def _add_errors(form, error: ValidationError) -> None:
+    if not hasattr(error, "error_dict"):  # about the record, not a field (a lock, say)
+        form.add_error(None, error)
+        return
     for field, messages_ in error.message_dict.items():
         form.add_error(field if field in form.fields else None, messages_)
 

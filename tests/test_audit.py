@@ -10,8 +10,9 @@ import pytest
 from django.apps import apps
 from django.db import DatabaseError, connection, transaction
 
+from cohort.audit import audit_context
 from cohort.models import Assessment, Membership, Patient
-from cohort.services import audit_context, patient_audit_trail, patient_soft_delete
+from cohort.services import patient_audit_trail, patient_soft_delete
 
 pytestmark = pytest.mark.django_db
 

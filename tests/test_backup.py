@@ -18,9 +18,10 @@ from django.conf import settings
 from django.db import connection
 
 from cohort import embedded_pg
+from cohort.audit import audit_context
 from cohort.management.commands.migrate import audit_tables
 from cohort.models import Assessment
-from cohort.services import audit_context, patient_soft_delete
+from cohort.services import patient_soft_delete
 from tests.base import make_patient, make_record
 
 BASE_DIR = Path(__file__).resolve().parent.parent

@@ -20,9 +20,10 @@ from django.core.management import call_command
 
 from cohort import dictionary
 from cohort.access import patients_for_user
+from cohort.audit import audit_context
 from cohort.choices import Role
 from cohort.models import AdverseEvent, Assessment, Centre, FollowUp, Patient, UstekinumabDose
-from cohort.services import audit_context, centre_create, patient_audit_trail, patient_soft_delete
+from cohort.services import centre_create, patient_audit_trail, patient_soft_delete
 from reports.dataset import wide_dataset
 from reports.exports import (
     AUDIT_SKIPPED,

@@ -16,1090 +16,3410 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('pghistory', '0007_auto_20250421_0444'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("pghistory", "0007_auto_20250421_0444"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AdverseEvent',
+            name="AdverseEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('onset_date', models.DateField(help_text='On or after the re-induction dose date.', validators=[cohort.checks.not_in_future], verbose_name='Onset date')),
-                ('category', models.CharField(choices=[('infection', 'infection'), ('infusion_reaction', 'infusion reaction'), ('injection_site_reaction', 'injection site reaction'), ('skin', 'skin'), ('arthralgia', 'arthralgia'), ('headache', 'headache'), ('malignancy', 'malignancy'), ('other', 'other')], max_length=24, verbose_name='Category')),
-                ('description', models.CharField(help_text='Free text, at most 500 characters. Do not enter names or other identifiers.', max_length=500, verbose_name='Description')),
-                ('serious', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Serious adverse event')),
-                ('causality', models.CharField(choices=[('unrelated', 'unrelated'), ('unlikely', 'unlikely'), ('possible', 'possible'), ('probable', 'probable'), ('definite', 'definite')], max_length=9, verbose_name='Relation to ustekinumab')),
-                ('outcome', models.CharField(choices=[('resolved', 'resolved'), ('resolving', 'resolving'), ('ongoing', 'ongoing'), ('sequelae', 'resolved with sequelae'), ('fatal', 'fatal'), ('unknown', 'unknown')], max_length=9, verbose_name='Outcome')),
-                ('led_to_discontinuation', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Led to discontinuation of ustekinumab')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "onset_date",
+                    models.DateField(
+                        help_text="On or after the re-induction dose date.",
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Onset date",
+                    ),
+                ),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("infection", "infection"),
+                            ("infusion_reaction", "infusion reaction"),
+                            ("injection_site_reaction", "injection site reaction"),
+                            ("skin", "skin"),
+                            ("arthralgia", "arthralgia"),
+                            ("headache", "headache"),
+                            ("malignancy", "malignancy"),
+                            ("other", "other"),
+                        ],
+                        max_length=24,
+                        verbose_name="Category",
+                    ),
+                ),
+                (
+                    "description",
+                    models.CharField(
+                        help_text="Free text, at most 500 characters. Do not enter names or other identifiers.",
+                        max_length=500,
+                        verbose_name="Description",
+                    ),
+                ),
+                (
+                    "serious",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")], max_length=3, verbose_name="Serious adverse event"
+                    ),
+                ),
+                (
+                    "causality",
+                    models.CharField(
+                        choices=[
+                            ("unrelated", "unrelated"),
+                            ("unlikely", "unlikely"),
+                            ("possible", "possible"),
+                            ("probable", "probable"),
+                            ("definite", "definite"),
+                        ],
+                        max_length=9,
+                        verbose_name="Relation to ustekinumab",
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("resolved", "resolved"),
+                            ("resolving", "resolving"),
+                            ("ongoing", "ongoing"),
+                            ("sequelae", "resolved with sequelae"),
+                            ("fatal", "fatal"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=9,
+                        verbose_name="Outcome",
+                    ),
+                ),
+                (
+                    "led_to_discontinuation",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Led to discontinuation of ustekinumab",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['patient', 'onset_date', 'id'],
-                'default_related_name': 'adverse_events',
+                "ordering": ["patient", "onset_date", "id"],
+                "default_related_name": "adverse_events",
             },
         ),
         migrations.CreateModel(
-            name='Assessment',
+            name="Assessment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('visit', models.CharField(choices=[('week_0', 'week 0 (re-induction)'), ('week_8', 'week 8'), ('week_20', 'week 20'), ('week_52', 'week 52')], max_length=7, verbose_name='Visit')),
-                ('not_done', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='When yes: give the reason and leave every measurement empty.', max_length=3, verbose_name='Visit not done')),
-                ('not_done_reason', models.CharField(blank=True, choices=[('missed', 'visit missed'), ('not_applicable', 'not applicable (treatment stopped)'), ('lost_to_follow_up', 'lost to follow-up'), ('unknown', 'unknown')], max_length=20, verbose_name='Reason visit not done')),
-                ('assessment_date', models.DateField(blank=True, help_text='Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag.', null=True, validators=[cohort.checks.not_in_future], verbose_name='Date of assessment')),
-                ('hbi_wellbeing', models.PositiveSmallIntegerField(blank=True, help_text='0 very well .. 4 terrible', null=True, verbose_name='HBI general well-being')),
-                ('hbi_pain', models.PositiveSmallIntegerField(blank=True, help_text='0 none .. 3 severe', null=True, verbose_name='HBI abdominal pain')),
-                ('hbi_stools', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='HBI liquid stools per day')),
-                ('hbi_mass', models.PositiveSmallIntegerField(blank=True, help_text='0 none .. 3 definite and tender', null=True, verbose_name='HBI abdominal mass')),
-                ('hbi_complications', models.PositiveSmallIntegerField(blank=True, help_text='arthralgia, uveitis, erythema nodosum, aphthous ulcers, pyoderma gangrenosum, anal fissure, new fistula, abscess', null=True, verbose_name='HBI complications (count)')),
-                ('hbi', models.PositiveSmallIntegerField(blank=True, help_text='The sum of the five components when all are given (computed); may be entered alone when the components are unknown.', null=True, verbose_name='Harvey-Bradshaw Index (total)')),
-                ('crp_mg_l', models.DecimalField(blank=True, decimal_places=1, max_digits=5, null=True, verbose_name='C-reactive protein (mg/L)')),
-                ('fcal_ug_g', models.DecimalField(blank=True, decimal_places=1, max_digits=6, null=True, verbose_name='Faecal calprotectin (ug/g)')),
-                ('endoscopy_done', models.CharField(blank=True, choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Endoscopy performed')),
-                ('ses_cd', models.PositiveSmallIntegerField(blank=True, help_text='Only when endoscopy was performed.', null=True, verbose_name='SES-CD')),
-                ('corticosteroids', models.CharField(blank=True, choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Corticosteroids at this visit')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "visit",
+                    models.CharField(
+                        choices=[
+                            ("week_0", "week 0 (re-induction)"),
+                            ("week_8", "week 8"),
+                            ("week_20", "week 20"),
+                            ("week_52", "week 52"),
+                        ],
+                        max_length=7,
+                        verbose_name="Visit",
+                    ),
+                ),
+                (
+                    "not_done",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="When yes: give the reason and leave every measurement empty.",
+                        max_length=3,
+                        verbose_name="Visit not done",
+                    ),
+                ),
+                (
+                    "not_done_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("missed", "visit missed"),
+                            ("not_applicable", "not applicable (treatment stopped)"),
+                            ("lost_to_follow_up", "lost to follow-up"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=20,
+                        verbose_name="Reason visit not done",
+                    ),
+                ),
+                (
+                    "assessment_date",
+                    models.DateField(
+                        blank=True,
+                        help_text="Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag.",
+                        null=True,
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of assessment",
+                    ),
+                ),
+                (
+                    "hbi_wellbeing",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="0 very well .. 4 terrible",
+                        null=True,
+                        verbose_name="HBI general well-being",
+                    ),
+                ),
+                (
+                    "hbi_pain",
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text="0 none .. 3 severe", null=True, verbose_name="HBI abdominal pain"
+                    ),
+                ),
+                (
+                    "hbi_stools",
+                    models.PositiveSmallIntegerField(blank=True, null=True, verbose_name="HBI liquid stools per day"),
+                ),
+                (
+                    "hbi_mass",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="0 none .. 3 definite and tender",
+                        null=True,
+                        verbose_name="HBI abdominal mass",
+                    ),
+                ),
+                (
+                    "hbi_complications",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="arthralgia, uveitis, erythema nodosum, aphthous ulcers, pyoderma gangrenosum, anal fissure, new fistula, abscess",
+                        null=True,
+                        verbose_name="HBI complications (count)",
+                    ),
+                ),
+                (
+                    "hbi",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="The sum of the five components when all are given (computed); may be entered alone when the components are unknown.",
+                        null=True,
+                        verbose_name="Harvey-Bradshaw Index (total)",
+                    ),
+                ),
+                (
+                    "crp_mg_l",
+                    models.DecimalField(
+                        blank=True, decimal_places=1, max_digits=5, null=True, verbose_name="C-reactive protein (mg/L)"
+                    ),
+                ),
+                (
+                    "fcal_ug_g",
+                    models.DecimalField(
+                        blank=True, decimal_places=1, max_digits=6, null=True, verbose_name="Faecal calprotectin (ug/g)"
+                    ),
+                ),
+                (
+                    "endoscopy_done",
+                    models.CharField(
+                        blank=True,
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Endoscopy performed",
+                    ),
+                ),
+                (
+                    "ses_cd",
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text="Only when endoscopy was performed.", null=True, verbose_name="SES-CD"
+                    ),
+                ),
+                (
+                    "corticosteroids",
+                    models.CharField(
+                        blank=True,
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Corticosteroids at this visit",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['patient', 'visit'],
-                'default_related_name': 'assessments',
+                "ordering": ["patient", "visit"],
+                "default_related_name": "assessments",
             },
         ),
         migrations.CreateModel(
-            name='CentreEvent',
+            name="CentreEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('code', models.CharField(help_text='2 to 10 capital letters or digits, e.g. AMC.', max_length=10, verbose_name='Centre code')),
-                ('name', models.CharField(max_length=200, verbose_name='Name')),
-                ('active', models.BooleanField(default=True, verbose_name='Active')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "code",
+                    models.CharField(
+                        help_text="2 to 10 capital letters or digits, e.g. AMC.",
+                        max_length=10,
+                        verbose_name="Centre code",
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, verbose_name="Name")),
+                ("active", models.BooleanField(default=True, verbose_name="Active")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='FollowUp',
+            name="FollowUp",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('status', models.CharField(choices=[('ongoing', 'still on ustekinumab'), ('discontinued', 'discontinued')], max_length=12, verbose_name='Ustekinumab status')),
-                ('last_follow_up_date', models.DateField(help_text='On or after the re-induction dose date and every assessment date.', validators=[cohort.checks.not_in_future], verbose_name='Date of last follow-up')),
-                ('discontinuation_date', models.DateField(blank=True, help_text='Required when discontinued, empty otherwise; between the re-induction dose date and the date of last follow-up.', null=True, validators=[cohort.checks.not_in_future], verbose_name='Date of discontinuation')),
-                ('discontinuation_reason', models.CharField(blank=True, choices=[('nonresponse', 'no response to re-induction'), ('loss_of_response', 'loss of response after initial response to re-induction'), ('adverse_event', 'adverse event'), ('patient_wish', 'patient wish'), ('surgery', 'surgery'), ('other', 'other')], help_text='Required when discontinued.', max_length=20, verbose_name='Reason for discontinuation')),
-                ('next_therapy', models.CharField(blank=True, help_text='Do not enter names or other identifiers.', max_length=200, verbose_name='Next therapy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ongoing", "still on ustekinumab"), ("discontinued", "discontinued")],
+                        max_length=12,
+                        verbose_name="Ustekinumab status",
+                    ),
+                ),
+                (
+                    "last_follow_up_date",
+                    models.DateField(
+                        help_text="On or after the re-induction dose date and every assessment date.",
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of last follow-up",
+                    ),
+                ),
+                (
+                    "discontinuation_date",
+                    models.DateField(
+                        blank=True,
+                        help_text="Required when discontinued, empty otherwise; between the re-induction dose date and the date of last follow-up.",
+                        null=True,
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of discontinuation",
+                    ),
+                ),
+                (
+                    "discontinuation_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("nonresponse", "no response to re-induction"),
+                            ("loss_of_response", "loss of response after initial response to re-induction"),
+                            ("adverse_event", "adverse event"),
+                            ("patient_wish", "patient wish"),
+                            ("surgery", "surgery"),
+                            ("other", "other"),
+                        ],
+                        help_text="Required when discontinued.",
+                        max_length=20,
+                        verbose_name="Reason for discontinuation",
+                    ),
+                ),
+                (
+                    "next_therapy",
+                    models.CharField(
+                        blank=True,
+                        help_text="Do not enter names or other identifiers.",
+                        max_length=200,
+                        verbose_name="Next therapy",
+                    ),
+                ),
             ],
             options={
-                'default_related_name': 'follow_up',
+                "default_related_name": "follow_up",
             },
         ),
         migrations.CreateModel(
-            name='FollowUpEvent',
+            name="FollowUpEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('status', models.CharField(choices=[('ongoing', 'still on ustekinumab'), ('discontinued', 'discontinued')], max_length=12, verbose_name='Ustekinumab status')),
-                ('last_follow_up_date', models.DateField(help_text='On or after the re-induction dose date and every assessment date.', validators=[cohort.checks.not_in_future], verbose_name='Date of last follow-up')),
-                ('discontinuation_date', models.DateField(blank=True, help_text='Required when discontinued, empty otherwise; between the re-induction dose date and the date of last follow-up.', null=True, validators=[cohort.checks.not_in_future], verbose_name='Date of discontinuation')),
-                ('discontinuation_reason', models.CharField(blank=True, choices=[('nonresponse', 'no response to re-induction'), ('loss_of_response', 'loss of response after initial response to re-induction'), ('adverse_event', 'adverse event'), ('patient_wish', 'patient wish'), ('surgery', 'surgery'), ('other', 'other')], help_text='Required when discontinued.', max_length=20, verbose_name='Reason for discontinuation')),
-                ('next_therapy', models.CharField(blank=True, help_text='Do not enter names or other identifiers.', max_length=200, verbose_name='Next therapy')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ongoing", "still on ustekinumab"), ("discontinued", "discontinued")],
+                        max_length=12,
+                        verbose_name="Ustekinumab status",
+                    ),
+                ),
+                (
+                    "last_follow_up_date",
+                    models.DateField(
+                        help_text="On or after the re-induction dose date and every assessment date.",
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of last follow-up",
+                    ),
+                ),
+                (
+                    "discontinuation_date",
+                    models.DateField(
+                        blank=True,
+                        help_text="Required when discontinued, empty otherwise; between the re-induction dose date and the date of last follow-up.",
+                        null=True,
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of discontinuation",
+                    ),
+                ),
+                (
+                    "discontinuation_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("nonresponse", "no response to re-induction"),
+                            ("loss_of_response", "loss of response after initial response to re-induction"),
+                            ("adverse_event", "adverse event"),
+                            ("patient_wish", "patient wish"),
+                            ("surgery", "surgery"),
+                            ("other", "other"),
+                        ],
+                        help_text="Required when discontinued.",
+                        max_length=20,
+                        verbose_name="Reason for discontinuation",
+                    ),
+                ),
+                (
+                    "next_therapy",
+                    models.CharField(
+                        blank=True,
+                        help_text="Do not enter names or other identifiers.",
+                        max_length=200,
+                        verbose_name="Next therapy",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('nurse', 'research nurse'), ('coordinator', 'coordinator'), ('admin', 'admin')], max_length=20, verbose_name='Role')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("nurse", "research nurse"), ("coordinator", "coordinator"), ("admin", "admin")],
+                        max_length=20,
+                        verbose_name="Role",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['centre__code', 'user__username'],
+                "ordering": ["centre__code", "user__username"],
             },
         ),
         migrations.CreateModel(
-            name='MembershipEvent',
+            name="MembershipEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('role', models.CharField(choices=[('nurse', 'research nurse'), ('coordinator', 'coordinator'), ('admin', 'admin')], max_length=20, verbose_name='Role')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("nurse", "research nurse"), ("coordinator", "coordinator"), ("admin", "admin")],
+                        max_length=20,
+                        verbose_name="Role",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Patient',
+            name="Patient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('study_id', models.CharField(help_text='The centre code, a hyphen and a sequence number; assigned on enrolment. Never changes.', max_length=16, unique=True, verbose_name='Study ID')),
-                ('enrolment_date', models.DateField(validators=[cohort.checks.not_in_future], verbose_name='Date of enrolment')),
-                ('consent', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='Must be yes for the record to be saved.', max_length=3, verbose_name='Informed consent or waiver documented')),
-                ('sex', models.CharField(choices=[('F', 'female'), ('M', 'male')], max_length=1, verbose_name='Sex')),
-                ('birth_year', models.PositiveSmallIntegerField(help_text='Year only: no full date of birth is stored.', validators=[cohort.checks.not_after_this_year], verbose_name='Year of birth')),
-                ('diagnosis_year', models.PositiveSmallIntegerField(validators=[cohort.checks.not_after_this_year], verbose_name="Year of Crohn's disease diagnosis")),
-                ('montreal_location', models.CharField(choices=[('L1', 'ileal'), ('L2', 'colonic'), ('L3', 'ileocolonic')], max_length=2, verbose_name='Montreal location')),
-                ('upper_gi', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Upper GI involvement (L4 modifier)')),
-                ('montreal_behaviour', models.CharField(choices=[('B1', 'non-stricturing non-penetrating'), ('B2', 'stricturing'), ('B3', 'penetrating')], max_length=2, verbose_name='Montreal behaviour')),
-                ('perianal', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Perianal disease (p modifier)')),
-                ('prior_resection', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Prior intestinal resection')),
-                ('smoking', models.CharField(choices=[('current', 'current'), ('former', 'former'), ('never', 'never'), ('unknown', 'unknown')], max_length=7, verbose_name='Smoking status')),
-                ('deleted_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "study_id",
+                    models.CharField(
+                        help_text="The centre code, a hyphen and a sequence number; assigned on enrolment. Never changes.",
+                        max_length=16,
+                        unique=True,
+                        verbose_name="Study ID",
+                    ),
+                ),
+                (
+                    "enrolment_date",
+                    models.DateField(validators=[cohort.checks.not_in_future], verbose_name="Date of enrolment"),
+                ),
+                (
+                    "consent",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="Must be yes for the record to be saved.",
+                        max_length=3,
+                        verbose_name="Informed consent or waiver documented",
+                    ),
+                ),
+                ("sex", models.CharField(choices=[("F", "female"), ("M", "male")], max_length=1, verbose_name="Sex")),
+                (
+                    "birth_year",
+                    models.PositiveSmallIntegerField(
+                        help_text="Year only: no full date of birth is stored.",
+                        validators=[cohort.checks.not_after_this_year],
+                        verbose_name="Year of birth",
+                    ),
+                ),
+                (
+                    "diagnosis_year",
+                    models.PositiveSmallIntegerField(
+                        validators=[cohort.checks.not_after_this_year], verbose_name="Year of Crohn's disease diagnosis"
+                    ),
+                ),
+                (
+                    "montreal_location",
+                    models.CharField(
+                        choices=[("L1", "ileal"), ("L2", "colonic"), ("L3", "ileocolonic")],
+                        max_length=2,
+                        verbose_name="Montreal location",
+                    ),
+                ),
+                (
+                    "upper_gi",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Upper GI involvement (L4 modifier)",
+                    ),
+                ),
+                (
+                    "montreal_behaviour",
+                    models.CharField(
+                        choices=[
+                            ("B1", "non-stricturing non-penetrating"),
+                            ("B2", "stricturing"),
+                            ("B3", "penetrating"),
+                        ],
+                        max_length=2,
+                        verbose_name="Montreal behaviour",
+                    ),
+                ),
+                (
+                    "perianal",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Perianal disease (p modifier)",
+                    ),
+                ),
+                (
+                    "prior_resection",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")], max_length=3, verbose_name="Prior intestinal resection"
+                    ),
+                ),
+                (
+                    "smoking",
+                    models.CharField(
+                        choices=[
+                            ("current", "current"),
+                            ("former", "former"),
+                            ("never", "never"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=7,
+                        verbose_name="Smoking status",
+                    ),
+                ),
+                ("deleted_at", models.DateTimeField(blank=True, editable=False, null=True)),
             ],
             options={
-                'ordering': ['study_id'],
-                'base_manager_name': 'all_objects',
+                "ordering": ["study_id"],
+                "base_manager_name": "all_objects",
             },
             managers=[
-                ('objects', django.db.models.manager.Manager()),
-                ('all_objects', django.db.models.manager.Manager()),
+                ("objects", django.db.models.manager.Manager()),
+                ("all_objects", django.db.models.manager.Manager()),
             ],
         ),
         migrations.CreateModel(
-            name='PatientEvent',
+            name="PatientEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('study_id', models.CharField(help_text='The centre code, a hyphen and a sequence number; assigned on enrolment. Never changes.', max_length=16, verbose_name='Study ID')),
-                ('enrolment_date', models.DateField(validators=[cohort.checks.not_in_future], verbose_name='Date of enrolment')),
-                ('consent', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='Must be yes for the record to be saved.', max_length=3, verbose_name='Informed consent or waiver documented')),
-                ('sex', models.CharField(choices=[('F', 'female'), ('M', 'male')], max_length=1, verbose_name='Sex')),
-                ('birth_year', models.PositiveSmallIntegerField(help_text='Year only: no full date of birth is stored.', validators=[cohort.checks.not_after_this_year], verbose_name='Year of birth')),
-                ('diagnosis_year', models.PositiveSmallIntegerField(validators=[cohort.checks.not_after_this_year], verbose_name="Year of Crohn's disease diagnosis")),
-                ('montreal_location', models.CharField(choices=[('L1', 'ileal'), ('L2', 'colonic'), ('L3', 'ileocolonic')], max_length=2, verbose_name='Montreal location')),
-                ('upper_gi', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Upper GI involvement (L4 modifier)')),
-                ('montreal_behaviour', models.CharField(choices=[('B1', 'non-stricturing non-penetrating'), ('B2', 'stricturing'), ('B3', 'penetrating')], max_length=2, verbose_name='Montreal behaviour')),
-                ('perianal', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Perianal disease (p modifier)')),
-                ('prior_resection', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Prior intestinal resection')),
-                ('smoking', models.CharField(choices=[('current', 'current'), ('former', 'former'), ('never', 'never'), ('unknown', 'unknown')], max_length=7, verbose_name='Smoking status')),
-                ('deleted_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "study_id",
+                    models.CharField(
+                        help_text="The centre code, a hyphen and a sequence number; assigned on enrolment. Never changes.",
+                        max_length=16,
+                        verbose_name="Study ID",
+                    ),
+                ),
+                (
+                    "enrolment_date",
+                    models.DateField(validators=[cohort.checks.not_in_future], verbose_name="Date of enrolment"),
+                ),
+                (
+                    "consent",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="Must be yes for the record to be saved.",
+                        max_length=3,
+                        verbose_name="Informed consent or waiver documented",
+                    ),
+                ),
+                ("sex", models.CharField(choices=[("F", "female"), ("M", "male")], max_length=1, verbose_name="Sex")),
+                (
+                    "birth_year",
+                    models.PositiveSmallIntegerField(
+                        help_text="Year only: no full date of birth is stored.",
+                        validators=[cohort.checks.not_after_this_year],
+                        verbose_name="Year of birth",
+                    ),
+                ),
+                (
+                    "diagnosis_year",
+                    models.PositiveSmallIntegerField(
+                        validators=[cohort.checks.not_after_this_year], verbose_name="Year of Crohn's disease diagnosis"
+                    ),
+                ),
+                (
+                    "montreal_location",
+                    models.CharField(
+                        choices=[("L1", "ileal"), ("L2", "colonic"), ("L3", "ileocolonic")],
+                        max_length=2,
+                        verbose_name="Montreal location",
+                    ),
+                ),
+                (
+                    "upper_gi",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Upper GI involvement (L4 modifier)",
+                    ),
+                ),
+                (
+                    "montreal_behaviour",
+                    models.CharField(
+                        choices=[
+                            ("B1", "non-stricturing non-penetrating"),
+                            ("B2", "stricturing"),
+                            ("B3", "penetrating"),
+                        ],
+                        max_length=2,
+                        verbose_name="Montreal behaviour",
+                    ),
+                ),
+                (
+                    "perianal",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Perianal disease (p modifier)",
+                    ),
+                ),
+                (
+                    "prior_resection",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")], max_length=3, verbose_name="Prior intestinal resection"
+                    ),
+                ),
+                (
+                    "smoking",
+                    models.CharField(
+                        choices=[
+                            ("current", "current"),
+                            ("former", "former"),
+                            ("never", "never"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=7,
+                        verbose_name="Smoking status",
+                    ),
+                ),
+                ("deleted_at", models.DateTimeField(blank=True, editable=False, null=True)),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='PriorBiologic',
+            name="PriorBiologic",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('agent', models.CharField(choices=[('infliximab', 'infliximab'), ('adalimumab', 'adalimumab'), ('certolizumab_pegol', 'certolizumab pegol'), ('golimumab', 'golimumab'), ('vedolizumab', 'vedolizumab'), ('other', 'other')], help_text='Anti-TNF agents: infliximab, adalimumab, certolizumab pegol, golimumab.', max_length=20, verbose_name='Biologic agent')),
-                ('agent_other', models.CharField(blank=True, help_text='Required when agent = other; empty otherwise.', max_length=100, verbose_name='Other agent (name)')),
-                ('start_date', models.DateField(blank=True, null=True, validators=[cohort.checks.not_in_future], verbose_name='Start date')),
-                ('stop_date', models.DateField(blank=True, help_text='On or after the start date, and before the first ustekinumab dose.', null=True, validators=[cohort.checks.not_in_future], verbose_name='Stop date')),
-                ('stop_reason', models.CharField(choices=[('primary_nonresponse', 'primary nonresponse'), ('loss_of_response', 'secondary loss of response'), ('intolerance', 'intolerance or adverse event'), ('other', 'other'), ('unknown', 'unknown')], max_length=20, verbose_name='Reason stopped')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "agent",
+                    models.CharField(
+                        choices=[
+                            ("infliximab", "infliximab"),
+                            ("adalimumab", "adalimumab"),
+                            ("certolizumab_pegol", "certolizumab pegol"),
+                            ("golimumab", "golimumab"),
+                            ("vedolizumab", "vedolizumab"),
+                            ("other", "other"),
+                        ],
+                        help_text="Anti-TNF agents: infliximab, adalimumab, certolizumab pegol, golimumab.",
+                        max_length=20,
+                        verbose_name="Biologic agent",
+                    ),
+                ),
+                (
+                    "agent_other",
+                    models.CharField(
+                        blank=True,
+                        help_text="Required when agent = other; empty otherwise.",
+                        max_length=100,
+                        verbose_name="Other agent (name)",
+                    ),
+                ),
+                (
+                    "start_date",
+                    models.DateField(
+                        blank=True, null=True, validators=[cohort.checks.not_in_future], verbose_name="Start date"
+                    ),
+                ),
+                (
+                    "stop_date",
+                    models.DateField(
+                        blank=True,
+                        help_text="On or after the start date, and before the first ustekinumab dose.",
+                        null=True,
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Stop date",
+                    ),
+                ),
+                (
+                    "stop_reason",
+                    models.CharField(
+                        choices=[
+                            ("primary_nonresponse", "primary nonresponse"),
+                            ("loss_of_response", "secondary loss of response"),
+                            ("intolerance", "intolerance or adverse event"),
+                            ("other", "other"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=20,
+                        verbose_name="Reason stopped",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['patient', 'start_date', 'id'],
-                'default_related_name': 'prior_biologics',
+                "ordering": ["patient", "start_date", "id"],
+                "default_related_name": "prior_biologics",
             },
         ),
         migrations.CreateModel(
-            name='PriorBiologicEvent',
+            name="PriorBiologicEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('agent', models.CharField(choices=[('infliximab', 'infliximab'), ('adalimumab', 'adalimumab'), ('certolizumab_pegol', 'certolizumab pegol'), ('golimumab', 'golimumab'), ('vedolizumab', 'vedolizumab'), ('other', 'other')], help_text='Anti-TNF agents: infliximab, adalimumab, certolizumab pegol, golimumab.', max_length=20, verbose_name='Biologic agent')),
-                ('agent_other', models.CharField(blank=True, help_text='Required when agent = other; empty otherwise.', max_length=100, verbose_name='Other agent (name)')),
-                ('start_date', models.DateField(blank=True, null=True, validators=[cohort.checks.not_in_future], verbose_name='Start date')),
-                ('stop_date', models.DateField(blank=True, help_text='On or after the start date, and before the first ustekinumab dose.', null=True, validators=[cohort.checks.not_in_future], verbose_name='Stop date')),
-                ('stop_reason', models.CharField(choices=[('primary_nonresponse', 'primary nonresponse'), ('loss_of_response', 'secondary loss of response'), ('intolerance', 'intolerance or adverse event'), ('other', 'other'), ('unknown', 'unknown')], max_length=20, verbose_name='Reason stopped')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "agent",
+                    models.CharField(
+                        choices=[
+                            ("infliximab", "infliximab"),
+                            ("adalimumab", "adalimumab"),
+                            ("certolizumab_pegol", "certolizumab pegol"),
+                            ("golimumab", "golimumab"),
+                            ("vedolizumab", "vedolizumab"),
+                            ("other", "other"),
+                        ],
+                        help_text="Anti-TNF agents: infliximab, adalimumab, certolizumab pegol, golimumab.",
+                        max_length=20,
+                        verbose_name="Biologic agent",
+                    ),
+                ),
+                (
+                    "agent_other",
+                    models.CharField(
+                        blank=True,
+                        help_text="Required when agent = other; empty otherwise.",
+                        max_length=100,
+                        verbose_name="Other agent (name)",
+                    ),
+                ),
+                (
+                    "start_date",
+                    models.DateField(
+                        blank=True, null=True, validators=[cohort.checks.not_in_future], verbose_name="Start date"
+                    ),
+                ),
+                (
+                    "stop_date",
+                    models.DateField(
+                        blank=True,
+                        help_text="On or after the start date, and before the first ustekinumab dose.",
+                        null=True,
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Stop date",
+                    ),
+                ),
+                (
+                    "stop_reason",
+                    models.CharField(
+                        choices=[
+                            ("primary_nonresponse", "primary nonresponse"),
+                            ("loss_of_response", "secondary loss of response"),
+                            ("intolerance", "intolerance or adverse event"),
+                            ("other", "other"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=20,
+                        verbose_name="Reason stopped",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Reinduction',
+            name="Reinduction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('initial_response', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='Inclusion criterion: must be yes.', max_length=3, verbose_name='Initial response to ustekinumab')),
-                ('lor_date', models.DateField(help_text='Between the initial induction dose and the re-induction dose (inclusive).', validators=[cohort.checks.not_in_future], verbose_name='Date of secondary loss of response')),
-                ('lor_clinical', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='At least one of clinical, biochemical or endoscopic must be yes.', max_length=3, verbose_name='Loss of response: clinical')),
-                ('lor_biochemical', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Loss of response: biochemical')),
-                ('lor_endoscopic', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Loss of response: endoscopic')),
-                ('interval_before', models.CharField(choices=[('q4w', 'every 4 weeks'), ('q6w', 'every 6 weeks'), ('q8w', 'every 8 weeks'), ('q12w', 'every 12 weeks'), ('other', 'other')], max_length=5, verbose_name='Maintenance interval before loss of response')),
-                ('interval_after', models.CharField(choices=[('q4w', 'every 4 weeks'), ('q6w', 'every 6 weeks'), ('q8w', 'every 8 weeks'), ('q12w', 'every 12 weeks'), ('other', 'other')], max_length=5, verbose_name='Maintenance interval after re-induction')),
-                ('corticosteroids', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Corticosteroids at re-induction')),
-                ('immunomodulator', models.CharField(choices=[('none', 'none'), ('thiopurine', 'thiopurine'), ('methotrexate', 'methotrexate'), ('other', 'other')], max_length=12, verbose_name='Immunomodulator at re-induction')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "initial_response",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="Inclusion criterion: must be yes.",
+                        max_length=3,
+                        verbose_name="Initial response to ustekinumab",
+                    ),
+                ),
+                (
+                    "lor_date",
+                    models.DateField(
+                        help_text="Between the initial induction dose and the re-induction dose (inclusive).",
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of secondary loss of response",
+                    ),
+                ),
+                (
+                    "lor_clinical",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="At least one of clinical, biochemical or endoscopic must be yes.",
+                        max_length=3,
+                        verbose_name="Loss of response: clinical",
+                    ),
+                ),
+                (
+                    "lor_biochemical",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Loss of response: biochemical",
+                    ),
+                ),
+                (
+                    "lor_endoscopic",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Loss of response: endoscopic",
+                    ),
+                ),
+                (
+                    "interval_before",
+                    models.CharField(
+                        choices=[
+                            ("q4w", "every 4 weeks"),
+                            ("q6w", "every 6 weeks"),
+                            ("q8w", "every 8 weeks"),
+                            ("q12w", "every 12 weeks"),
+                            ("other", "other"),
+                        ],
+                        max_length=5,
+                        verbose_name="Maintenance interval before loss of response",
+                    ),
+                ),
+                (
+                    "interval_after",
+                    models.CharField(
+                        choices=[
+                            ("q4w", "every 4 weeks"),
+                            ("q6w", "every 6 weeks"),
+                            ("q8w", "every 8 weeks"),
+                            ("q12w", "every 12 weeks"),
+                            ("other", "other"),
+                        ],
+                        max_length=5,
+                        verbose_name="Maintenance interval after re-induction",
+                    ),
+                ),
+                (
+                    "corticosteroids",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Corticosteroids at re-induction",
+                    ),
+                ),
+                (
+                    "immunomodulator",
+                    models.CharField(
+                        choices=[
+                            ("none", "none"),
+                            ("thiopurine", "thiopurine"),
+                            ("methotrexate", "methotrexate"),
+                            ("other", "other"),
+                        ],
+                        max_length=12,
+                        verbose_name="Immunomodulator at re-induction",
+                    ),
+                ),
             ],
             options={
-                'default_related_name': 'reinduction',
+                "default_related_name": "reinduction",
             },
         ),
         migrations.CreateModel(
-            name='ReinductionEvent',
+            name="ReinductionEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('initial_response', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='Inclusion criterion: must be yes.', max_length=3, verbose_name='Initial response to ustekinumab')),
-                ('lor_date', models.DateField(help_text='Between the initial induction dose and the re-induction dose (inclusive).', validators=[cohort.checks.not_in_future], verbose_name='Date of secondary loss of response')),
-                ('lor_clinical', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='At least one of clinical, biochemical or endoscopic must be yes.', max_length=3, verbose_name='Loss of response: clinical')),
-                ('lor_biochemical', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Loss of response: biochemical')),
-                ('lor_endoscopic', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Loss of response: endoscopic')),
-                ('interval_before', models.CharField(choices=[('q4w', 'every 4 weeks'), ('q6w', 'every 6 weeks'), ('q8w', 'every 8 weeks'), ('q12w', 'every 12 weeks'), ('other', 'other')], max_length=5, verbose_name='Maintenance interval before loss of response')),
-                ('interval_after', models.CharField(choices=[('q4w', 'every 4 weeks'), ('q6w', 'every 6 weeks'), ('q8w', 'every 8 weeks'), ('q12w', 'every 12 weeks'), ('other', 'other')], max_length=5, verbose_name='Maintenance interval after re-induction')),
-                ('corticosteroids', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Corticosteroids at re-induction')),
-                ('immunomodulator', models.CharField(choices=[('none', 'none'), ('thiopurine', 'thiopurine'), ('methotrexate', 'methotrexate'), ('other', 'other')], max_length=12, verbose_name='Immunomodulator at re-induction')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "initial_response",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="Inclusion criterion: must be yes.",
+                        max_length=3,
+                        verbose_name="Initial response to ustekinumab",
+                    ),
+                ),
+                (
+                    "lor_date",
+                    models.DateField(
+                        help_text="Between the initial induction dose and the re-induction dose (inclusive).",
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of secondary loss of response",
+                    ),
+                ),
+                (
+                    "lor_clinical",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="At least one of clinical, biochemical or endoscopic must be yes.",
+                        max_length=3,
+                        verbose_name="Loss of response: clinical",
+                    ),
+                ),
+                (
+                    "lor_biochemical",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Loss of response: biochemical",
+                    ),
+                ),
+                (
+                    "lor_endoscopic",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Loss of response: endoscopic",
+                    ),
+                ),
+                (
+                    "interval_before",
+                    models.CharField(
+                        choices=[
+                            ("q4w", "every 4 weeks"),
+                            ("q6w", "every 6 weeks"),
+                            ("q8w", "every 8 weeks"),
+                            ("q12w", "every 12 weeks"),
+                            ("other", "other"),
+                        ],
+                        max_length=5,
+                        verbose_name="Maintenance interval before loss of response",
+                    ),
+                ),
+                (
+                    "interval_after",
+                    models.CharField(
+                        choices=[
+                            ("q4w", "every 4 weeks"),
+                            ("q6w", "every 6 weeks"),
+                            ("q8w", "every 8 weeks"),
+                            ("q12w", "every 12 weeks"),
+                            ("other", "other"),
+                        ],
+                        max_length=5,
+                        verbose_name="Maintenance interval after re-induction",
+                    ),
+                ),
+                (
+                    "corticosteroids",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Corticosteroids at re-induction",
+                    ),
+                ),
+                (
+                    "immunomodulator",
+                    models.CharField(
+                        choices=[
+                            ("none", "none"),
+                            ("thiopurine", "thiopurine"),
+                            ("methotrexate", "methotrexate"),
+                            ("other", "other"),
+                        ],
+                        max_length=12,
+                        verbose_name="Immunomodulator at re-induction",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='UserEvent',
+            name="UserEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.IntegerField()),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.IntegerField()),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                ("first_name", models.CharField(blank=True, max_length=150, verbose_name="first name")),
+                ("last_name", models.CharField(blank=True, max_length=150, verbose_name="last name")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="email address")),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='UstekinumabDose',
+            name="UstekinumabDose",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('dose_date', models.DateField(validators=[cohort.checks.not_in_future], verbose_name='Date of administration')),
-                ('phase', models.CharField(choices=[('initial_induction', 'initial IV induction'), ('maintenance', 'maintenance'), ('reinduction', 'IV re-induction')], help_text='Exactly one initial IV induction and one IV re-induction per patient, re-induction last.', max_length=20, verbose_name='Phase')),
-                ('route', models.CharField(choices=[('iv', 'intravenous'), ('sc', 'subcutaneous')], help_text='Initial induction and re-induction are IV.', max_length=2, verbose_name='Route')),
-                ('dose_mg', models.PositiveSmallIntegerField(help_text='Intravenous: 130 to 1040 mg; subcutaneous: 45 to 180 mg.', verbose_name='Dose (mg)')),
-                ('weight_kg', models.DecimalField(blank=True, decimal_places=1, help_text='Recommended for IV doses. Weight-based IV dose: <=55 kg 260 mg, >55 to <=85 kg 390 mg, >85 kg 520 mg; a different dose is saved with a warning.', max_digits=4, null=True, verbose_name='Body weight (kg)')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "dose_date",
+                    models.DateField(validators=[cohort.checks.not_in_future], verbose_name="Date of administration"),
+                ),
+                (
+                    "phase",
+                    models.CharField(
+                        choices=[
+                            ("initial_induction", "initial IV induction"),
+                            ("maintenance", "maintenance"),
+                            ("reinduction", "IV re-induction"),
+                        ],
+                        help_text="Exactly one initial IV induction and one IV re-induction per patient, re-induction last.",
+                        max_length=20,
+                        verbose_name="Phase",
+                    ),
+                ),
+                (
+                    "route",
+                    models.CharField(
+                        choices=[("iv", "intravenous"), ("sc", "subcutaneous")],
+                        help_text="Initial induction and re-induction are IV.",
+                        max_length=2,
+                        verbose_name="Route",
+                    ),
+                ),
+                (
+                    "dose_mg",
+                    models.PositiveSmallIntegerField(
+                        help_text="Intravenous: 130 to 1040 mg; subcutaneous: 45 to 180 mg.", verbose_name="Dose (mg)"
+                    ),
+                ),
+                (
+                    "weight_kg",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=1,
+                        help_text="Recommended for IV doses. Weight-based IV dose: <=55 kg 260 mg, >55 to <=85 kg 390 mg, >85 kg 520 mg; a different dose is saved with a warning.",
+                        max_digits=4,
+                        null=True,
+                        verbose_name="Body weight (kg)",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['patient', 'dose_date', 'id'],
-                'default_related_name': 'doses',
+                "ordering": ["patient", "dose_date", "id"],
+                "default_related_name": "doses",
             },
         ),
         migrations.CreateModel(
-            name='UstekinumabDoseEvent',
+            name="UstekinumabDoseEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('dose_date', models.DateField(validators=[cohort.checks.not_in_future], verbose_name='Date of administration')),
-                ('phase', models.CharField(choices=[('initial_induction', 'initial IV induction'), ('maintenance', 'maintenance'), ('reinduction', 'IV re-induction')], help_text='Exactly one initial IV induction and one IV re-induction per patient, re-induction last.', max_length=20, verbose_name='Phase')),
-                ('route', models.CharField(choices=[('iv', 'intravenous'), ('sc', 'subcutaneous')], help_text='Initial induction and re-induction are IV.', max_length=2, verbose_name='Route')),
-                ('dose_mg', models.PositiveSmallIntegerField(help_text='Intravenous: 130 to 1040 mg; subcutaneous: 45 to 180 mg.', verbose_name='Dose (mg)')),
-                ('weight_kg', models.DecimalField(blank=True, decimal_places=1, help_text='Recommended for IV doses. Weight-based IV dose: <=55 kg 260 mg, >55 to <=85 kg 390 mg, >85 kg 520 mg; a different dose is saved with a warning.', max_digits=4, null=True, verbose_name='Body weight (kg)')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "dose_date",
+                    models.DateField(validators=[cohort.checks.not_in_future], verbose_name="Date of administration"),
+                ),
+                (
+                    "phase",
+                    models.CharField(
+                        choices=[
+                            ("initial_induction", "initial IV induction"),
+                            ("maintenance", "maintenance"),
+                            ("reinduction", "IV re-induction"),
+                        ],
+                        help_text="Exactly one initial IV induction and one IV re-induction per patient, re-induction last.",
+                        max_length=20,
+                        verbose_name="Phase",
+                    ),
+                ),
+                (
+                    "route",
+                    models.CharField(
+                        choices=[("iv", "intravenous"), ("sc", "subcutaneous")],
+                        help_text="Initial induction and re-induction are IV.",
+                        max_length=2,
+                        verbose_name="Route",
+                    ),
+                ),
+                (
+                    "dose_mg",
+                    models.PositiveSmallIntegerField(
+                        help_text="Intravenous: 130 to 1040 mg; subcutaneous: 45 to 180 mg.", verbose_name="Dose (mg)"
+                    ),
+                ),
+                (
+                    "weight_kg",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=1,
+                        help_text="Recommended for IV doses. Weight-based IV dose: <=55 kg 260 mg, >55 to <=85 kg 390 mg, >85 kg 520 mg; a different dose is saved with a warning.",
+                        max_digits=4,
+                        null=True,
+                        verbose_name="Body weight (kg)",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='AuditedUser',
-            fields=[
-            ],
+            name="AuditedUser",
+            fields=[],
             options={
-                'verbose_name': 'user',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "user",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('auth.user',),
+            bases=("auth.user",),
             managers=[
-                ('objects', django.contrib.auth.models.UserManager()),
+                ("objects", django.contrib.auth.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='AdverseEventEvent',
+            name="AdverseEventEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('onset_date', models.DateField(help_text='On or after the re-induction dose date.', validators=[cohort.checks.not_in_future], verbose_name='Onset date')),
-                ('category', models.CharField(choices=[('infection', 'infection'), ('infusion_reaction', 'infusion reaction'), ('injection_site_reaction', 'injection site reaction'), ('skin', 'skin'), ('arthralgia', 'arthralgia'), ('headache', 'headache'), ('malignancy', 'malignancy'), ('other', 'other')], max_length=24, verbose_name='Category')),
-                ('description', models.CharField(help_text='Free text, at most 500 characters. Do not enter names or other identifiers.', max_length=500, verbose_name='Description')),
-                ('serious', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Serious adverse event')),
-                ('causality', models.CharField(choices=[('unrelated', 'unrelated'), ('unlikely', 'unlikely'), ('possible', 'possible'), ('probable', 'probable'), ('definite', 'definite')], max_length=9, verbose_name='Relation to ustekinumab')),
-                ('outcome', models.CharField(choices=[('resolved', 'resolved'), ('resolving', 'resolving'), ('ongoing', 'ongoing'), ('sequelae', 'resolved with sequelae'), ('fatal', 'fatal'), ('unknown', 'unknown')], max_length=9, verbose_name='Outcome')),
-                ('led_to_discontinuation', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Led to discontinuation of ustekinumab')),
-                ('pgh_context', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context')),
-                ('pgh_obj', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.adverseevent')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "onset_date",
+                    models.DateField(
+                        help_text="On or after the re-induction dose date.",
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Onset date",
+                    ),
+                ),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("infection", "infection"),
+                            ("infusion_reaction", "infusion reaction"),
+                            ("injection_site_reaction", "injection site reaction"),
+                            ("skin", "skin"),
+                            ("arthralgia", "arthralgia"),
+                            ("headache", "headache"),
+                            ("malignancy", "malignancy"),
+                            ("other", "other"),
+                        ],
+                        max_length=24,
+                        verbose_name="Category",
+                    ),
+                ),
+                (
+                    "description",
+                    models.CharField(
+                        help_text="Free text, at most 500 characters. Do not enter names or other identifiers.",
+                        max_length=500,
+                        verbose_name="Description",
+                    ),
+                ),
+                (
+                    "serious",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")], max_length=3, verbose_name="Serious adverse event"
+                    ),
+                ),
+                (
+                    "causality",
+                    models.CharField(
+                        choices=[
+                            ("unrelated", "unrelated"),
+                            ("unlikely", "unlikely"),
+                            ("possible", "possible"),
+                            ("probable", "probable"),
+                            ("definite", "definite"),
+                        ],
+                        max_length=9,
+                        verbose_name="Relation to ustekinumab",
+                    ),
+                ),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("resolved", "resolved"),
+                            ("resolving", "resolving"),
+                            ("ongoing", "ongoing"),
+                            ("sequelae", "resolved with sequelae"),
+                            ("fatal", "fatal"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=9,
+                        verbose_name="Outcome",
+                    ),
+                ),
+                (
+                    "led_to_discontinuation",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Led to discontinuation of ustekinumab",
+                    ),
+                ),
+                (
+                    "pgh_context",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="pghistory.context",
+                    ),
+                ),
+                (
+                    "pgh_obj",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="events",
+                        to="cohort.adverseevent",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='AssessmentEvent',
+            name="AssessmentEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form_status', models.CharField(choices=[('incomplete', 'incomplete'), ('complete', 'complete')], default='incomplete', max_length=12, verbose_name='Form status')),
-                ('version', models.PositiveIntegerField(default=1, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('visit', models.CharField(choices=[('week_0', 'week 0 (re-induction)'), ('week_8', 'week 8'), ('week_20', 'week 20'), ('week_52', 'week 52')], max_length=7, verbose_name='Visit')),
-                ('not_done', models.CharField(choices=[('yes', 'yes'), ('no', 'no')], help_text='When yes: give the reason and leave every measurement empty.', max_length=3, verbose_name='Visit not done')),
-                ('not_done_reason', models.CharField(blank=True, choices=[('missed', 'visit missed'), ('not_applicable', 'not applicable (treatment stopped)'), ('lost_to_follow_up', 'lost to follow-up'), ('unknown', 'unknown')], max_length=20, verbose_name='Reason visit not done')),
-                ('assessment_date', models.DateField(blank=True, help_text='Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag.', null=True, validators=[cohort.checks.not_in_future], verbose_name='Date of assessment')),
-                ('hbi_wellbeing', models.PositiveSmallIntegerField(blank=True, help_text='0 very well .. 4 terrible', null=True, verbose_name='HBI general well-being')),
-                ('hbi_pain', models.PositiveSmallIntegerField(blank=True, help_text='0 none .. 3 severe', null=True, verbose_name='HBI abdominal pain')),
-                ('hbi_stools', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='HBI liquid stools per day')),
-                ('hbi_mass', models.PositiveSmallIntegerField(blank=True, help_text='0 none .. 3 definite and tender', null=True, verbose_name='HBI abdominal mass')),
-                ('hbi_complications', models.PositiveSmallIntegerField(blank=True, help_text='arthralgia, uveitis, erythema nodosum, aphthous ulcers, pyoderma gangrenosum, anal fissure, new fistula, abscess', null=True, verbose_name='HBI complications (count)')),
-                ('hbi', models.PositiveSmallIntegerField(blank=True, help_text='The sum of the five components when all are given (computed); may be entered alone when the components are unknown.', null=True, verbose_name='Harvey-Bradshaw Index (total)')),
-                ('crp_mg_l', models.DecimalField(blank=True, decimal_places=1, max_digits=5, null=True, verbose_name='C-reactive protein (mg/L)')),
-                ('fcal_ug_g', models.DecimalField(blank=True, decimal_places=1, max_digits=6, null=True, verbose_name='Faecal calprotectin (ug/g)')),
-                ('endoscopy_done', models.CharField(blank=True, choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Endoscopy performed')),
-                ('ses_cd', models.PositiveSmallIntegerField(blank=True, help_text='Only when endoscopy was performed.', null=True, verbose_name='SES-CD')),
-                ('corticosteroids', models.CharField(blank=True, choices=[('yes', 'yes'), ('no', 'no')], max_length=3, verbose_name='Corticosteroids at this visit')),
-                ('pgh_context', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context')),
-                ('pgh_obj', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.assessment')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                (
+                    "form_status",
+                    models.CharField(
+                        choices=[("incomplete", "incomplete"), ("complete", "complete")],
+                        default="incomplete",
+                        max_length=12,
+                        verbose_name="Form status",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "visit",
+                    models.CharField(
+                        choices=[
+                            ("week_0", "week 0 (re-induction)"),
+                            ("week_8", "week 8"),
+                            ("week_20", "week 20"),
+                            ("week_52", "week 52"),
+                        ],
+                        max_length=7,
+                        verbose_name="Visit",
+                    ),
+                ),
+                (
+                    "not_done",
+                    models.CharField(
+                        choices=[("yes", "yes"), ("no", "no")],
+                        help_text="When yes: give the reason and leave every measurement empty.",
+                        max_length=3,
+                        verbose_name="Visit not done",
+                    ),
+                ),
+                (
+                    "not_done_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("missed", "visit missed"),
+                            ("not_applicable", "not applicable (treatment stopped)"),
+                            ("lost_to_follow_up", "lost to follow-up"),
+                            ("unknown", "unknown"),
+                        ],
+                        max_length=20,
+                        verbose_name="Reason visit not done",
+                    ),
+                ),
+                (
+                    "assessment_date",
+                    models.DateField(
+                        blank=True,
+                        help_text="Required unless the visit was not done. Window in days after re-induction: week 0 -14 to 14, week 8 42-84, week 20 112-168, week 52 308-420; outside it the visit is saved with a flag.",
+                        null=True,
+                        validators=[cohort.checks.not_in_future],
+                        verbose_name="Date of assessment",
+                    ),
+                ),
+                (
+                    "hbi_wellbeing",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="0 very well .. 4 terrible",
+                        null=True,
+                        verbose_name="HBI general well-being",
+                    ),
+                ),
+                (
+                    "hbi_pain",
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text="0 none .. 3 severe", null=True, verbose_name="HBI abdominal pain"
+                    ),
+                ),
+                (
+                    "hbi_stools",
+                    models.PositiveSmallIntegerField(blank=True, null=True, verbose_name="HBI liquid stools per day"),
+                ),
+                (
+                    "hbi_mass",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="0 none .. 3 definite and tender",
+                        null=True,
+                        verbose_name="HBI abdominal mass",
+                    ),
+                ),
+                (
+                    "hbi_complications",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="arthralgia, uveitis, erythema nodosum, aphthous ulcers, pyoderma gangrenosum, anal fissure, new fistula, abscess",
+                        null=True,
+                        verbose_name="HBI complications (count)",
+                    ),
+                ),
+                (
+                    "hbi",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="The sum of the five components when all are given (computed); may be entered alone when the components are unknown.",
+                        null=True,
+                        verbose_name="Harvey-Bradshaw Index (total)",
+                    ),
+                ),
+                (
+                    "crp_mg_l",
+                    models.DecimalField(
+                        blank=True, decimal_places=1, max_digits=5, null=True, verbose_name="C-reactive protein (mg/L)"
+                    ),
+                ),
+                (
+                    "fcal_ug_g",
+                    models.DecimalField(
+                        blank=True, decimal_places=1, max_digits=6, null=True, verbose_name="Faecal calprotectin (ug/g)"
+                    ),
+                ),
+                (
+                    "endoscopy_done",
+                    models.CharField(
+                        blank=True,
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Endoscopy performed",
+                    ),
+                ),
+                (
+                    "ses_cd",
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text="Only when endoscopy was performed.", null=True, verbose_name="SES-CD"
+                    ),
+                ),
+                (
+                    "corticosteroids",
+                    models.CharField(
+                        blank=True,
+                        choices=[("yes", "yes"), ("no", "no")],
+                        max_length=3,
+                        verbose_name="Corticosteroids at this visit",
+                    ),
+                ),
+                (
+                    "pgh_context",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="pghistory.context",
+                    ),
+                ),
+                (
+                    "pgh_obj",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="events",
+                        to="cohort.assessment",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Centre',
+            name="Centre",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(help_text='2 to 10 capital letters or digits, e.g. AMC.', max_length=10, unique=True, verbose_name='Centre code')),
-                ('name', models.CharField(max_length=200, verbose_name='Name')),
-                ('active', models.BooleanField(default=True, verbose_name='Active')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "code",
+                    models.CharField(
+                        help_text="2 to 10 capital letters or digits, e.g. AMC.",
+                        max_length=10,
+                        unique=True,
+                        verbose_name="Centre code",
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, verbose_name="Name")),
+                ("active", models.BooleanField(default=True, verbose_name="Active")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['code'],
-                'constraints': [cohort.models.FieldCheck(condition=models.Q(('code__regex', '^[A-Z0-9]{2,10}$')), field='code', name='centre_code_pattern', violation_error_message='must be 2 to 10 capital letters or digits (A-Z, 0-9).')],
+                "ordering": ["code"],
+                "constraints": [
+                    cohort.models.FieldCheck(
+                        condition=models.Q(("code__regex", "^[A-Z0-9]{2,10}$")),
+                        field="code",
+                        name="centre_code_pattern",
+                        violation_error_message="must be 2 to 10 capital letters or digits (A-Z, 0-9).",
+                    )
+                ],
             },
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='centre',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_centreevent" ("active", "code", "created_at", "id", "name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id") VALUES (NEW."active", NEW."code", NEW."created_at", NEW."id", NEW."name", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id"); RETURN NULL;', hash='0a05b1663e86d5b6d247dbcc15ee6d65234ea74d', operation='INSERT', pgid='pgtrigger_insert_insert_648f4', table='cohort_centre', when='AFTER')),
+            model_name="centre",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_centreevent" ("active", "code", "created_at", "id", "name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id") VALUES (NEW."active", NEW."code", NEW."created_at", NEW."id", NEW."name", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id"); RETURN NULL;',
+                    hash="0a05b1663e86d5b6d247dbcc15ee6d65234ea74d",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_648f4",
+                    table="cohort_centre",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='centre',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_centreevent" ("active", "code", "created_at", "id", "name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id") VALUES (NEW."active", NEW."code", NEW."created_at", NEW."id", NEW."name", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id"); RETURN NULL;', hash='11b1f8fd293c2752edf83c8032916455870499ae', operation='UPDATE', pgid='pgtrigger_update_update_7a4f5', table='cohort_centre', when='AFTER')),
+            model_name="centre",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_centreevent" ("active", "code", "created_at", "id", "name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id") VALUES (NEW."active", NEW."code", NEW."created_at", NEW."id", NEW."name", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id"); RETURN NULL;',
+                    hash="11b1f8fd293c2752edf83c8032916455870499ae",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_7a4f5",
+                    table="cohort_centre",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='centre',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_centreevent" ("active", "code", "created_at", "id", "name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id") VALUES (OLD."active", OLD."code", OLD."created_at", OLD."id", OLD."name", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id"); RETURN NULL;', hash='eff6eb86cb1b8727f4f9f5c2ad4aefa1c61f9b94', operation='DELETE', pgid='pgtrigger_delete_delete_1f13a', table='cohort_centre', when='AFTER')),
+            model_name="centre",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_centreevent" ("active", "code", "created_at", "id", "name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id") VALUES (OLD."active", OLD."code", OLD."created_at", OLD."id", OLD."name", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id"); RETURN NULL;',
+                    hash="eff6eb86cb1b8727f4f9f5c2ad4aefa1c61f9b94",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_1f13a",
+                    table="cohort_centre",
+                    when="AFTER",
+                ),
+            ),
         ),
         migrations.AddField(
-            model_name='centreevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="centreevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='centreevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.centre'),
+            model_name="centreevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.centre",
+            ),
         ),
         migrations.AddField(
-            model_name='followupevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="followupevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='followupevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.followup'),
+            model_name="followupevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.followup",
+            ),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='centre',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='cohort.centre'),
+            model_name="membership",
+            name="centre",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="memberships", to="cohort.centre"
+            ),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL),
+            model_name="membership",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='membershipevent',
-            name='centre',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.centre'),
+            model_name="membershipevent",
+            name="centre",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.centre",
+            ),
         ),
         migrations.AddField(
-            model_name='membershipevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="membershipevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='membershipevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.membership'),
+            model_name="membershipevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.membership",
+            ),
         ),
         migrations.AddField(
-            model_name='membershipevent',
-            name='user',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="membershipevent",
+            name="user",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='patient',
-            name='centre',
-            field=models.ForeignKey(help_text='A patient never moves between centres.', on_delete=django.db.models.deletion.PROTECT, related_name='patients', to='cohort.centre', verbose_name='Centre'),
+            model_name="patient",
+            name="centre",
+            field=models.ForeignKey(
+                help_text="A patient never moves between centres.",
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="patients",
+                to="cohort.centre",
+                verbose_name="Centre",
+            ),
         ),
         migrations.AddField(
-            model_name='patient',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="patient",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='followupevent',
-            name='patient',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.patient', verbose_name='Study ID'),
+            model_name="followupevent",
+            name="patient",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.patient",
+                verbose_name="Study ID",
+            ),
         ),
         migrations.AddField(
-            model_name='followup',
-            name='patient',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, to='cohort.patient', verbose_name='Study ID'),
+            model_name="followup",
+            name="patient",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, to="cohort.patient", verbose_name="Study ID"
+            ),
         ),
         migrations.AddField(
-            model_name='assessmentevent',
-            name='patient',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.patient', verbose_name='Study ID'),
+            model_name="assessmentevent",
+            name="patient",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.patient",
+                verbose_name="Study ID",
+            ),
         ),
         migrations.AddField(
-            model_name='assessment',
-            name='patient',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='cohort.patient', verbose_name='Study ID'),
+            model_name="assessment",
+            name="patient",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, to="cohort.patient", verbose_name="Study ID"
+            ),
         ),
         migrations.AddField(
-            model_name='adverseeventevent',
-            name='patient',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.patient', verbose_name='Study ID'),
+            model_name="adverseeventevent",
+            name="patient",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.patient",
+                verbose_name="Study ID",
+            ),
         ),
         migrations.AddField(
-            model_name='adverseevent',
-            name='patient',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='cohort.patient', verbose_name='Study ID'),
+            model_name="adverseevent",
+            name="patient",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, to="cohort.patient", verbose_name="Study ID"
+            ),
         ),
         migrations.AddField(
-            model_name='patientevent',
-            name='centre',
-            field=models.ForeignKey(db_constraint=False, help_text='A patient never moves between centres.', on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.centre', verbose_name='Centre'),
+            model_name="patientevent",
+            name="centre",
+            field=models.ForeignKey(
+                db_constraint=False,
+                help_text="A patient never moves between centres.",
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.centre",
+                verbose_name="Centre",
+            ),
         ),
         migrations.AddField(
-            model_name='patientevent',
-            name='created_by',
-            field=models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="patientevent",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='patientevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="patientevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='patientevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.patient'),
+            model_name="patientevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.patient",
+            ),
         ),
         migrations.AddField(
-            model_name='priorbiologic',
-            name='patient',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='cohort.patient', verbose_name='Study ID'),
+            model_name="priorbiologic",
+            name="patient",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, to="cohort.patient", verbose_name="Study ID"
+            ),
         ),
         migrations.AddField(
-            model_name='priorbiologicevent',
-            name='patient',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.patient', verbose_name='Study ID'),
+            model_name="priorbiologicevent",
+            name="patient",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.patient",
+                verbose_name="Study ID",
+            ),
         ),
         migrations.AddField(
-            model_name='priorbiologicevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="priorbiologicevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='priorbiologicevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.priorbiologic'),
+            model_name="priorbiologicevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.priorbiologic",
+            ),
         ),
         migrations.AddField(
-            model_name='reinduction',
-            name='patient',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, to='cohort.patient', verbose_name='Study ID'),
+            model_name="reinduction",
+            name="patient",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, to="cohort.patient", verbose_name="Study ID"
+            ),
         ),
         migrations.AddField(
-            model_name='reinductionevent',
-            name='patient',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.patient', verbose_name='Study ID'),
+            model_name="reinductionevent",
+            name="patient",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.patient",
+                verbose_name="Study ID",
+            ),
         ),
         migrations.AddField(
-            model_name='reinductionevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="reinductionevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='reinductionevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.reinduction'),
+            model_name="reinductionevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.reinduction",
+            ),
         ),
         migrations.AddField(
-            model_name='userevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="userevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='ustekinumabdose',
-            name='patient',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='cohort.patient', verbose_name='Study ID'),
+            model_name="ustekinumabdose",
+            name="patient",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, to="cohort.patient", verbose_name="Study ID"
+            ),
         ),
         migrations.AddField(
-            model_name='ustekinumabdoseevent',
-            name='patient',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.patient', verbose_name='Study ID'),
+            model_name="ustekinumabdoseevent",
+            name="patient",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="cohort.patient",
+                verbose_name="Study ID",
+            ),
         ),
         migrations.AddField(
-            model_name='ustekinumabdoseevent',
-            name='pgh_context',
-            field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context'),
+            model_name="ustekinumabdoseevent",
+            name="pgh_context",
+            field=models.ForeignKey(
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="pghistory.context",
+            ),
         ),
         migrations.AddField(
-            model_name='ustekinumabdoseevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.ustekinumabdose'),
+            model_name="ustekinumabdoseevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.ustekinumabdose",
+            ),
         ),
         migrations.AddField(
-            model_name='userevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.auditeduser'),
+            model_name="userevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="cohort.auditeduser",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='auditeduser',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_userevent" ("date_joined", "email", "first_name", "id", "is_active", "is_staff", "is_superuser", "last_name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "username") VALUES (NEW."date_joined", NEW."email", NEW."first_name", NEW."id", NEW."is_active", NEW."is_staff", NEW."is_superuser", NEW."last_name", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."username"); RETURN NULL;', hash='cc2793dba32d14b8d3dc426592078f1646b90733', operation='INSERT', pgid='pgtrigger_insert_insert_914fe', table='auth_user', when='AFTER')),
+            model_name="auditeduser",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_userevent" ("date_joined", "email", "first_name", "id", "is_active", "is_staff", "is_superuser", "last_name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "username") VALUES (NEW."date_joined", NEW."email", NEW."first_name", NEW."id", NEW."is_active", NEW."is_staff", NEW."is_superuser", NEW."last_name", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."username"); RETURN NULL;',
+                    hash="cc2793dba32d14b8d3dc426592078f1646b90733",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_914fe",
+                    table="auth_user",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='auditeduser',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD."date_joined" IS DISTINCT FROM (NEW."date_joined") OR OLD."email" IS DISTINCT FROM (NEW."email") OR OLD."first_name" IS DISTINCT FROM (NEW."first_name") OR OLD."id" IS DISTINCT FROM (NEW."id") OR OLD."is_active" IS DISTINCT FROM (NEW."is_active") OR OLD."is_staff" IS DISTINCT FROM (NEW."is_staff") OR OLD."is_superuser" IS DISTINCT FROM (NEW."is_superuser") OR OLD."last_name" IS DISTINCT FROM (NEW."last_name") OR OLD."username" IS DISTINCT FROM (NEW."username"))', func='INSERT INTO "cohort_userevent" ("date_joined", "email", "first_name", "id", "is_active", "is_staff", "is_superuser", "last_name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "username") VALUES (NEW."date_joined", NEW."email", NEW."first_name", NEW."id", NEW."is_active", NEW."is_staff", NEW."is_superuser", NEW."last_name", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."username"); RETURN NULL;', hash='f79e44ebbcd1b4a7fd870c9efc31c2da17b51825', operation='UPDATE', pgid='pgtrigger_update_update_ca330', table='auth_user', when='AFTER')),
+            model_name="auditeduser",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition='WHEN (OLD."date_joined" IS DISTINCT FROM (NEW."date_joined") OR OLD."email" IS DISTINCT FROM (NEW."email") OR OLD."first_name" IS DISTINCT FROM (NEW."first_name") OR OLD."id" IS DISTINCT FROM (NEW."id") OR OLD."is_active" IS DISTINCT FROM (NEW."is_active") OR OLD."is_staff" IS DISTINCT FROM (NEW."is_staff") OR OLD."is_superuser" IS DISTINCT FROM (NEW."is_superuser") OR OLD."last_name" IS DISTINCT FROM (NEW."last_name") OR OLD."username" IS DISTINCT FROM (NEW."username"))',
+                    func='INSERT INTO "cohort_userevent" ("date_joined", "email", "first_name", "id", "is_active", "is_staff", "is_superuser", "last_name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "username") VALUES (NEW."date_joined", NEW."email", NEW."first_name", NEW."id", NEW."is_active", NEW."is_staff", NEW."is_superuser", NEW."last_name", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."username"); RETURN NULL;',
+                    hash="f79e44ebbcd1b4a7fd870c9efc31c2da17b51825",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_ca330",
+                    table="auth_user",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='auditeduser',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_userevent" ("date_joined", "email", "first_name", "id", "is_active", "is_staff", "is_superuser", "last_name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "username") VALUES (OLD."date_joined", OLD."email", OLD."first_name", OLD."id", OLD."is_active", OLD."is_staff", OLD."is_superuser", OLD."last_name", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."username"); RETURN NULL;', hash='b02c48cd0cb77f04e8959acfbbba107145733a58', operation='DELETE', pgid='pgtrigger_delete_delete_7b575', table='auth_user', when='AFTER')),
+            model_name="auditeduser",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_userevent" ("date_joined", "email", "first_name", "id", "is_active", "is_staff", "is_superuser", "last_name", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "username") VALUES (OLD."date_joined", OLD."email", OLD."first_name", OLD."id", OLD."is_active", OLD."is_staff", OLD."is_superuser", OLD."last_name", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."username"); RETURN NULL;',
+                    hash="b02c48cd0cb77f04e8959acfbbba107145733a58",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_7b575",
+                    table="auth_user",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='centreevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='2039b86bcc1706a07341dc46a7b3d470cedce288', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_689a0', table='cohort_centreevent', when='BEFORE')),
+            model_name="centreevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="2039b86bcc1706a07341dc46a7b3d470cedce288",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_689a0",
+                    table="cohort_centreevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('user', 'centre'), name='membership_one_role_per_centre', violation_error_message='This user already has a role at this centre.'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(
+                fields=("user", "centre"),
+                name="membership_one_role_per_centre",
+                violation_error_message="This user already has a role at this centre.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('role__in', ['nurse', 'coordinator', 'admin'])), field='role', name='membership_role_code', violation_error_message='must be one of nurse, coordinator, admin.'),
-        ),
-        pgtrigger.migrations.AddTrigger(
-            model_name='membership',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_membershipevent" ("centre_id", "created_at", "id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "role", "user_id") VALUES (NEW."centre_id", NEW."created_at", NEW."id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."role", NEW."user_id"); RETURN NULL;', hash='b354c690d2cfdf31b1aec7db324fc7a5e2845966', operation='INSERT', pgid='pgtrigger_insert_insert_b3d95', table='cohort_membership', when='AFTER')),
-        ),
-        pgtrigger.migrations.AddTrigger(
-            model_name='membership',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_membershipevent" ("centre_id", "created_at", "id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "role", "user_id") VALUES (NEW."centre_id", NEW."created_at", NEW."id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."role", NEW."user_id"); RETURN NULL;', hash='10092cdb0dee8590f1e893b9b6b8023bd80dfc69', operation='UPDATE', pgid='pgtrigger_update_update_eda43', table='cohort_membership', when='AFTER')),
-        ),
-        pgtrigger.migrations.AddTrigger(
-            model_name='membership',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_membershipevent" ("centre_id", "created_at", "id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "role", "user_id") VALUES (OLD."centre_id", OLD."created_at", OLD."id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."role", OLD."user_id"); RETURN NULL;', hash='b772023c50a373f640e1ff24b512f1aae8593280', operation='DELETE', pgid='pgtrigger_delete_delete_5f120', table='cohort_membership', when='AFTER')),
-        ),
-        pgtrigger.migrations.AddTrigger(
-            model_name='membershipevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='333c1d2414f8f02fab6311a99bd96556de433db1', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_d7239', table='cohort_membershipevent', when='BEFORE')),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('study_id__regex', '^[A-Z0-9]{2,10}-[0-9]{3,5}$')), field='study_id', name='patient_study_id_pattern', violation_error_message='must be the centre code, a hyphen and a 3 to 5 digit number, e.g. AMC-001.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('consent', 'yes')), field='consent', name='patient_consent_yes', violation_error_message='must be yes: a patient can only be entered with documented consent or waiver.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('enrolment_date__isnull', True), ('enrolment_date__gte', datetime.date(2016, 1, 1)), _connector='OR'), field='enrolment_date', name='patient_enrolment_date_min', violation_error_message='must be on or after 2016-01-01.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('birth_year__isnull', True), ('birth_year__gte', 1920), _connector='OR'), field='birth_year', name='patient_birth_year_range', violation_error_message='must be 1920 or later.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('diagnosis_year__isnull', True), ('diagnosis_year__gte', 1930), _connector='OR'), field='diagnosis_year', name='patient_diagnosis_year_range', violation_error_message='must be 1930 or later.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('diagnosis_year__gte', models.F('birth_year'))), field='diagnosis_year', name='patient_diagnosis_after_birth', violation_error_message='must be on or after the year of birth.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('sex__in', ['F', 'M'])), field='sex', name='patient_sex_code', violation_error_message='must be one of F, M.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('montreal_location__in', ['L1', 'L2', 'L3'])), field='montreal_location', name='patient_montreal_location_code', violation_error_message='must be one of L1, L2, L3.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('montreal_behaviour__in', ['B1', 'B2', 'B3'])), field='montreal_behaviour', name='patient_montreal_behaviour_code', violation_error_message='must be one of B1, B2, B3.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('smoking__in', ['current', 'former', 'never', 'unknown'])), field='smoking', name='patient_smoking_code', violation_error_message='must be one of current, former, never, unknown.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('upper_gi__in', ['yes', 'no'])), field='upper_gi', name='patient_upper_gi_code', violation_error_message='must be one of yes, no.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('perianal__in', ['yes', 'no'])), field='perianal', name='patient_perianal_code', violation_error_message='must be one of yes, no.'),
-        ),
-        migrations.AddConstraint(
-            model_name='patient',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('prior_resection__in', ['yes', 'no'])), field='prior_resection', name='patient_prior_resection_code', violation_error_message='must be one of yes, no.'),
+            model_name="membership",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("role__in", ["nurse", "coordinator", "admin"])),
+                field="role",
+                name="membership_role_code",
+                violation_error_message="must be one of nurse, coordinator, admin.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='patient',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_patientevent" ("birth_year", "centre_id", "consent", "created_at", "created_by_id", "deleted_at", "diagnosis_year", "enrolment_date", "form_status", "id", "montreal_behaviour", "montreal_location", "perianal", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "prior_resection", "sex", "smoking", "study_id", "updated_at", "upper_gi", "version") VALUES (NEW."birth_year", NEW."centre_id", NEW."consent", NEW."created_at", NEW."created_by_id", NEW."deleted_at", NEW."diagnosis_year", NEW."enrolment_date", NEW."form_status", NEW."id", NEW."montreal_behaviour", NEW."montreal_location", NEW."perianal", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."prior_resection", NEW."sex", NEW."smoking", NEW."study_id", NEW."updated_at", NEW."upper_gi", NEW."version"); RETURN NULL;', hash='acc9ba69827a823ccbdd5a1ef9a8719f3dece952', operation='INSERT', pgid='pgtrigger_insert_insert_3d94f', table='cohort_patient', when='AFTER')),
+            model_name="membership",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_membershipevent" ("centre_id", "created_at", "id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "role", "user_id") VALUES (NEW."centre_id", NEW."created_at", NEW."id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."role", NEW."user_id"); RETURN NULL;',
+                    hash="b354c690d2cfdf31b1aec7db324fc7a5e2845966",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_b3d95",
+                    table="cohort_membership",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='patient',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_patientevent" ("birth_year", "centre_id", "consent", "created_at", "created_by_id", "deleted_at", "diagnosis_year", "enrolment_date", "form_status", "id", "montreal_behaviour", "montreal_location", "perianal", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "prior_resection", "sex", "smoking", "study_id", "updated_at", "upper_gi", "version") VALUES (NEW."birth_year", NEW."centre_id", NEW."consent", NEW."created_at", NEW."created_by_id", NEW."deleted_at", NEW."diagnosis_year", NEW."enrolment_date", NEW."form_status", NEW."id", NEW."montreal_behaviour", NEW."montreal_location", NEW."perianal", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."prior_resection", NEW."sex", NEW."smoking", NEW."study_id", NEW."updated_at", NEW."upper_gi", NEW."version"); RETURN NULL;', hash='85dc60484db7fa86f2e8868501fd3fca2f4838af', operation='UPDATE', pgid='pgtrigger_update_update_a19f4', table='cohort_patient', when='AFTER')),
+            model_name="membership",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_membershipevent" ("centre_id", "created_at", "id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "role", "user_id") VALUES (NEW."centre_id", NEW."created_at", NEW."id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."role", NEW."user_id"); RETURN NULL;',
+                    hash="10092cdb0dee8590f1e893b9b6b8023bd80dfc69",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_eda43",
+                    table="cohort_membership",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='patient',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_patientevent" ("birth_year", "centre_id", "consent", "created_at", "created_by_id", "deleted_at", "diagnosis_year", "enrolment_date", "form_status", "id", "montreal_behaviour", "montreal_location", "perianal", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "prior_resection", "sex", "smoking", "study_id", "updated_at", "upper_gi", "version") VALUES (OLD."birth_year", OLD."centre_id", OLD."consent", OLD."created_at", OLD."created_by_id", OLD."deleted_at", OLD."diagnosis_year", OLD."enrolment_date", OLD."form_status", OLD."id", OLD."montreal_behaviour", OLD."montreal_location", OLD."perianal", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."prior_resection", OLD."sex", OLD."smoking", OLD."study_id", OLD."updated_at", OLD."upper_gi", OLD."version"); RETURN NULL;', hash='93c091149f584d33e532c4b076cfe2e12d803ae0', operation='DELETE', pgid='pgtrigger_delete_delete_5c274', table='cohort_patient', when='AFTER')),
+            model_name="membership",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_membershipevent" ("centre_id", "created_at", "id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "role", "user_id") VALUES (OLD."centre_id", OLD."created_at", OLD."id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."role", OLD."user_id"); RETURN NULL;',
+                    hash="b772023c50a373f640e1ff24b512f1aae8593280",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_5f120",
+                    table="cohort_membership",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='followupevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='2146ec6289b9e563a735a9b9166a1022d9a51532', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_2f4dc', table='cohort_followupevent', when='BEFORE')),
+            model_name="membershipevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="333c1d2414f8f02fab6311a99bd96556de433db1",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_d7239",
+                    table="cohort_membershipevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('status__in', ['ongoing', 'discontinued'])), field='status', name='followup_status_code', violation_error_message='must be one of ongoing, discontinued.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("study_id__regex", "^[A-Z0-9]{2,10}-[0-9]{3,5}$")),
+                field="study_id",
+                name="patient_study_id_pattern",
+                violation_error_message="must be the centre code, a hyphen and a 3 to 5 digit number, e.g. AMC-001.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('discontinuation_reason__in', ['nonresponse', 'loss_of_response', 'adverse_event', 'patient_wish', 'surgery', 'other']), ('discontinuation_reason', ''), _connector='OR'), field='discontinuation_reason', name='followup_discontinuation_reason_code', violation_error_message='must be one of nonresponse, loss_of_response, adverse_event, patient_wish, surgery, other.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("consent", "yes")),
+                field="consent",
+                name="patient_consent_yes",
+                violation_error_message="must be yes: a patient can only be entered with documented consent or waiver.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('last_follow_up_date__isnull', True), ('last_follow_up_date__gte', datetime.date(2016, 1, 1)), _connector='OR'), field='last_follow_up_date', name='followup_last_follow_up_date_min', violation_error_message='must be on or after 2016-01-01.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("enrolment_date__isnull", True),
+                    ("enrolment_date__gte", datetime.date(2016, 1, 1)),
+                    _connector="OR",
+                ),
+                field="enrolment_date",
+                name="patient_enrolment_date_min",
+                violation_error_message="must be on or after 2016-01-01.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('discontinuation_date__isnull', True), ('discontinuation_date__gte', datetime.date(2016, 1, 1)), _connector='OR'), field='discontinuation_date', name='followup_discontinuation_date_min', violation_error_message='must be on or after 2016-01-01.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("birth_year__isnull", True), ("birth_year__gte", 1920), _connector="OR"),
+                field="birth_year",
+                name="patient_birth_year_range",
+                violation_error_message="must be 1920 or later.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(models.Q(('status', 'discontinued'), _negated=True), ('discontinuation_date__isnull', False), _connector='OR'), field='discontinuation_date', name='followup_discontinuation_date_required', violation_error_message='is required when the status is discontinued.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("diagnosis_year__isnull", True), ("diagnosis_year__gte", 1930), _connector="OR"),
+                field="diagnosis_year",
+                name="patient_diagnosis_year_range",
+                violation_error_message="must be 1930 or later.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('status', 'discontinued'), ('discontinuation_date__isnull', True), _connector='OR'), field='discontinuation_date', name='followup_discontinuation_date_only_if_discontinued', violation_error_message='must be empty unless the status is discontinued.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("diagnosis_year__gte", models.F("birth_year"))),
+                field="diagnosis_year",
+                name="patient_diagnosis_after_birth",
+                violation_error_message="must be on or after the year of birth.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(models.Q(('status', 'discontinued'), _negated=True), models.Q(('discontinuation_reason', ''), _negated=True), _connector='OR'), field='discontinuation_reason', name='followup_discontinuation_reason_required', violation_error_message='is required when the status is discontinued.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("sex__in", ["F", "M"])),
+                field="sex",
+                name="patient_sex_code",
+                violation_error_message="must be one of F, M.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('status', 'discontinued'), ('discontinuation_reason', ''), _connector='OR'), field='discontinuation_reason', name='followup_discontinuation_reason_only_if_discontinued', violation_error_message='must be empty unless the status is discontinued.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("montreal_location__in", ["L1", "L2", "L3"])),
+                field="montreal_location",
+                name="patient_montreal_location_code",
+                violation_error_message="must be one of L1, L2, L3.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('discontinuation_date__isnull', True), ('discontinuation_date__lte', models.F('last_follow_up_date')), _connector='OR'), field='discontinuation_date', name='followup_discontinuation_before_last_follow_up', violation_error_message='must be on or before the date of last follow-up.'),
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("montreal_behaviour__in", ["B1", "B2", "B3"])),
+                field="montreal_behaviour",
+                name="patient_montreal_behaviour_code",
+                violation_error_message="must be one of B1, B2, B3.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("smoking__in", ["current", "former", "never", "unknown"])),
+                field="smoking",
+                name="patient_smoking_code",
+                violation_error_message="must be one of current, former, never, unknown.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("upper_gi__in", ["yes", "no"])),
+                field="upper_gi",
+                name="patient_upper_gi_code",
+                violation_error_message="must be one of yes, no.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("perianal__in", ["yes", "no"])),
+                field="perianal",
+                name="patient_perianal_code",
+                violation_error_message="must be one of yes, no.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="patient",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("prior_resection__in", ["yes", "no"])),
+                field="prior_resection",
+                name="patient_prior_resection_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='followup',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_followupevent" ("created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;', hash='606f53ad7c9a4b8c03264919a55c56040286a1fd', operation='INSERT', pgid='pgtrigger_insert_insert_5a913', table='cohort_followup', when='AFTER')),
+            model_name="patient",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_patientevent" ("birth_year", "centre_id", "consent", "created_at", "created_by_id", "deleted_at", "diagnosis_year", "enrolment_date", "form_status", "id", "montreal_behaviour", "montreal_location", "perianal", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "prior_resection", "sex", "smoking", "study_id", "updated_at", "upper_gi", "version") VALUES (NEW."birth_year", NEW."centre_id", NEW."consent", NEW."created_at", NEW."created_by_id", NEW."deleted_at", NEW."diagnosis_year", NEW."enrolment_date", NEW."form_status", NEW."id", NEW."montreal_behaviour", NEW."montreal_location", NEW."perianal", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."prior_resection", NEW."sex", NEW."smoking", NEW."study_id", NEW."updated_at", NEW."upper_gi", NEW."version"); RETURN NULL;',
+                    hash="acc9ba69827a823ccbdd5a1ef9a8719f3dece952",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_3d94f",
+                    table="cohort_patient",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='followup',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_followupevent" ("created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;', hash='3a80aa4b007cd8935f4c4a15ef8a53dac5613579', operation='UPDATE', pgid='pgtrigger_update_update_d70c9', table='cohort_followup', when='AFTER')),
+            model_name="patient",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_patientevent" ("birth_year", "centre_id", "consent", "created_at", "created_by_id", "deleted_at", "diagnosis_year", "enrolment_date", "form_status", "id", "montreal_behaviour", "montreal_location", "perianal", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "prior_resection", "sex", "smoking", "study_id", "updated_at", "upper_gi", "version") VALUES (NEW."birth_year", NEW."centre_id", NEW."consent", NEW."created_at", NEW."created_by_id", NEW."deleted_at", NEW."diagnosis_year", NEW."enrolment_date", NEW."form_status", NEW."id", NEW."montreal_behaviour", NEW."montreal_location", NEW."perianal", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."prior_resection", NEW."sex", NEW."smoking", NEW."study_id", NEW."updated_at", NEW."upper_gi", NEW."version"); RETURN NULL;',
+                    hash="85dc60484db7fa86f2e8868501fd3fca2f4838af",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_a19f4",
+                    table="cohort_patient",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='followup',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_followupevent" ("created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (OLD."created_at", OLD."discontinuation_date", OLD."discontinuation_reason", OLD."form_status", OLD."id", OLD."last_follow_up_date", OLD."next_therapy", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."status", OLD."updated_at", OLD."version"); RETURN NULL;', hash='85840832c3c192fbbfeb37b4bbd44fb7c5ce4b44', operation='DELETE', pgid='pgtrigger_delete_delete_6b985', table='cohort_followup', when='AFTER')),
+            model_name="patient",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_patientevent" ("birth_year", "centre_id", "consent", "created_at", "created_by_id", "deleted_at", "diagnosis_year", "enrolment_date", "form_status", "id", "montreal_behaviour", "montreal_location", "perianal", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "prior_resection", "sex", "smoking", "study_id", "updated_at", "upper_gi", "version") VALUES (OLD."birth_year", OLD."centre_id", OLD."consent", OLD."created_at", OLD."created_by_id", OLD."deleted_at", OLD."diagnosis_year", OLD."enrolment_date", OLD."form_status", OLD."id", OLD."montreal_behaviour", OLD."montreal_location", OLD."perianal", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."prior_resection", OLD."sex", OLD."smoking", OLD."study_id", OLD."updated_at", OLD."upper_gi", OLD."version"); RETURN NULL;',
+                    hash="93c091149f584d33e532c4b076cfe2e12d803ae0",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_5c274",
+                    table="cohort_patient",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='assessmentevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='3c0684728843e810b9fcd3f5c99b3c952a29ca30', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_99355', table='cohort_assessmentevent', when='BEFORE')),
+            model_name="followupevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="2146ec6289b9e563a735a9b9166a1022d9a51532",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_2f4dc",
+                    table="cohort_followupevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=models.UniqueConstraint(fields=('patient', 'visit'), name='assessment_one_per_visit', violation_error_message='This patient already has an assessment for this visit.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("status__in", ["ongoing", "discontinued"])),
+                field="status",
+                name="followup_status_code",
+                violation_error_message="must be one of ongoing, discontinued.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('visit__in', ['week_0', 'week_8', 'week_20', 'week_52'])), field='visit', name='assessment_visit_code', violation_error_message='must be one of week_0, week_8, week_20, week_52.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    (
+                        "discontinuation_reason__in",
+                        ["nonresponse", "loss_of_response", "adverse_event", "patient_wish", "surgery", "other"],
+                    ),
+                    ("discontinuation_reason", ""),
+                    _connector="OR",
+                ),
+                field="discontinuation_reason",
+                name="followup_discontinuation_reason_code",
+                violation_error_message="must be one of nonresponse, loss_of_response, adverse_event, patient_wish, surgery, other.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('not_done__in', ['yes', 'no'])), field='not_done', name='assessment_not_done_code', violation_error_message='must be one of yes, no.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("last_follow_up_date__isnull", True),
+                    ("last_follow_up_date__gte", datetime.date(2016, 1, 1)),
+                    _connector="OR",
+                ),
+                field="last_follow_up_date",
+                name="followup_last_follow_up_date_min",
+                violation_error_message="must be on or after 2016-01-01.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('not_done_reason__in', ['missed', 'not_applicable', 'lost_to_follow_up', 'unknown']), ('not_done_reason', ''), _connector='OR'), field='not_done_reason', name='assessment_not_done_reason_code', violation_error_message='must be one of missed, not_applicable, lost_to_follow_up, unknown.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("discontinuation_date__isnull", True),
+                    ("discontinuation_date__gte", datetime.date(2016, 1, 1)),
+                    _connector="OR",
+                ),
+                field="discontinuation_date",
+                name="followup_discontinuation_date_min",
+                violation_error_message="must be on or after 2016-01-01.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('endoscopy_done__in', ['yes', 'no']), ('endoscopy_done', ''), _connector='OR'), field='endoscopy_done', name='assessment_endoscopy_done_code', violation_error_message='must be one of yes, no.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    models.Q(("status", "discontinued"), _negated=True),
+                    ("discontinuation_date__isnull", False),
+                    _connector="OR",
+                ),
+                field="discontinuation_date",
+                name="followup_discontinuation_date_required",
+                violation_error_message="is required when the status is discontinued.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('corticosteroids__in', ['yes', 'no']), ('corticosteroids', ''), _connector='OR'), field='corticosteroids', name='assessment_corticosteroids_code', violation_error_message='must be one of yes, no.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("status", "discontinued"), ("discontinuation_date__isnull", True), _connector="OR"),
+                field="discontinuation_date",
+                name="followup_discontinuation_date_only_if_discontinued",
+                violation_error_message="must be empty unless the status is discontinued.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('not_done', 'no'), models.Q(('not_done_reason', ''), _negated=True), _connector='OR'), field='not_done_reason', name='assessment_not_done_reason_required', violation_error_message='is required when the visit was not done.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    models.Q(("status", "discontinued"), _negated=True),
+                    models.Q(("discontinuation_reason", ""), _negated=True),
+                    _connector="OR",
+                ),
+                field="discontinuation_reason",
+                name="followup_discontinuation_reason_required",
+                violation_error_message="is required when the status is discontinued.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('not_done', 'yes'), ('not_done_reason', ''), _connector='OR'), field='not_done_reason', name='assessment_not_done_reason_only_if_not_done', violation_error_message='must be empty when the visit was done.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("status", "discontinued"), ("discontinuation_reason", ""), _connector="OR"),
+                field="discontinuation_reason",
+                name="followup_discontinuation_reason_only_if_discontinued",
+                violation_error_message="must be empty unless the status is discontinued.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('not_done', 'no'), models.Q(('hbi_wellbeing__isnull', True), ('hbi_pain__isnull', True), ('hbi_stools__isnull', True), ('hbi_mass__isnull', True), ('hbi_complications__isnull', True), ('hbi__isnull', True), ('crp_mg_l__isnull', True), ('fcal_ug_g__isnull', True), ('endoscopy_done', ''), ('ses_cd__isnull', True), ('corticosteroids', '')), _connector='OR'), field='not_done', name='assessment_not_done_no_measurements', violation_error_message='a visit that was not done has no measurements: leave HBI, CRP, calprotectin, endoscopy and corticosteroids empty.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('not_done', 'yes'), ('assessment_date__isnull', False), _connector='OR'), field='assessment_date', name='assessment_date_required', violation_error_message='is required unless the visit was not done.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('assessment_date__isnull', True), ('assessment_date__gte', datetime.date(2016, 1, 1)), _connector='OR'), field='assessment_date', name='assessment_assessment_date_min', violation_error_message='must be on or after 2016-01-01.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('hbi_wellbeing__isnull', True), models.Q(('hbi_wellbeing__gte', 0), ('hbi_wellbeing__lte', 4)), _connector='OR'), field='hbi_wellbeing', name='assessment_hbi_wellbeing_range', violation_error_message='must be between 0 and 4.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('hbi_pain__isnull', True), models.Q(('hbi_pain__gte', 0), ('hbi_pain__lte', 3)), _connector='OR'), field='hbi_pain', name='assessment_hbi_pain_range', violation_error_message='must be between 0 and 3.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('hbi_stools__isnull', True), models.Q(('hbi_stools__gte', 0), ('hbi_stools__lte', 50)), _connector='OR'), field='hbi_stools', name='assessment_hbi_stools_range', violation_error_message='must be between 0 and 50.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('hbi_mass__isnull', True), models.Q(('hbi_mass__gte', 0), ('hbi_mass__lte', 3)), _connector='OR'), field='hbi_mass', name='assessment_hbi_mass_range', violation_error_message='must be between 0 and 3.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('hbi_complications__isnull', True), models.Q(('hbi_complications__gte', 0), ('hbi_complications__lte', 8)), _connector='OR'), field='hbi_complications', name='assessment_hbi_complications_range', violation_error_message='must be between 0 and 8.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('hbi__isnull', True), models.Q(('hbi__gte', 0), ('hbi__lte', 100)), _connector='OR'), field='hbi', name='assessment_hbi_range', violation_error_message='must be between 0 and 100.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(models.Q(('hbi_complications__isnull', False), ('hbi_mass__isnull', False), ('hbi_pain__isnull', False), ('hbi_stools__isnull', False), ('hbi_wellbeing__isnull', False), _negated=True), ('hbi', django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(models.F('hbi_wellbeing'), '+', models.F('hbi_pain')), '+', models.F('hbi_stools')), '+', models.F('hbi_mass')), '+', models.F('hbi_complications'))), _connector='OR'), field='hbi', name='assessment_hbi_is_sum', violation_error_message='must equal the sum of its five components when all are given.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('crp_mg_l__isnull', True), models.Q(('crp_mg_l__gte', 0), ('crp_mg_l__lte', 500)), _connector='OR'), field='crp_mg_l', name='assessment_crp_mg_l_range', violation_error_message='must be between 0 and 500.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('fcal_ug_g__isnull', True), models.Q(('fcal_ug_g__gte', 0), ('fcal_ug_g__lte', 20000)), _connector='OR'), field='fcal_ug_g', name='assessment_fcal_ug_g_range', violation_error_message='must be between 0 and 20000.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('ses_cd__isnull', True), models.Q(('ses_cd__gte', 0), ('ses_cd__lte', 56)), _connector='OR'), field='ses_cd', name='assessment_ses_cd_range', violation_error_message='must be between 0 and 56.'),
-        ),
-        migrations.AddConstraint(
-            model_name='assessment',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('ses_cd__isnull', True), ('endoscopy_done', 'yes'), _connector='OR'), field='ses_cd', name='assessment_ses_cd_needs_endoscopy', violation_error_message='may only be given when endoscopy_done = yes.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("discontinuation_date__isnull", True),
+                    ("discontinuation_date__lte", models.F("last_follow_up_date")),
+                    _connector="OR",
+                ),
+                field="discontinuation_date",
+                name="followup_discontinuation_before_last_follow_up",
+                violation_error_message="must be on or before the date of last follow-up.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='assessment',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_assessmentevent" ("assessment_date", "corticosteroids", "created_at", "crp_mg_l", "endoscopy_done", "fcal_ug_g", "form_status", "hbi", "hbi_complications", "hbi_mass", "hbi_pain", "hbi_stools", "hbi_wellbeing", "id", "not_done", "not_done_reason", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "ses_cd", "updated_at", "version", "visit") VALUES (NEW."assessment_date", NEW."corticosteroids", NEW."created_at", NEW."crp_mg_l", NEW."endoscopy_done", NEW."fcal_ug_g", NEW."form_status", NEW."hbi", NEW."hbi_complications", NEW."hbi_mass", NEW."hbi_pain", NEW."hbi_stools", NEW."hbi_wellbeing", NEW."id", NEW."not_done", NEW."not_done_reason", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."ses_cd", NEW."updated_at", NEW."version", NEW."visit"); RETURN NULL;', hash='c9a1231d5bdb1885e4bf0162716e01e4aae77fe6', operation='INSERT', pgid='pgtrigger_insert_insert_bd567', table='cohort_assessment', when='AFTER')),
+            model_name="followup",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_followupevent" ("created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="606f53ad7c9a4b8c03264919a55c56040286a1fd",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_5a913",
+                    table="cohort_followup",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='assessment',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_assessmentevent" ("assessment_date", "corticosteroids", "created_at", "crp_mg_l", "endoscopy_done", "fcal_ug_g", "form_status", "hbi", "hbi_complications", "hbi_mass", "hbi_pain", "hbi_stools", "hbi_wellbeing", "id", "not_done", "not_done_reason", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "ses_cd", "updated_at", "version", "visit") VALUES (NEW."assessment_date", NEW."corticosteroids", NEW."created_at", NEW."crp_mg_l", NEW."endoscopy_done", NEW."fcal_ug_g", NEW."form_status", NEW."hbi", NEW."hbi_complications", NEW."hbi_mass", NEW."hbi_pain", NEW."hbi_stools", NEW."hbi_wellbeing", NEW."id", NEW."not_done", NEW."not_done_reason", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."ses_cd", NEW."updated_at", NEW."version", NEW."visit"); RETURN NULL;', hash='8313be6a8829eee9df92b5b460f2b144affe233d', operation='UPDATE', pgid='pgtrigger_update_update_a9288', table='cohort_assessment', when='AFTER')),
+            model_name="followup",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_followupevent" ("created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="3a80aa4b007cd8935f4c4a15ef8a53dac5613579",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_d70c9",
+                    table="cohort_followup",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='assessment',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_assessmentevent" ("assessment_date", "corticosteroids", "created_at", "crp_mg_l", "endoscopy_done", "fcal_ug_g", "form_status", "hbi", "hbi_complications", "hbi_mass", "hbi_pain", "hbi_stools", "hbi_wellbeing", "id", "not_done", "not_done_reason", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "ses_cd", "updated_at", "version", "visit") VALUES (OLD."assessment_date", OLD."corticosteroids", OLD."created_at", OLD."crp_mg_l", OLD."endoscopy_done", OLD."fcal_ug_g", OLD."form_status", OLD."hbi", OLD."hbi_complications", OLD."hbi_mass", OLD."hbi_pain", OLD."hbi_stools", OLD."hbi_wellbeing", OLD."id", OLD."not_done", OLD."not_done_reason", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."ses_cd", OLD."updated_at", OLD."version", OLD."visit"); RETURN NULL;', hash='0ab5f2d555ed888d86a1fb6655f2b3ae7bb98ccc', operation='DELETE', pgid='pgtrigger_delete_delete_b2ff8', table='cohort_assessment', when='AFTER')),
+            model_name="followup",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_followupevent" ("created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (OLD."created_at", OLD."discontinuation_date", OLD."discontinuation_reason", OLD."form_status", OLD."id", OLD."last_follow_up_date", OLD."next_therapy", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."status", OLD."updated_at", OLD."version"); RETURN NULL;',
+                    hash="85840832c3c192fbbfeb37b4bbd44fb7c5ce4b44",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_6b985",
+                    table="cohort_followup",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='adverseeventevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='964e8e4628849989636a52ce5e8bd4c78dc1ef17', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_79b7d', table='cohort_adverseeventevent', when='BEFORE')),
+            model_name="assessmentevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="3c0684728843e810b9fcd3f5c99b3c952a29ca30",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_99355",
+                    table="cohort_assessmentevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adverseevent',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('onset_date__isnull', True), ('onset_date__gte', datetime.date(2016, 1, 1)), _connector='OR'), field='onset_date', name='adverseevent_onset_date_min', violation_error_message='must be on or after 2016-01-01.'),
+            model_name="assessment",
+            constraint=models.UniqueConstraint(
+                fields=("patient", "visit"),
+                name="assessment_one_per_visit",
+                violation_error_message="This patient already has an assessment for this visit.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adverseevent',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('category__in', ['infection', 'infusion_reaction', 'injection_site_reaction', 'skin', 'arthralgia', 'headache', 'malignancy', 'other'])), field='category', name='adverseevent_category_code', violation_error_message='must be one of infection, infusion_reaction, injection_site_reaction, skin, arthralgia, headache, malignancy, other.'),
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("visit__in", ["week_0", "week_8", "week_20", "week_52"])),
+                field="visit",
+                name="assessment_visit_code",
+                violation_error_message="must be one of week_0, week_8, week_20, week_52.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adverseevent',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('serious__in', ['yes', 'no'])), field='serious', name='adverseevent_serious_code', violation_error_message='must be one of yes, no.'),
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("not_done__in", ["yes", "no"])),
+                field="not_done",
+                name="assessment_not_done_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adverseevent',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('causality__in', ['unrelated', 'unlikely', 'possible', 'probable', 'definite'])), field='causality', name='adverseevent_causality_code', violation_error_message='must be one of unrelated, unlikely, possible, probable, definite.'),
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("not_done_reason__in", ["missed", "not_applicable", "lost_to_follow_up", "unknown"]),
+                    ("not_done_reason", ""),
+                    _connector="OR",
+                ),
+                field="not_done_reason",
+                name="assessment_not_done_reason_code",
+                violation_error_message="must be one of missed, not_applicable, lost_to_follow_up, unknown.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adverseevent',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('outcome__in', ['resolved', 'resolving', 'ongoing', 'sequelae', 'fatal', 'unknown'])), field='outcome', name='adverseevent_outcome_code', violation_error_message='must be one of resolved, resolving, ongoing, sequelae, fatal, unknown.'),
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("endoscopy_done__in", ["yes", "no"]), ("endoscopy_done", ""), _connector="OR"),
+                field="endoscopy_done",
+                name="assessment_endoscopy_done_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='adverseevent',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('led_to_discontinuation__in', ['yes', 'no'])), field='led_to_discontinuation', name='adverseevent_led_to_discontinuation_code', violation_error_message='must be one of yes, no.'),
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("corticosteroids__in", ["yes", "no"]), ("corticosteroids", ""), _connector="OR"),
+                field="corticosteroids",
+                name="assessment_corticosteroids_code",
+                violation_error_message="must be one of yes, no.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("not_done", "no"), models.Q(("not_done_reason", ""), _negated=True), _connector="OR"
+                ),
+                field="not_done_reason",
+                name="assessment_not_done_reason_required",
+                violation_error_message="is required when the visit was not done.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("not_done", "yes"), ("not_done_reason", ""), _connector="OR"),
+                field="not_done_reason",
+                name="assessment_not_done_reason_only_if_not_done",
+                violation_error_message="must be empty when the visit was done.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("not_done", "no"),
+                    models.Q(
+                        ("hbi_wellbeing__isnull", True),
+                        ("hbi_pain__isnull", True),
+                        ("hbi_stools__isnull", True),
+                        ("hbi_mass__isnull", True),
+                        ("hbi_complications__isnull", True),
+                        ("hbi__isnull", True),
+                        ("crp_mg_l__isnull", True),
+                        ("fcal_ug_g__isnull", True),
+                        ("endoscopy_done", ""),
+                        ("ses_cd__isnull", True),
+                        ("corticosteroids", ""),
+                    ),
+                    _connector="OR",
+                ),
+                field="not_done",
+                name="assessment_not_done_no_measurements",
+                violation_error_message="a visit that was not done has no measurements: leave HBI, CRP, calprotectin, endoscopy and corticosteroids empty.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("not_done", "yes"), ("assessment_date__isnull", False), _connector="OR"),
+                field="assessment_date",
+                name="assessment_date_required",
+                violation_error_message="is required unless the visit was not done.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("assessment_date__isnull", True),
+                    ("assessment_date__gte", datetime.date(2016, 1, 1)),
+                    _connector="OR",
+                ),
+                field="assessment_date",
+                name="assessment_assessment_date_min",
+                violation_error_message="must be on or after 2016-01-01.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("hbi_wellbeing__isnull", True),
+                    models.Q(("hbi_wellbeing__gte", 0), ("hbi_wellbeing__lte", 4)),
+                    _connector="OR",
+                ),
+                field="hbi_wellbeing",
+                name="assessment_hbi_wellbeing_range",
+                violation_error_message="must be between 0 and 4.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("hbi_pain__isnull", True), models.Q(("hbi_pain__gte", 0), ("hbi_pain__lte", 3)), _connector="OR"
+                ),
+                field="hbi_pain",
+                name="assessment_hbi_pain_range",
+                violation_error_message="must be between 0 and 3.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("hbi_stools__isnull", True),
+                    models.Q(("hbi_stools__gte", 0), ("hbi_stools__lte", 50)),
+                    _connector="OR",
+                ),
+                field="hbi_stools",
+                name="assessment_hbi_stools_range",
+                violation_error_message="must be between 0 and 50.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("hbi_mass__isnull", True), models.Q(("hbi_mass__gte", 0), ("hbi_mass__lte", 3)), _connector="OR"
+                ),
+                field="hbi_mass",
+                name="assessment_hbi_mass_range",
+                violation_error_message="must be between 0 and 3.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("hbi_complications__isnull", True),
+                    models.Q(("hbi_complications__gte", 0), ("hbi_complications__lte", 8)),
+                    _connector="OR",
+                ),
+                field="hbi_complications",
+                name="assessment_hbi_complications_range",
+                violation_error_message="must be between 0 and 8.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("hbi__isnull", True), models.Q(("hbi__gte", 0), ("hbi__lte", 100)), _connector="OR"
+                ),
+                field="hbi",
+                name="assessment_hbi_range",
+                violation_error_message="must be between 0 and 100.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    models.Q(
+                        ("hbi_complications__isnull", False),
+                        ("hbi_mass__isnull", False),
+                        ("hbi_pain__isnull", False),
+                        ("hbi_stools__isnull", False),
+                        ("hbi_wellbeing__isnull", False),
+                        _negated=True,
+                    ),
+                    (
+                        "hbi",
+                        django.db.models.expressions.CombinedExpression(
+                            django.db.models.expressions.CombinedExpression(
+                                django.db.models.expressions.CombinedExpression(
+                                    django.db.models.expressions.CombinedExpression(
+                                        models.F("hbi_wellbeing"), "+", models.F("hbi_pain")
+                                    ),
+                                    "+",
+                                    models.F("hbi_stools"),
+                                ),
+                                "+",
+                                models.F("hbi_mass"),
+                            ),
+                            "+",
+                            models.F("hbi_complications"),
+                        ),
+                    ),
+                    _connector="OR",
+                ),
+                field="hbi",
+                name="assessment_hbi_is_sum",
+                violation_error_message="must equal the sum of its five components when all are given.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("crp_mg_l__isnull", True), models.Q(("crp_mg_l__gte", 0), ("crp_mg_l__lte", 500)), _connector="OR"
+                ),
+                field="crp_mg_l",
+                name="assessment_crp_mg_l_range",
+                violation_error_message="must be between 0 and 500.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("fcal_ug_g__isnull", True),
+                    models.Q(("fcal_ug_g__gte", 0), ("fcal_ug_g__lte", 20000)),
+                    _connector="OR",
+                ),
+                field="fcal_ug_g",
+                name="assessment_fcal_ug_g_range",
+                violation_error_message="must be between 0 and 20000.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("ses_cd__isnull", True), models.Q(("ses_cd__gte", 0), ("ses_cd__lte", 56)), _connector="OR"
+                ),
+                field="ses_cd",
+                name="assessment_ses_cd_range",
+                violation_error_message="must be between 0 and 56.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="assessment",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("ses_cd__isnull", True), ("endoscopy_done", "yes"), _connector="OR"),
+                field="ses_cd",
+                name="assessment_ses_cd_needs_endoscopy",
+                violation_error_message="may only be given when endoscopy_done = yes.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='adverseevent',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_adverseeventevent" ("category", "causality", "created_at", "description", "form_status", "id", "led_to_discontinuation", "onset_date", "outcome", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "serious", "updated_at", "version") VALUES (NEW."category", NEW."causality", NEW."created_at", NEW."description", NEW."form_status", NEW."id", NEW."led_to_discontinuation", NEW."onset_date", NEW."outcome", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."serious", NEW."updated_at", NEW."version"); RETURN NULL;', hash='1a0f3118495437e90e5414344c6d0b4407805cb5', operation='INSERT', pgid='pgtrigger_insert_insert_85867', table='cohort_adverseevent', when='AFTER')),
+            model_name="assessment",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_assessmentevent" ("assessment_date", "corticosteroids", "created_at", "crp_mg_l", "endoscopy_done", "fcal_ug_g", "form_status", "hbi", "hbi_complications", "hbi_mass", "hbi_pain", "hbi_stools", "hbi_wellbeing", "id", "not_done", "not_done_reason", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "ses_cd", "updated_at", "version", "visit") VALUES (NEW."assessment_date", NEW."corticosteroids", NEW."created_at", NEW."crp_mg_l", NEW."endoscopy_done", NEW."fcal_ug_g", NEW."form_status", NEW."hbi", NEW."hbi_complications", NEW."hbi_mass", NEW."hbi_pain", NEW."hbi_stools", NEW."hbi_wellbeing", NEW."id", NEW."not_done", NEW."not_done_reason", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."ses_cd", NEW."updated_at", NEW."version", NEW."visit"); RETURN NULL;',
+                    hash="c9a1231d5bdb1885e4bf0162716e01e4aae77fe6",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_bd567",
+                    table="cohort_assessment",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='adverseevent',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_adverseeventevent" ("category", "causality", "created_at", "description", "form_status", "id", "led_to_discontinuation", "onset_date", "outcome", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "serious", "updated_at", "version") VALUES (NEW."category", NEW."causality", NEW."created_at", NEW."description", NEW."form_status", NEW."id", NEW."led_to_discontinuation", NEW."onset_date", NEW."outcome", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."serious", NEW."updated_at", NEW."version"); RETURN NULL;', hash='e8d0e6e9d2c5fa7fb0c577e41e5265ed09203c06', operation='UPDATE', pgid='pgtrigger_update_update_7f572', table='cohort_adverseevent', when='AFTER')),
+            model_name="assessment",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_assessmentevent" ("assessment_date", "corticosteroids", "created_at", "crp_mg_l", "endoscopy_done", "fcal_ug_g", "form_status", "hbi", "hbi_complications", "hbi_mass", "hbi_pain", "hbi_stools", "hbi_wellbeing", "id", "not_done", "not_done_reason", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "ses_cd", "updated_at", "version", "visit") VALUES (NEW."assessment_date", NEW."corticosteroids", NEW."created_at", NEW."crp_mg_l", NEW."endoscopy_done", NEW."fcal_ug_g", NEW."form_status", NEW."hbi", NEW."hbi_complications", NEW."hbi_mass", NEW."hbi_pain", NEW."hbi_stools", NEW."hbi_wellbeing", NEW."id", NEW."not_done", NEW."not_done_reason", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."ses_cd", NEW."updated_at", NEW."version", NEW."visit"); RETURN NULL;',
+                    hash="8313be6a8829eee9df92b5b460f2b144affe233d",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_a9288",
+                    table="cohort_assessment",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='adverseevent',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_adverseeventevent" ("category", "causality", "created_at", "description", "form_status", "id", "led_to_discontinuation", "onset_date", "outcome", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "serious", "updated_at", "version") VALUES (OLD."category", OLD."causality", OLD."created_at", OLD."description", OLD."form_status", OLD."id", OLD."led_to_discontinuation", OLD."onset_date", OLD."outcome", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."serious", OLD."updated_at", OLD."version"); RETURN NULL;', hash='74831075191e4f2947c375e8976cbaef042cb2ee', operation='DELETE', pgid='pgtrigger_delete_delete_25b03', table='cohort_adverseevent', when='AFTER')),
+            model_name="assessment",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_assessmentevent" ("assessment_date", "corticosteroids", "created_at", "crp_mg_l", "endoscopy_done", "fcal_ug_g", "form_status", "hbi", "hbi_complications", "hbi_mass", "hbi_pain", "hbi_stools", "hbi_wellbeing", "id", "not_done", "not_done_reason", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "ses_cd", "updated_at", "version", "visit") VALUES (OLD."assessment_date", OLD."corticosteroids", OLD."created_at", OLD."crp_mg_l", OLD."endoscopy_done", OLD."fcal_ug_g", OLD."form_status", OLD."hbi", OLD."hbi_complications", OLD."hbi_mass", OLD."hbi_pain", OLD."hbi_stools", OLD."hbi_wellbeing", OLD."id", OLD."not_done", OLD."not_done_reason", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."ses_cd", OLD."updated_at", OLD."version", OLD."visit"); RETURN NULL;',
+                    hash="0ab5f2d555ed888d86a1fb6655f2b3ae7bb98ccc",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_b2ff8",
+                    table="cohort_assessment",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='patientevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='03665073b2d452107b748f9093cae1385343eaab', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_8acdb', table='cohort_patientevent', when='BEFORE')),
+            model_name="adverseeventevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="964e8e4628849989636a52ce5e8bd4c78dc1ef17",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_79b7d",
+                    table="cohort_adverseeventevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='priorbiologic',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('agent__in', ['infliximab', 'adalimumab', 'certolizumab_pegol', 'golimumab', 'vedolizumab', 'other'])), field='agent', name='priorbiologic_agent_code', violation_error_message='must be one of infliximab, adalimumab, certolizumab_pegol, golimumab, vedolizumab, other.'),
+            model_name="adverseevent",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("onset_date__isnull", True), ("onset_date__gte", datetime.date(2016, 1, 1)), _connector="OR"
+                ),
+                field="onset_date",
+                name="adverseevent_onset_date_min",
+                violation_error_message="must be on or after 2016-01-01.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='priorbiologic',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('stop_reason__in', ['primary_nonresponse', 'loss_of_response', 'intolerance', 'other', 'unknown'])), field='stop_reason', name='priorbiologic_stop_reason_code', violation_error_message='must be one of primary_nonresponse, loss_of_response, intolerance, other, unknown.'),
+            model_name="adverseevent",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    (
+                        "category__in",
+                        [
+                            "infection",
+                            "infusion_reaction",
+                            "injection_site_reaction",
+                            "skin",
+                            "arthralgia",
+                            "headache",
+                            "malignancy",
+                            "other",
+                        ],
+                    )
+                ),
+                field="category",
+                name="adverseevent_category_code",
+                violation_error_message="must be one of infection, infusion_reaction, injection_site_reaction, skin, arthralgia, headache, malignancy, other.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='priorbiologic',
-            constraint=cohort.models.FieldCheck(condition=models.Q(models.Q(('agent', 'other'), models.Q(('agent_other', ''), _negated=True)), models.Q(models.Q(('agent', 'other'), _negated=True), ('agent_other', '')), _connector='OR'), field='agent_other', name='priorbiologic_agent_other_iff_other', violation_error_message='is required when agent = other, and must be empty otherwise.'),
+            model_name="adverseevent",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("serious__in", ["yes", "no"])),
+                field="serious",
+                name="adverseevent_serious_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='priorbiologic',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('start_date__isnull', True), ('start_date__gte', datetime.date(1998, 1, 1)), _connector='OR'), field='start_date', name='priorbiologic_start_date_min', violation_error_message='must be on or after 1998-01-01.'),
+            model_name="adverseevent",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("causality__in", ["unrelated", "unlikely", "possible", "probable", "definite"])),
+                field="causality",
+                name="adverseevent_causality_code",
+                violation_error_message="must be one of unrelated, unlikely, possible, probable, definite.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='priorbiologic',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('stop_date__isnull', True), ('stop_date__gte', datetime.date(1998, 1, 1)), _connector='OR'), field='stop_date', name='priorbiologic_stop_date_min', violation_error_message='must be on or after 1998-01-01.'),
+            model_name="adverseevent",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("outcome__in", ["resolved", "resolving", "ongoing", "sequelae", "fatal", "unknown"])
+                ),
+                field="outcome",
+                name="adverseevent_outcome_code",
+                violation_error_message="must be one of resolved, resolving, ongoing, sequelae, fatal, unknown.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='priorbiologic',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('start_date__isnull', True), ('stop_date__isnull', True), ('stop_date__gte', models.F('start_date')), _connector='OR'), field='stop_date', name='priorbiologic_stop_after_start', violation_error_message='must be on or after the start date.'),
+            model_name="adverseevent",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("led_to_discontinuation__in", ["yes", "no"])),
+                field="led_to_discontinuation",
+                name="adverseevent_led_to_discontinuation_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='priorbiologic',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_priorbiologicevent" ("agent", "agent_other", "created_at", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "start_date", "stop_date", "stop_reason", "updated_at", "version") VALUES (NEW."agent", NEW."agent_other", NEW."created_at", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."start_date", NEW."stop_date", NEW."stop_reason", NEW."updated_at", NEW."version"); RETURN NULL;', hash='6703d10425624df1b364bc592fc3e00b62cd2f7c', operation='INSERT', pgid='pgtrigger_insert_insert_cdc39', table='cohort_priorbiologic', when='AFTER')),
+            model_name="adverseevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_adverseeventevent" ("category", "causality", "created_at", "description", "form_status", "id", "led_to_discontinuation", "onset_date", "outcome", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "serious", "updated_at", "version") VALUES (NEW."category", NEW."causality", NEW."created_at", NEW."description", NEW."form_status", NEW."id", NEW."led_to_discontinuation", NEW."onset_date", NEW."outcome", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."serious", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="1a0f3118495437e90e5414344c6d0b4407805cb5",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_85867",
+                    table="cohort_adverseevent",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='priorbiologic',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_priorbiologicevent" ("agent", "agent_other", "created_at", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "start_date", "stop_date", "stop_reason", "updated_at", "version") VALUES (NEW."agent", NEW."agent_other", NEW."created_at", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."start_date", NEW."stop_date", NEW."stop_reason", NEW."updated_at", NEW."version"); RETURN NULL;', hash='076a9c79d686d3d84f20493cf5e41b89a581ab8a', operation='UPDATE', pgid='pgtrigger_update_update_17030', table='cohort_priorbiologic', when='AFTER')),
+            model_name="adverseevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_adverseeventevent" ("category", "causality", "created_at", "description", "form_status", "id", "led_to_discontinuation", "onset_date", "outcome", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "serious", "updated_at", "version") VALUES (NEW."category", NEW."causality", NEW."created_at", NEW."description", NEW."form_status", NEW."id", NEW."led_to_discontinuation", NEW."onset_date", NEW."outcome", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."serious", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="e8d0e6e9d2c5fa7fb0c577e41e5265ed09203c06",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_7f572",
+                    table="cohort_adverseevent",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='priorbiologic',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_priorbiologicevent" ("agent", "agent_other", "created_at", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "start_date", "stop_date", "stop_reason", "updated_at", "version") VALUES (OLD."agent", OLD."agent_other", OLD."created_at", OLD."form_status", OLD."id", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."start_date", OLD."stop_date", OLD."stop_reason", OLD."updated_at", OLD."version"); RETURN NULL;', hash='aece888fa027059ab88bbef216ac266c21fb3fec', operation='DELETE', pgid='pgtrigger_delete_delete_55a14', table='cohort_priorbiologic', when='AFTER')),
+            model_name="adverseevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_adverseeventevent" ("category", "causality", "created_at", "description", "form_status", "id", "led_to_discontinuation", "onset_date", "outcome", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "serious", "updated_at", "version") VALUES (OLD."category", OLD."causality", OLD."created_at", OLD."description", OLD."form_status", OLD."id", OLD."led_to_discontinuation", OLD."onset_date", OLD."outcome", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."serious", OLD."updated_at", OLD."version"); RETURN NULL;',
+                    hash="74831075191e4f2947c375e8976cbaef042cb2ee",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_25b03",
+                    table="cohort_adverseevent",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='priorbiologicevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='6ba85172935247652af0031922db4629f727f200', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_4ea5b', table='cohort_priorbiologicevent', when='BEFORE')),
+            model_name="patientevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="03665073b2d452107b748f9093cae1385343eaab",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_8acdb",
+                    table="cohort_patientevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('initial_response', 'yes')), field='initial_response', name='reinduction_initial_response_yes', violation_error_message='must be yes: an initial response to ustekinumab is an inclusion criterion.'),
+            model_name="priorbiologic",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    (
+                        "agent__in",
+                        ["infliximab", "adalimumab", "certolizumab_pegol", "golimumab", "vedolizumab", "other"],
+                    )
+                ),
+                field="agent",
+                name="priorbiologic_agent_code",
+                violation_error_message="must be one of infliximab, adalimumab, certolizumab_pegol, golimumab, vedolizumab, other.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('lor_clinical', 'yes'), ('lor_biochemical', 'yes'), ('lor_endoscopic', 'yes'), _connector='OR'), field='lor_clinical', name='reinduction_lor_kind', violation_error_message='at least one of clinical, biochemical or endoscopic loss of response must be yes.'),
+            model_name="priorbiologic",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("stop_reason__in", ["primary_nonresponse", "loss_of_response", "intolerance", "other", "unknown"])
+                ),
+                field="stop_reason",
+                name="priorbiologic_stop_reason_code",
+                violation_error_message="must be one of primary_nonresponse, loss_of_response, intolerance, other, unknown.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('lor_date__isnull', True), ('lor_date__gte', datetime.date(2016, 1, 1)), _connector='OR'), field='lor_date', name='reinduction_lor_date_min', violation_error_message='must be on or after 2016-01-01.'),
+            model_name="priorbiologic",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    models.Q(("agent", "other"), models.Q(("agent_other", ""), _negated=True)),
+                    models.Q(models.Q(("agent", "other"), _negated=True), ("agent_other", "")),
+                    _connector="OR",
+                ),
+                field="agent_other",
+                name="priorbiologic_agent_other_iff_other",
+                violation_error_message="is required when agent = other, and must be empty otherwise.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('lor_clinical__in', ['yes', 'no'])), field='lor_clinical', name='reinduction_lor_clinical_code', violation_error_message='must be one of yes, no.'),
+            model_name="priorbiologic",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("start_date__isnull", True), ("start_date__gte", datetime.date(1998, 1, 1)), _connector="OR"
+                ),
+                field="start_date",
+                name="priorbiologic_start_date_min",
+                violation_error_message="must be on or after 1998-01-01.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('lor_biochemical__in', ['yes', 'no'])), field='lor_biochemical', name='reinduction_lor_biochemical_code', violation_error_message='must be one of yes, no.'),
+            model_name="priorbiologic",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("stop_date__isnull", True), ("stop_date__gte", datetime.date(1998, 1, 1)), _connector="OR"
+                ),
+                field="stop_date",
+                name="priorbiologic_stop_date_min",
+                violation_error_message="must be on or after 1998-01-01.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('lor_endoscopic__in', ['yes', 'no'])), field='lor_endoscopic', name='reinduction_lor_endoscopic_code', violation_error_message='must be one of yes, no.'),
-        ),
-        migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('interval_before__in', ['q4w', 'q6w', 'q8w', 'q12w', 'other'])), field='interval_before', name='reinduction_interval_before_code', violation_error_message='must be one of q4w, q6w, q8w, q12w, other.'),
-        ),
-        migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('interval_after__in', ['q4w', 'q6w', 'q8w', 'q12w', 'other'])), field='interval_after', name='reinduction_interval_after_code', violation_error_message='must be one of q4w, q6w, q8w, q12w, other.'),
-        ),
-        migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('corticosteroids__in', ['yes', 'no'])), field='corticosteroids', name='reinduction_corticosteroids_code', violation_error_message='must be one of yes, no.'),
-        ),
-        migrations.AddConstraint(
-            model_name='reinduction',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('immunomodulator__in', ['none', 'thiopurine', 'methotrexate', 'other'])), field='immunomodulator', name='reinduction_immunomodulator_code', violation_error_message='must be one of none, thiopurine, methotrexate, other.'),
+            model_name="priorbiologic",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("start_date__isnull", True),
+                    ("stop_date__isnull", True),
+                    ("stop_date__gte", models.F("start_date")),
+                    _connector="OR",
+                ),
+                field="stop_date",
+                name="priorbiologic_stop_after_start",
+                violation_error_message="must be on or after the start date.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='reinduction',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_reinductionevent" ("corticosteroids", "created_at", "form_status", "id", "immunomodulator", "initial_response", "interval_after", "interval_before", "lor_biochemical", "lor_clinical", "lor_date", "lor_endoscopic", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "updated_at", "version") VALUES (NEW."corticosteroids", NEW."created_at", NEW."form_status", NEW."id", NEW."immunomodulator", NEW."initial_response", NEW."interval_after", NEW."interval_before", NEW."lor_biochemical", NEW."lor_clinical", NEW."lor_date", NEW."lor_endoscopic", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."updated_at", NEW."version"); RETURN NULL;', hash='0b7266f8060f26c166cfc9aaa4d98559ef0788ef', operation='INSERT', pgid='pgtrigger_insert_insert_4230e', table='cohort_reinduction', when='AFTER')),
+            model_name="priorbiologic",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_priorbiologicevent" ("agent", "agent_other", "created_at", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "start_date", "stop_date", "stop_reason", "updated_at", "version") VALUES (NEW."agent", NEW."agent_other", NEW."created_at", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."start_date", NEW."stop_date", NEW."stop_reason", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="6703d10425624df1b364bc592fc3e00b62cd2f7c",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_cdc39",
+                    table="cohort_priorbiologic",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='reinduction',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_reinductionevent" ("corticosteroids", "created_at", "form_status", "id", "immunomodulator", "initial_response", "interval_after", "interval_before", "lor_biochemical", "lor_clinical", "lor_date", "lor_endoscopic", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "updated_at", "version") VALUES (NEW."corticosteroids", NEW."created_at", NEW."form_status", NEW."id", NEW."immunomodulator", NEW."initial_response", NEW."interval_after", NEW."interval_before", NEW."lor_biochemical", NEW."lor_clinical", NEW."lor_date", NEW."lor_endoscopic", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."updated_at", NEW."version"); RETURN NULL;', hash='77f2200918d7ce9e714912f934f04fcb83fb0aa0', operation='UPDATE', pgid='pgtrigger_update_update_4b508', table='cohort_reinduction', when='AFTER')),
+            model_name="priorbiologic",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_priorbiologicevent" ("agent", "agent_other", "created_at", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "start_date", "stop_date", "stop_reason", "updated_at", "version") VALUES (NEW."agent", NEW."agent_other", NEW."created_at", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."start_date", NEW."stop_date", NEW."stop_reason", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="076a9c79d686d3d84f20493cf5e41b89a581ab8a",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_17030",
+                    table="cohort_priorbiologic",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='reinduction',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_reinductionevent" ("corticosteroids", "created_at", "form_status", "id", "immunomodulator", "initial_response", "interval_after", "interval_before", "lor_biochemical", "lor_clinical", "lor_date", "lor_endoscopic", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "updated_at", "version") VALUES (OLD."corticosteroids", OLD."created_at", OLD."form_status", OLD."id", OLD."immunomodulator", OLD."initial_response", OLD."interval_after", OLD."interval_before", OLD."lor_biochemical", OLD."lor_clinical", OLD."lor_date", OLD."lor_endoscopic", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."updated_at", OLD."version"); RETURN NULL;', hash='5247a1df133f012a51b66675ba07ca782150509b', operation='DELETE', pgid='pgtrigger_delete_delete_37a85', table='cohort_reinduction', when='AFTER')),
+            model_name="priorbiologic",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_priorbiologicevent" ("agent", "agent_other", "created_at", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "start_date", "stop_date", "stop_reason", "updated_at", "version") VALUES (OLD."agent", OLD."agent_other", OLD."created_at", OLD."form_status", OLD."id", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."start_date", OLD."stop_date", OLD."stop_reason", OLD."updated_at", OLD."version"); RETURN NULL;',
+                    hash="aece888fa027059ab88bbef216ac266c21fb3fec",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_55a14",
+                    table="cohort_priorbiologic",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='reinductionevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='4d23a22685134589e6d6d782c24ff8ef6f1dadf8', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_8af28', table='cohort_reinductionevent', when='BEFORE')),
+            model_name="priorbiologicevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="6ba85172935247652af0031922db4629f727f200",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_4ea5b",
+                    table="cohort_priorbiologicevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('phase__in', ['initial_induction', 'maintenance', 'reinduction'])), field='phase', name='dose_phase_code', violation_error_message='must be one of initial_induction, maintenance, reinduction.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("initial_response", "yes")),
+                field="initial_response",
+                name="reinduction_initial_response_yes",
+                violation_error_message="must be yes: an initial response to ustekinumab is an inclusion criterion.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('route__in', ['iv', 'sc'])), field='route', name='dose_route_code', violation_error_message='must be one of iv, sc.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("lor_clinical", "yes"), ("lor_biochemical", "yes"), ("lor_endoscopic", "yes"), _connector="OR"
+                ),
+                field="lor_clinical",
+                name="reinduction_lor_kind",
+                violation_error_message="at least one of clinical, biochemical or endoscopic loss of response must be yes.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('dose_date__isnull', True), ('dose_date__gte', datetime.date(2016, 1, 1)), _connector='OR'), field='dose_date', name='dose_dose_date_min', violation_error_message='must be on or after 2016-01-01.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("lor_date__isnull", True), ("lor_date__gte", datetime.date(2016, 1, 1)), _connector="OR"
+                ),
+                field="lor_date",
+                name="reinduction_lor_date_min",
+                violation_error_message="must be on or after 2016-01-01.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('dose_mg__isnull', True), models.Q(('dose_mg__gte', 45), ('dose_mg__lte', 1040)), _connector='OR'), field='dose_mg', name='dose_dose_mg_range', violation_error_message='must be between 45 and 1040.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("lor_clinical__in", ["yes", "no"])),
+                field="lor_clinical",
+                name="reinduction_lor_clinical_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(models.Q(('route', 'iv'), _negated=True), models.Q(('dose_mg__gte', 130), ('dose_mg__lte', 1040)), _connector='OR'), field='dose_mg', name='dose_iv_range', violation_error_message='an intravenous dose must be between 130 and 1040 mg.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("lor_biochemical__in", ["yes", "no"])),
+                field="lor_biochemical",
+                name="reinduction_lor_biochemical_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(models.Q(('route', 'sc'), _negated=True), models.Q(('dose_mg__gte', 45), ('dose_mg__lte', 180)), _connector='OR'), field='dose_mg', name='dose_sc_range', violation_error_message='a subcutaneous dose must be between 45 and 180 mg.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("lor_endoscopic__in", ["yes", "no"])),
+                field="lor_endoscopic",
+                name="reinduction_lor_endoscopic_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('phase', 'maintenance'), ('route', 'iv'), _connector='OR'), field='route', name='dose_induction_is_iv', violation_error_message='must be iv for the initial induction and the re-induction.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("interval_before__in", ["q4w", "q6w", "q8w", "q12w", "other"])),
+                field="interval_before",
+                name="reinduction_interval_before_code",
+                violation_error_message="must be one of q4w, q6w, q8w, q12w, other.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('weight_kg__isnull', True), models.Q(('weight_kg__gte', 25), ('weight_kg__lte', 250)), _connector='OR'), field='weight_kg', name='dose_weight_kg_range', violation_error_message='must be between 25 and 250.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("interval_after__in", ["q4w", "q6w", "q8w", "q12w", "other"])),
+                field="interval_after",
+                name="reinduction_interval_after_code",
+                violation_error_message="must be one of q4w, q6w, q8w, q12w, other.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=models.UniqueConstraint(condition=models.Q(('phase', 'initial_induction')), fields=('patient',), name='dose_one_initial_induction', violation_error_message='The patient already has an initial induction dose.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("corticosteroids__in", ["yes", "no"])),
+                field="corticosteroids",
+                name="reinduction_corticosteroids_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ustekinumabdose',
-            constraint=models.UniqueConstraint(condition=models.Q(('phase', 'reinduction')), fields=('patient',), name='dose_one_reinduction', violation_error_message='The patient already has a re-induction dose.'),
+            model_name="reinduction",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("immunomodulator__in", ["none", "thiopurine", "methotrexate", "other"])),
+                field="immunomodulator",
+                name="reinduction_immunomodulator_code",
+                violation_error_message="must be one of none, thiopurine, methotrexate, other.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='ustekinumabdose',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_ustekinumabdoseevent" ("created_at", "dose_date", "dose_mg", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "phase", "route", "updated_at", "version", "weight_kg") VALUES (NEW."created_at", NEW."dose_date", NEW."dose_mg", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."phase", NEW."route", NEW."updated_at", NEW."version", NEW."weight_kg"); RETURN NULL;', hash='c470ce658fa6038df8513e0af4e9b7454d3d9a59', operation='INSERT', pgid='pgtrigger_insert_insert_cbf3f', table='cohort_ustekinumabdose', when='AFTER')),
+            model_name="reinduction",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_reinductionevent" ("corticosteroids", "created_at", "form_status", "id", "immunomodulator", "initial_response", "interval_after", "interval_before", "lor_biochemical", "lor_clinical", "lor_date", "lor_endoscopic", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "updated_at", "version") VALUES (NEW."corticosteroids", NEW."created_at", NEW."form_status", NEW."id", NEW."immunomodulator", NEW."initial_response", NEW."interval_after", NEW."interval_before", NEW."lor_biochemical", NEW."lor_clinical", NEW."lor_date", NEW."lor_endoscopic", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="0b7266f8060f26c166cfc9aaa4d98559ef0788ef",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_4230e",
+                    table="cohort_reinduction",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='ustekinumabdose',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_ustekinumabdoseevent" ("created_at", "dose_date", "dose_mg", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "phase", "route", "updated_at", "version", "weight_kg") VALUES (NEW."created_at", NEW."dose_date", NEW."dose_mg", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."phase", NEW."route", NEW."updated_at", NEW."version", NEW."weight_kg"); RETURN NULL;', hash='fadc1b684de3d880c30a6d945b1106f7f2f6ec70', operation='UPDATE', pgid='pgtrigger_update_update_2a333', table='cohort_ustekinumabdose', when='AFTER')),
+            model_name="reinduction",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_reinductionevent" ("corticosteroids", "created_at", "form_status", "id", "immunomodulator", "initial_response", "interval_after", "interval_before", "lor_biochemical", "lor_clinical", "lor_date", "lor_endoscopic", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "updated_at", "version") VALUES (NEW."corticosteroids", NEW."created_at", NEW."form_status", NEW."id", NEW."immunomodulator", NEW."initial_response", NEW."interval_after", NEW."interval_before", NEW."lor_biochemical", NEW."lor_clinical", NEW."lor_date", NEW."lor_endoscopic", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="77f2200918d7ce9e714912f934f04fcb83fb0aa0",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_4b508",
+                    table="cohort_reinduction",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='ustekinumabdose',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_ustekinumabdoseevent" ("created_at", "dose_date", "dose_mg", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "phase", "route", "updated_at", "version", "weight_kg") VALUES (OLD."created_at", OLD."dose_date", OLD."dose_mg", OLD."form_status", OLD."id", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."phase", OLD."route", OLD."updated_at", OLD."version", OLD."weight_kg"); RETURN NULL;', hash='a3d537f0a78cbd303febdb2a3fa7f040a2e71f8d', operation='DELETE', pgid='pgtrigger_delete_delete_6f69b', table='cohort_ustekinumabdose', when='AFTER')),
+            model_name="reinduction",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_reinductionevent" ("corticosteroids", "created_at", "form_status", "id", "immunomodulator", "initial_response", "interval_after", "interval_before", "lor_biochemical", "lor_clinical", "lor_date", "lor_endoscopic", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "updated_at", "version") VALUES (OLD."corticosteroids", OLD."created_at", OLD."form_status", OLD."id", OLD."immunomodulator", OLD."initial_response", OLD."interval_after", OLD."interval_before", OLD."lor_biochemical", OLD."lor_clinical", OLD."lor_date", OLD."lor_endoscopic", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."updated_at", OLD."version"); RETURN NULL;',
+                    hash="5247a1df133f012a51b66675ba07ca782150509b",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_37a85",
+                    table="cohort_reinduction",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='ustekinumabdoseevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='5e60713c5da8d74da4489c53117e399ce83808b3', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_25c6f', table='cohort_ustekinumabdoseevent', when='BEFORE')),
+            model_name="reinductionevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="4d23a22685134589e6d6d782c24ff8ef6f1dadf8",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_8af28",
+                    table="cohort_reinductionevent",
+                    when="BEFORE",
+                ),
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("phase__in", ["initial_induction", "maintenance", "reinduction"])),
+                field="phase",
+                name="dose_phase_code",
+                violation_error_message="must be one of initial_induction, maintenance, reinduction.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("route__in", ["iv", "sc"])),
+                field="route",
+                name="dose_route_code",
+                violation_error_message="must be one of iv, sc.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("dose_date__isnull", True), ("dose_date__gte", datetime.date(2016, 1, 1)), _connector="OR"
+                ),
+                field="dose_date",
+                name="dose_dose_date_min",
+                violation_error_message="must be on or after 2016-01-01.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("dose_mg__isnull", True), models.Q(("dose_mg__gte", 45), ("dose_mg__lte", 1040)), _connector="OR"
+                ),
+                field="dose_mg",
+                name="dose_dose_mg_range",
+                violation_error_message="must be between 45 and 1040.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    models.Q(("route", "iv"), _negated=True),
+                    models.Q(("dose_mg__gte", 130), ("dose_mg__lte", 1040)),
+                    _connector="OR",
+                ),
+                field="dose_mg",
+                name="dose_iv_range",
+                violation_error_message="an intravenous dose must be between 130 and 1040 mg.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    models.Q(("route", "sc"), _negated=True),
+                    models.Q(("dose_mg__gte", 45), ("dose_mg__lte", 180)),
+                    _connector="OR",
+                ),
+                field="dose_mg",
+                name="dose_sc_range",
+                violation_error_message="a subcutaneous dose must be between 45 and 180 mg.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(("phase", "maintenance"), ("route", "iv"), _connector="OR"),
+                field="route",
+                name="dose_induction_is_iv",
+                violation_error_message="must be iv for the initial induction and the re-induction.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("weight_kg__isnull", True),
+                    models.Q(("weight_kg__gte", 25), ("weight_kg__lte", 250)),
+                    _connector="OR",
+                ),
+                field="weight_kg",
+                name="dose_weight_kg_range",
+                violation_error_message="must be between 25 and 250.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("phase", "initial_induction")),
+                fields=("patient",),
+                name="dose_one_initial_induction",
+                violation_error_message="The patient already has an initial induction dose.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ustekinumabdose",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("phase", "reinduction")),
+                fields=("patient",),
+                name="dose_one_reinduction",
+                violation_error_message="The patient already has a re-induction dose.",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='userevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='35bdcb27666a1b50d465a0ae4c02c8a2b9897ecf', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_dccc6', table='cohort_userevent', when='BEFORE')),
+            model_name="ustekinumabdose",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_ustekinumabdoseevent" ("created_at", "dose_date", "dose_mg", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "phase", "route", "updated_at", "version", "weight_kg") VALUES (NEW."created_at", NEW."dose_date", NEW."dose_mg", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."phase", NEW."route", NEW."updated_at", NEW."version", NEW."weight_kg"); RETURN NULL;',
+                    hash="c470ce658fa6038df8513e0af4e9b7454d3d9a59",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_cbf3f",
+                    table="cohort_ustekinumabdose",
+                    when="AFTER",
+                ),
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="ustekinumabdose",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_ustekinumabdoseevent" ("created_at", "dose_date", "dose_mg", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "phase", "route", "updated_at", "version", "weight_kg") VALUES (NEW."created_at", NEW."dose_date", NEW."dose_mg", NEW."form_status", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."phase", NEW."route", NEW."updated_at", NEW."version", NEW."weight_kg"); RETURN NULL;',
+                    hash="fadc1b684de3d880c30a6d945b1106f7f2f6ec70",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_2a333",
+                    table="cohort_ustekinumabdose",
+                    when="AFTER",
+                ),
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="ustekinumabdose",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_ustekinumabdoseevent" ("created_at", "dose_date", "dose_mg", "form_status", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "phase", "route", "updated_at", "version", "weight_kg") VALUES (OLD."created_at", OLD."dose_date", OLD."dose_mg", OLD."form_status", OLD."id", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."phase", OLD."route", OLD."updated_at", OLD."version", OLD."weight_kg"); RETURN NULL;',
+                    hash="a3d537f0a78cbd303febdb2a3fa7f040a2e71f8d",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_6f69b",
+                    table="cohort_ustekinumabdose",
+                    when="AFTER",
+                ),
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="ustekinumabdoseevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="5e60713c5da8d74da4489c53117e399ce83808b3",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_25c6f",
+                    table="cohort_ustekinumabdoseevent",
+                    when="BEFORE",
+                ),
+            ),
+        ),
+        pgtrigger.migrations.AddTrigger(
+            model_name="userevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="35bdcb27666a1b50d465a0ae4c02c8a2b9897ecf",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_dccc6",
+                    table="cohort_userevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
     ]

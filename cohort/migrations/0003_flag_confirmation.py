@@ -8,68 +8,155 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cohort', '0002_user_profile'),
-        ('pghistory', '0007_auto_20250421_0444'),
+        ("cohort", "0002_user_profile"),
+        ("pghistory", "0007_auto_20250421_0444"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FlagConfirmation',
+            name="FlagConfirmation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('form', models.CharField(help_text="the flagged row's model, e.g. assessment", max_length=32)),
-                ('row_id', models.PositiveBigIntegerField()),
-                ('field', models.CharField(max_length=64)),
-                ('basis', models.CharField(help_text='the values the flag was raised on', max_length=200)),
-                ('comment', models.CharField(blank=True, max_length=200, verbose_name='Comment')),
-                ('confirmed_at', models.DateTimeField(auto_now_add=True)),
-                ('confirmed_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='flag_confirmations', to='cohort.patient')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("form", models.CharField(help_text="the flagged row's model, e.g. assessment", max_length=32)),
+                ("row_id", models.PositiveBigIntegerField()),
+                ("field", models.CharField(max_length=64)),
+                ("basis", models.CharField(help_text="the values the flag was raised on", max_length=200)),
+                ("comment", models.CharField(blank=True, max_length=200, verbose_name="Comment")),
+                ("confirmed_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "confirmed_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="flag_confirmations",
+                        to="cohort.patient",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FlagConfirmationEvent',
+            name="FlagConfirmationEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('id', models.BigIntegerField()),
-                ('form', models.CharField(help_text="the flagged row's model, e.g. assessment", max_length=32)),
-                ('row_id', models.PositiveBigIntegerField()),
-                ('field', models.CharField(max_length=64)),
-                ('basis', models.CharField(help_text='the values the flag was raised on', max_length=200)),
-                ('comment', models.CharField(blank=True, max_length=200, verbose_name='Comment')),
-                ('confirmed_at', models.DateTimeField(auto_now_add=True)),
-                ('confirmed_by', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to=settings.AUTH_USER_MODEL)),
-                ('patient', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='cohort.patient')),
-                ('pgh_context', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context')),
-                ('pgh_obj', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='cohort.flagconfirmation')),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("id", models.BigIntegerField()),
+                ("form", models.CharField(help_text="the flagged row's model, e.g. assessment", max_length=32)),
+                ("row_id", models.PositiveBigIntegerField()),
+                ("field", models.CharField(max_length=64)),
+                ("basis", models.CharField(help_text="the values the flag was raised on", max_length=200)),
+                ("comment", models.CharField(blank=True, max_length=200, verbose_name="Comment")),
+                ("confirmed_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "confirmed_by",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        related_query_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        related_query_name="+",
+                        to="cohort.patient",
+                    ),
+                ),
+                (
+                    "pgh_context",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="pghistory.context",
+                    ),
+                ),
+                (
+                    "pgh_obj",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="events",
+                        to="cohort.flagconfirmation",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.AddConstraint(
-            model_name='flagconfirmation',
-            constraint=models.UniqueConstraint(fields=('form', 'row_id', 'field', 'basis'), name='flag_confirmed_once'),
+            model_name="flagconfirmation",
+            constraint=models.UniqueConstraint(fields=("form", "row_id", "field", "basis"), name="flag_confirmed_once"),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='flagconfirmation',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_flagconfirmationevent" ("basis", "comment", "confirmed_at", "confirmed_by_id", "field", "form", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "row_id") VALUES (NEW."basis", NEW."comment", NEW."confirmed_at", NEW."confirmed_by_id", NEW."field", NEW."form", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."row_id"); RETURN NULL;', hash='8987f2be44a5003a4ae81b7d2a6533ae2648336f', operation='INSERT', pgid='pgtrigger_insert_insert_c859c', table='cohort_flagconfirmation', when='AFTER')),
+            model_name="flagconfirmation",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_flagconfirmationevent" ("basis", "comment", "confirmed_at", "confirmed_by_id", "field", "form", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "row_id") VALUES (NEW."basis", NEW."comment", NEW."confirmed_at", NEW."confirmed_by_id", NEW."field", NEW."form", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."row_id"); RETURN NULL;',
+                    hash="8987f2be44a5003a4ae81b7d2a6533ae2648336f",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_c859c",
+                    table="cohort_flagconfirmation",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='flagconfirmation',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_flagconfirmationevent" ("basis", "comment", "confirmed_at", "confirmed_by_id", "field", "form", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "row_id") VALUES (NEW."basis", NEW."comment", NEW."confirmed_at", NEW."confirmed_by_id", NEW."field", NEW."form", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."row_id"); RETURN NULL;', hash='29df4a1a9c26e56a546c91a29d04afa673035079', operation='UPDATE', pgid='pgtrigger_update_update_92f7a', table='cohort_flagconfirmation', when='AFTER')),
+            model_name="flagconfirmation",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_flagconfirmationevent" ("basis", "comment", "confirmed_at", "confirmed_by_id", "field", "form", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "row_id") VALUES (NEW."basis", NEW."comment", NEW."confirmed_at", NEW."confirmed_by_id", NEW."field", NEW."form", NEW."id", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."row_id"); RETURN NULL;',
+                    hash="29df4a1a9c26e56a546c91a29d04afa673035079",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_92f7a",
+                    table="cohort_flagconfirmation",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='flagconfirmation',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_flagconfirmationevent" ("basis", "comment", "confirmed_at", "confirmed_by_id", "field", "form", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "row_id") VALUES (OLD."basis", OLD."comment", OLD."confirmed_at", OLD."confirmed_by_id", OLD."field", OLD."form", OLD."id", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."row_id"); RETURN NULL;', hash='db749fd8b1684adb275a9acdc5edab4b15317371', operation='DELETE', pgid='pgtrigger_delete_delete_50871', table='cohort_flagconfirmation', when='AFTER')),
+            model_name="flagconfirmation",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_flagconfirmationevent" ("basis", "comment", "confirmed_at", "confirmed_by_id", "field", "form", "id", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "row_id") VALUES (OLD."basis", OLD."comment", OLD."confirmed_at", OLD."confirmed_by_id", OLD."field", OLD."form", OLD."id", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."row_id"); RETURN NULL;',
+                    hash="db749fd8b1684adb275a9acdc5edab4b15317371",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_50871",
+                    table="cohort_flagconfirmation",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='flagconfirmationevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='2fe2b6193039f16d7433c820350883a6601c1cea', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_a17f6', table='cohort_flagconfirmationevent', when='BEFORE')),
+            model_name="flagconfirmationevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="2fe2b6193039f16d7433c820350883a6601c1cea",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_a17f6",
+                    table="cohort_flagconfirmationevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
     ]

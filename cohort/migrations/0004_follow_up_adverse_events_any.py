@@ -7,48 +7,97 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cohort', '0003_flag_confirmation'),
+        ("cohort", "0003_flag_confirmation"),
     ]
 
     operations = [
         pgtrigger.migrations.RemoveTrigger(
-            model_name='followup',
-            name='insert_insert',
+            model_name="followup",
+            name="insert_insert",
         ),
         pgtrigger.migrations.RemoveTrigger(
-            model_name='followup',
-            name='update_update',
+            model_name="followup",
+            name="update_update",
         ),
         pgtrigger.migrations.RemoveTrigger(
-            model_name='followup',
-            name='delete_delete',
+            model_name="followup",
+            name="delete_delete",
         ),
         migrations.AddField(
-            model_name='followup',
-            name='adverse_events_any',
-            field=models.CharField(blank=True, choices=[('yes', 'yes'), ('no', 'no')], help_text='No: no adverse events are recorded. Yes: record each one on the adverse events form.', max_length=3, verbose_name='Any adverse event since re-induction'),
+            model_name="followup",
+            name="adverse_events_any",
+            field=models.CharField(
+                blank=True,
+                choices=[("yes", "yes"), ("no", "no")],
+                help_text="No: no adverse events are recorded. Yes: record each one on the adverse events form.",
+                max_length=3,
+                verbose_name="Any adverse event since re-induction",
+            ),
         ),
         migrations.AddField(
-            model_name='followupevent',
-            name='adverse_events_any',
-            field=models.CharField(blank=True, choices=[('yes', 'yes'), ('no', 'no')], help_text='No: no adverse events are recorded. Yes: record each one on the adverse events form.', max_length=3, verbose_name='Any adverse event since re-induction'),
+            model_name="followupevent",
+            name="adverse_events_any",
+            field=models.CharField(
+                blank=True,
+                choices=[("yes", "yes"), ("no", "no")],
+                help_text="No: no adverse events are recorded. Yes: record each one on the adverse events form.",
+                max_length=3,
+                verbose_name="Any adverse event since re-induction",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='followup',
-            trigger=pgtrigger.compiler.Trigger(name='insert_insert', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_followupevent" ("adverse_events_any", "created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."adverse_events_any", NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;', hash='641c542ce838447cbcf9187b5bf59233f0b19572', operation='INSERT', pgid='pgtrigger_insert_insert_5a913', table='cohort_followup', when='AFTER')),
+            model_name="followup",
+            trigger=pgtrigger.compiler.Trigger(
+                name="insert_insert",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_followupevent" ("adverse_events_any", "created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."adverse_events_any", NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'insert\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="641c542ce838447cbcf9187b5bf59233f0b19572",
+                    operation="INSERT",
+                    pgid="pgtrigger_insert_insert_5a913",
+                    table="cohort_followup",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='followup',
-            trigger=pgtrigger.compiler.Trigger(name='update_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "cohort_followupevent" ("adverse_events_any", "created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."adverse_events_any", NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;', hash='8a7de8eba33b013d856d4ba2d36967a7d71099a6', operation='UPDATE', pgid='pgtrigger_update_update_d70c9', table='cohort_followup', when='AFTER')),
+            model_name="followup",
+            trigger=pgtrigger.compiler.Trigger(
+                name="update_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "cohort_followupevent" ("adverse_events_any", "created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (NEW."adverse_events_any", NEW."created_at", NEW."discontinuation_date", NEW."discontinuation_reason", NEW."form_status", NEW."id", NEW."last_follow_up_date", NEW."next_therapy", NEW."patient_id", _pgh_attach_context(), clock_timestamp(), \'update\', NEW."id", NEW."status", NEW."updated_at", NEW."version"); RETURN NULL;',
+                    hash="8a7de8eba33b013d856d4ba2d36967a7d71099a6",
+                    operation="UPDATE",
+                    pgid="pgtrigger_update_update_d70c9",
+                    table="cohort_followup",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='followup',
-            trigger=pgtrigger.compiler.Trigger(name='delete_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "cohort_followupevent" ("adverse_events_any", "created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (OLD."adverse_events_any", OLD."created_at", OLD."discontinuation_date", OLD."discontinuation_reason", OLD."form_status", OLD."id", OLD."last_follow_up_date", OLD."next_therapy", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."status", OLD."updated_at", OLD."version"); RETURN NULL;', hash='34f50f8384b965acd7f763ab36425bd439ab046b', operation='DELETE', pgid='pgtrigger_delete_delete_6b985', table='cohort_followup', when='AFTER')),
+            model_name="followup",
+            trigger=pgtrigger.compiler.Trigger(
+                name="delete_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "cohort_followupevent" ("adverse_events_any", "created_at", "discontinuation_date", "discontinuation_reason", "form_status", "id", "last_follow_up_date", "next_therapy", "patient_id", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "status", "updated_at", "version") VALUES (OLD."adverse_events_any", OLD."created_at", OLD."discontinuation_date", OLD."discontinuation_reason", OLD."form_status", OLD."id", OLD."last_follow_up_date", OLD."next_therapy", OLD."patient_id", _pgh_attach_context(), clock_timestamp(), \'delete\', OLD."id", OLD."status", OLD."updated_at", OLD."version"); RETURN NULL;',
+                    hash="34f50f8384b965acd7f763ab36425bd439ab046b",
+                    operation="DELETE",
+                    pgid="pgtrigger_delete_delete_6b985",
+                    table="cohort_followup",
+                    when="AFTER",
+                ),
+            ),
         ),
         migrations.AddConstraint(
-            model_name='followup',
-            constraint=cohort.models.FieldCheck(condition=models.Q(('adverse_events_any__in', ['yes', 'no']), ('adverse_events_any', ''), _connector='OR'), field='adverse_events_any', name='followup_adverse_events_any_code', violation_error_message='must be one of yes, no.'),
+            model_name="followup",
+            constraint=cohort.models.FieldCheck(
+                condition=models.Q(
+                    ("adverse_events_any__in", ["yes", "no"]), ("adverse_events_any", ""), _connector="OR"
+                ),
+                field="adverse_events_any",
+                name="followup_adverse_events_any_code",
+                violation_error_message="must be one of yes, no.",
+            ),
         ),
     ]

@@ -26,6 +26,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from cohort import signals
+from cohort.audit import audit_context
 from cohort.choices import FormStatus, Role
 from cohort.demo import plan_patient
 from cohort.models import (
@@ -39,7 +40,7 @@ from cohort.models import (
     Reinduction,
     UstekinumabDose,
 )
-from cohort.services import audit_context, next_study_id, system_user
+from cohort.services import next_study_id, system_user
 
 # Synthetic centres: Dutch-sounding codes, made-up names.
 CENTRES: tuple[tuple[str, str], ...] = (

@@ -1,0 +1,152 @@
+"""Locks (SPEC section 10): locking and unlocking, what an active lock covers, and the message
+that names it.
+
+The database enforces every lock: triggers (cohort/migrations/0006) refuse any write of a locked
+record, whatever the path, raw SQL included, with "record is locked (...)". This module asks the
+same question first, so the forms, the admin and the importer can say it at the field, in the
+user's language, before the database refuses.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cohort import crf
+from cohort.audit import audit_context
+from cohort.models import REASON_MAX_LENGTH, Centre, Lock, LockKind, Patient
+
+# What the database says when a trigger refuses a write (cohort_refuse_if_locked).
+DATABASE_MESSAGE = "record is locked"
+STRENGTH = {LockKind.STUDY: 0, LockKind.CENTRE: 1, LockKind.PATIENT: 2, LockKind.ROW: 3}
+
+
+class Locked(ValidationError):
+    """A write of a locked record was refused; the message names the lock."""
+
+    def __init__(self, lock: Lock):
+        super().__init__(message(lock), code="locked")
+        self.lock = lock
+
+
+def active() -> models.QuerySet[Lock]:
+    return Lock.objects.filter(unlocked_at__isnull=True).select_related("centre", "patient", "locked_by")
+
+
+def covering(patient: Patient, row: models.Model | None = None) -> Lock | None:
+    """The active lock that covers the patient's casebook, or `row` of it: the study's, the centre's,
+    the casebook's or the row's own, the widest first. One query."""
+    covers = Q(kind=LockKind.STUDY) | Q(kind=LockKind.CENTRE, centre_id=patient.centre_id)
+    if patient.pk:
+        covers |= Q(kind=LockKind.PATIENT, patient_id=patient.pk)
+    if row is not None and row.pk:
+        covers |= Q(kind=LockKind.ROW, form=crf.file_of(type(row)).name, row_id=row.pk)
+    return first_covering(list(active().filter(covers)), patient, row)
+
+
+def first_covering(
+    locks: list[Lock], patient: Patient, row: models.Model | None = None, *, form: str | None = None
+) -> Lock | None:
+    """Of these active locks, the widest that covers the patient, or `row` of the patient's record;
+    `form` (a dictionary form name): any row lock of that form of the patient covers (an import
+    replaces a repeating form's rows, so it cannot leave a locked one as it is)."""
+    row_form = crf.file_of(type(row)).name if row is not None and row.pk else None
+
+    def covers(lock: Lock) -> bool:
+        if lock.kind == LockKind.STUDY:
+            return True
+        if lock.kind == LockKind.CENTRE:
+            return lock.centre_id == patient.centre_id
+        if patient.pk is None or lock.patient_id != patient.pk:
+            return False
+        if lock.kind == LockKind.PATIENT:
+            return True
+        return (lock.form == row_form and lock.row_id == row.pk) or (form is not None and lock.form == form)
+
+    found = [lock for lock in locks if covers(lock)]
+    return min(found, key=lambda lock: (STRENGTH[lock.kind], lock.pk)) if found else None
+
+
+def refuse_if_locked(patient: Patient, row: models.Model | None = None) -> None:
+    lock = covering(patient, row)
+    if lock is not None:
+        raise Locked(lock)
+
+
+def what(lock: Lock) -> str:
+    """The lock as people name it: "casebook lock of AMC-001"."""
+    if lock.kind == LockKind.STUDY:
+        return _("study lock")
+    if lock.kind == LockKind.CENTRE:
+        return _("centre lock of %(centre)s") % {"centre": lock.centre.code}
+    if lock.kind == LockKind.PATIENT:
+        return _("casebook lock of %(patient)s") % {"patient": lock.patient.study_id}
+    title = crf.FILES[lock.form].title if lock.form in crf.FILES else lock.form
+    return _("form lock of %(patient)s, %(form)s") % {"patient": lock.patient.study_id, "form": title}
+
+
+def message(lock: Lock) -> str:
+    """What a refused write says: the record is locked, by which lock, who, when and why."""
+    return _("record is locked (%(lock)s by %(user)s on %(date)s: %(reason)s)") % {
+        "lock": what(lock),
+        "user": lock.locked_by.get_username(),
+        "date": timezone.localtime(lock.locked_at).date().isoformat(),
+        "reason": lock.reason,
+    }
+
+
+def _reason(reason: str, field: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({field: _("Give a reason.")})
+    if len(reason) > REASON_MAX_LENGTH:
+        raise ValidationError({field: _("At most %(max)s characters.") % {"max": REASON_MAX_LENGTH}})
+    return reason
+
+
+def lock(
+    *,
+    by: User,
+    reason: str,
+    centre: Centre | None = None,
+    patient: Patient | None = None,
+    row: models.Model | None = None,
+) -> tuple[Lock, bool]:
+    """Lock the study (no target), a centre, a patient's casebook or one form row of a patient.
+    Returns (the active lock, whether it is new): locking what is locked already changes nothing."""
+    reason = _reason(reason, "reason")
+    if row is not None:
+        target = {
+            "kind": LockKind.ROW,
+            "patient": row if isinstance(row, Patient) else row.patient,
+            "form": crf.file_of(type(row)).name,
+            "row_id": row.pk,
+        }
+    elif patient is not None:
+        target = {"kind": LockKind.PATIENT, "patient": patient}
+    elif centre is not None:
+        target = {"kind": LockKind.CENTRE, "centre": centre}
+    else:
+        target = {"kind": LockKind.STUDY}
+    existing = active().filter(**target).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic(), audit_context(user=by, reason=reason, source="lock"):
+            return Lock.objects.create(reason=reason, locked_by=by, **target), True
+    except IntegrityError:  # locked by someone else a moment ago
+        return active().get(**target), False
+
+
+def unlock(*, lock: Lock, by: User, reason: str) -> bool:
+    """End an active lock; the reason is required (SPEC section 10). False if it had ended already."""
+    reason = _reason(reason, "unlock_reason")
+    with transaction.atomic(), audit_context(user=by, reason=reason, source="unlock"):
+        ended = Lock.objects.filter(pk=lock.pk, unlocked_at__isnull=True).update(
+            unlocked_at=timezone.now(), unlocked_by=by, unlock_reason=reason
+        )
+    return bool(ended)

@@ -1,0 +1,161 @@
+"""Locks (SPEC section 10): a locked record refuses every write through every path, raw SQL
+included, with a message naming the lock; unlocking needs a reason; the commands lock and unlock.
+Each test checks what the database holds afterwards."""
+
+from __future__ import annotations
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+from django.urls import reverse
+
+from cohort import locks
+from cohort.audit import entries
+from cohort.csvformat import export_cohort
+from cohort.models import Assessment, Lock, LockEvent, Patient
+from cohort.services import patient_enrol, patient_soft_delete
+from tests.base import PATIENT_DATA, make_patient, make_record
+
+pytestmark = pytest.mark.django_db
+
+
+def raw_update_crp(assessment_id: int, value: str) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE cohort_assessment SET crp_mg_l = %s WHERE id = %s", [value, assessment_id])
+
+
+def week_8(patient) -> Assessment:
+    return Assessment.objects.get(patient=patient, visit="week_8")
+
+
+def test_raw_sql_cannot_change_a_locked_casebook_and_can_after_the_unlock(patient, people):
+    lock, new = locks.lock(by=people["coordinator"], reason="monitoring visit", patient=patient)
+    assert new
+    with pytest.raises(DatabaseError, match=r"record is locked \(casebook lock of AMC-001 by coordinator on "):
+        raw_update_crp(week_8(patient).pk, "99.0")
+    assert week_8(patient).crp_mg_l != 99
+    assert locks.unlock(lock=lock, by=people["coordinator"], reason="query resolved")
+    raw_update_crp(week_8(patient).pk, "99.0")
+    assert week_8(patient).crp_mg_l == 99
+
+
+def test_a_study_lock_refuses_every_table_and_the_orm_and_the_services(patient, people):
+    locks.lock(by=people["coordinator"], reason="database freeze")
+    with pytest.raises(DatabaseError, match="study lock"), transaction.atomic():
+        Patient.objects.filter(pk=patient.pk).update(smoking="never")
+    with pytest.raises(DatabaseError, match="study lock"), transaction.atomic():
+        Assessment.objects.filter(patient=patient).delete()
+    with pytest.raises(locks.Locked, match=r"record is locked \(study lock by coordinator on .*: database freeze\)"):
+        patient_enrol(centre=people["centre_b"], by=people["nurse_b"], **PATIENT_DATA)
+    with pytest.raises(locks.Locked):
+        patient_soft_delete(patient=patient, by=people["nurse_a"], reason="duplicate")
+    assert Patient.objects.count() == 1 and Assessment.objects.filter(patient=patient).count() == 4
+
+
+def test_a_centre_lock_covers_its_patients_only(people):
+    mine = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    theirs = make_record(make_patient(people["centre_b"], people["nurse_b"]))
+    locks.lock(by=people["coordinator"], reason="site closed", centre=people["centre_a"])
+    with pytest.raises(DatabaseError, match="centre lock of AMC"):
+        raw_update_crp(week_8(mine).pk, "7")
+    raw_update_crp(week_8(theirs).pk, "7")
+    assert (week_8(mine).crp_mg_l, week_8(theirs).crp_mg_l) != (7, 7) and week_8(theirs).crp_mg_l == 7
+
+
+def test_a_row_lock_covers_that_row_only(patient, people):
+    locked, other = week_8(patient), Assessment.objects.get(patient=patient, visit="week_20")
+    locks.lock(by=people["coordinator"], reason="source checked", row=locked)
+    with pytest.raises(DatabaseError, match="form lock of AMC-001 assessments #"):
+        raw_update_crp(locked.pk, "8")
+    raw_update_crp(other.pk, "8")
+    assert Assessment.objects.get(pk=other.pk).crp_mg_l == 8
+
+
+def test_the_nurse_is_told_which_lock_and_nothing_is_saved(client, patient, people):
+    locks.lock(by=people["coordinator"], reason="monitoring visit", patient=patient)
+    before = week_8(patient)
+    client.force_login(people["nurse_a"])
+    data = {
+        name: "" if getattr(before, name) is None else str(getattr(before, name))
+        for name in ("not_done", "not_done_reason", "assessment_date", "hbi_wellbeing", "hbi_pain", "hbi_stools")
+    }
+    data.update(
+        hbi_mass=before.hbi_mass or 0,
+        hbi_complications=before.hbi_complications or 0,
+        crp_mg_l="12.5",
+        form_status="complete",
+        version=before.version,
+        reason_for_change="corrected",
+    )
+    response = client.post(reverse("cohort:form", args=[patient.study_id, "week_8"]), data)
+    assert response.status_code == 200
+    assert "record is locked (casebook lock of AMC-001 by coordinator" in response.content.decode()
+    after = week_8(patient)
+    assert (after.version, after.crp_mg_l) == (before.version, before.crp_mg_l)
+
+
+def test_the_import_names_each_locked_row_and_writes_nothing(patient, people, tmp_path):
+    export_cohort(tmp_path)
+    (tmp_path / "assessments.csv").write_text(
+        (tmp_path / "assessments.csv").read_text().replace(",4.5,", ",5.5,", 1), encoding="utf-8"
+    )
+    locks.lock(by=people["coordinator"], reason="monitoring visit", patient=patient)
+    events = len(entries([patient.pk]))
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_cohort", str(tmp_path), stdout=out, stderr=err)
+    printed = err.getvalue()
+    assert "patients.csv:2: study_id: record is locked (casebook lock of AMC-001 by coordinator on " in printed
+    assert "assessments.csv:2: study_id: record is locked (casebook lock of AMC-001" in printed
+    assert len(entries([patient.pk])) == events
+
+
+def test_the_commands_lock_and_unlock_with_a_reason_and_the_trail_keeps_both(patient, people):
+    out = StringIO()
+    call_command("lock", "--patient", "AMC-001", "--reason", "monitoring visit", "--user", "coordinator", stdout=out)
+    assert "Locked: casebook lock of AMC-001" in out.getvalue()
+    call_command("lock", "--patient", "AMC-001", "--reason", "again", stdout=out)
+    assert "Already locked: casebook lock of AMC-001" in out.getvalue()
+    assert Lock.objects.count() == 1
+    with pytest.raises(CommandError, match="--reason: Give a reason"):
+        call_command("unlock", "--patient", "AMC-001", "--reason", " ", stdout=out)
+    call_command("unlock", "--patient", "AMC-001", "--reason", "visit closed", "--user", "coordinator", stdout=out)
+    assert "Unlocked: casebook lock of AMC-001" in out.getvalue()
+    with pytest.raises(CommandError, match="nothing to unlock"):
+        call_command("unlock", "--patient", "AMC-001", "--reason", "twice", stdout=out)
+    lock = Lock.objects.get()
+    assert (lock.reason, lock.unlock_reason, lock.unlocked_by.username) == (
+        "monitoring visit",
+        "visit closed",
+        "coordinator",
+    )
+    # Every state change is audited by the same triggers, with who and why.
+    events = LockEvent.objects.order_by("pgh_id")
+    assert [(e.pgh_label, e.unlock_reason, e.pgh_context.metadata.get("reason")) for e in events] == [
+        ("insert", "", "monitoring visit"),
+        ("update", "visit closed", "visit closed"),
+    ]
+
+
+def test_study_and_centre_locks_from_the_command_line(people):
+    call_command("lock", "--study", "--reason", "freeze for analysis", stdout=StringIO())
+    call_command("lock", "--centre", "UMCU", "--reason", "site closed", stdout=StringIO())
+    assert sorted(Lock.objects.values_list("kind", flat=True)) == ["centre", "study"]
+    with pytest.raises(CommandError, match="no centre with code 'XYZ'"):
+        call_command("lock", "--centre", "XYZ", "--reason", "x", stdout=StringIO())
+    call_command("unlock", "--study", "--reason", "analysis done", stdout=StringIO())
+    assert locks.active().get().kind == "centre"
+
+
+def test_unlocking_needs_a_reason(patient, people):
+    lock, _new = locks.lock(by=people["coordinator"], reason="monitoring visit", patient=patient)
+    with pytest.raises(ValidationError):
+        locks.unlock(lock=lock, by=people["coordinator"], reason="")
+    assert Lock.objects.get().active
+    with pytest.raises(DatabaseError), transaction.atomic():  # the database holds the rule too
+        Lock.objects.filter(pk=lock.pk).update(unlocked_at=dt.datetime.now(dt.UTC))
