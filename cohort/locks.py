@@ -40,12 +40,18 @@ def active() -> models.QuerySet[Lock]:
 def covering(patient: Patient, row: models.Model | None = None) -> Lock | None:
     """The active lock that covers the patient's casebook, or `row` of it: the study's, the centre's,
     the casebook's or the row's own, the widest first. One query."""
+    found = all_covering(patient, row)
+    return found[0] if found else None
+
+
+def all_covering(patient: Patient, row: models.Model | None = None) -> list[Lock]:
+    """Every active lock that covers the patient's casebook, or `row` of it, the widest first."""
     covers = Q(kind=LockKind.STUDY) | Q(kind=LockKind.CENTRE, centre_id=patient.centre_id)
     if patient.pk:
         covers |= Q(kind=LockKind.PATIENT, patient_id=patient.pk)
     if row is not None and row.pk:
         covers |= Q(kind=LockKind.ROW, form=crf.file_of(type(row)).name, row_id=row.pk)
-    return first_covering(list(active().filter(covers)), patient, row)
+    return sorted(active().filter(covers), key=lambda lock: (STRENGTH[lock.kind], lock.pk))
 
 
 def first_covering(
@@ -89,14 +95,19 @@ def what(lock: Lock) -> str:
     return _("form lock of %(patient)s, %(form)s") % {"patient": lock.patient.study_id, "form": title}
 
 
-def message(lock: Lock) -> str:
-    """What a refused write says: the record is locked, by which lock, who, when and why."""
-    return _("record is locked (%(lock)s by %(user)s on %(date)s: %(reason)s)") % {
+def describe(lock: Lock) -> str:
+    """The lock, who set it, when and why: "casebook lock of AMC-001 by coord on 2026-12-02: SDV"."""
+    return _("%(lock)s by %(user)s on %(date)s: %(reason)s") % {
         "lock": what(lock),
         "user": lock.locked_by.get_username(),
         "date": timezone.localtime(lock.locked_at).date().isoformat(),
         "reason": lock.reason,
     }
+
+
+def message(lock: Lock) -> str:
+    """What a refused write says: the record is locked, and by which lock."""
+    return _("record is locked (%(lock)s)") % {"lock": describe(lock)}
 
 
 def _reason(reason: str, field: str) -> str:

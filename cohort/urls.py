@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from cohort import converters, views  # noqa: F401 (converters registers the path converters)
+from cohort import converters, lock_views, views  # noqa: F401 (converters registers the path converters)
 
 app_name = "cohort"
 
@@ -14,6 +14,11 @@ urlpatterns = [
     path("patients/<study_id:study_id>/history/", views.patient_history, name="patient-history"),
     path("patients/<study_id:study_id>/delete/", views.patient_delete, name="patient-delete"),
     path("patients/<study_id:study_id>/flags/confirm/", views.flag_confirm, name="flag-confirm"),
+    path("patients/<study_id:study_id>/lock/", lock_views.patient_lock, name="patient-lock"),
+    path("patients/<study_id:study_id>/unlock/", lock_views.patient_unlock, name="patient-unlock"),
+    path("locks/", lock_views.lock_list, name="lock-list"),
+    path("locks/new/", lock_views.lock_new, name="lock-new"),
+    path("locks/unlock/", lock_views.lock_unlock, name="lock-unlock"),
     path("patients/<study_id:study_id>/forms/<single_form:key>/", views.form_edit, name="form"),
     path("patients/<study_id:study_id>/rows/<repeating_form:key>/", views.rows, name="rows"),
     path(

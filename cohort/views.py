@@ -18,9 +18,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, services, validators
+from cohort import access, casebook, crf, locks, services, validators
 from cohort.forms import PatientForm, form_class
-from cohort.models import Patient
+from cohort.models import LockKind, Patient
 
 PAGE_SIZE = 25
 
@@ -94,16 +94,18 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
         cell.url = form_url(patient, cell.key)
     grid = [(column, label, [cell for cell in cells if cell.column == column]) for column, label in casebook.COLUMNS]
     trail = services.patient_audit_trail(patient)
+    covering = locks.all_covering(patient)
     return render(
         request,
         "cohort/patient_detail.html",
         {
             "patient": patient,
+            **_lock_context(request, covering, kind=LockKind.PATIENT),
             "grid": grid,
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
             "history": list(reversed(trail))[:15],
             "history_count": len(trail),
-            "can_write": access.can_write(request.user, patient),
+            "can_write": access.can_write(request.user, patient) and not covering,
             "flags": [flag for cell in cells for flag in cell.flags],
         },
     )
@@ -210,13 +212,27 @@ def form_edit(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
     return _render_form(request, patient, key, form)
 
 
+def _lock_context(request, covering: list, *, kind: str, row=None) -> dict:
+    """What the page says of the locks covering it, and the coordinator's lock or unlock of its own
+    target (the casebook; a form row): the lock of that target, if one is active."""
+    own = next((lock for lock in covering if lock.kind == kind and (row is None or lock.row_id == row.pk)), None)
+    return {
+        "lock": covering[0] if covering else None,
+        "lock_text": locks.describe(covering[0]) if covering else "",
+        "own_lock": own,
+        "can_lock": access.is_coordinator(request.user),
+    }
+
+
 def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpResponse:
-    can_write = access.can_write(request.user, patient)
+    instance = form.instance
+    lockable = instance if rows is None and instance.pk else None  # a form with one stored row
+    covering = locks.all_covering(patient, lockable)
+    can_write = access.can_write(request.user, patient) and not covering
     if not can_write:
         for field in form.fields.values():
             field.disabled = True
     record = services.patient_record(patient)
-    instance = form.instance
     # A repeating form's page shows the flags of all its rows; a single form's, its own.
     shown = [item for item, _flag in rows] if rows is not None else [instance]
     flags = [flag for flag in validators.soft_flags(record) if any(_same_row(flag.row, row) for row in shown)]
@@ -231,6 +247,9 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             "rows": rows,
             "editing": editing,
             "can_write": can_write,
+            **_lock_context(request, covering, kind=LockKind.ROW, row=lockable),
+            "lock_row": lockable,
+            "lock_form": crf.file_of(type(instance)).name,
             "flags": flags,
             "can_confirm": access.can_confirm_flags(request.user, patient),
             "next_form": crf.next_form(key),

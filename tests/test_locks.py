@@ -19,7 +19,7 @@ from cohort.audit import entries
 from cohort.csvformat import export_cohort
 from cohort.models import Assessment, Lock, LockEvent, Patient
 from cohort.services import patient_enrol, patient_soft_delete
-from tests.base import PATIENT_DATA, make_patient, make_record
+from tests.base import PATIENT_DATA, login_as, make_patient, make_record
 
 pytestmark = pytest.mark.django_db
 
@@ -159,3 +159,70 @@ def test_unlocking_needs_a_reason(patient, people):
     assert Lock.objects.get().active
     with pytest.raises(DatabaseError), transaction.atomic():  # the database holds the rule too
         Lock.objects.filter(pk=lock.pk).update(unlocked_at=dt.datetime.now(dt.UTC))
+
+
+def test_a_coordinator_locks_and_unlocks_a_casebook_in_the_browser(client, patient, people):
+    casebook = reverse("cohort:patient-detail", args=[patient.study_id])
+    login_as(client, people["coordinator"])
+    assert 'id="lock-control"' in client.get(casebook).content.decode()
+    response = client.post(reverse("cohort:patient-lock", args=[patient.study_id]), {"reason": "monitoring visit"})
+    assert response.status_code == 302 and response["Location"] == casebook
+    lock = locks.active().get()
+    assert (lock.kind, lock.patient_id, lock.locked_by.username) == ("patient", patient.pk, "coordinator")
+
+    client.force_login(people["nurse_a"])
+    page = client.get(casebook).content.decode()
+    assert 'id="lock-banner"' in page and "casebook lock of AMC-001 by coordinator on" in page
+    assert 'id="lock-control"' not in page and 'id="remove-patient"' not in page
+    form_page = client.get(reverse("cohort:form", args=[patient.study_id, "week_8"])).content.decode()
+    assert 'id="lock-banner"' in form_page and 'name="crp_mg_l"' in form_page and "disabled" in form_page
+    assert client.post(reverse("cohort:patient-unlock", args=[patient.study_id]), {"lock": lock.pk}).status_code == 403
+
+    login_as(client, people["coordinator"])
+    unlock = reverse("cohort:patient-unlock", args=[patient.study_id])
+    client.post(unlock, {"lock": lock.pk, "unlock_reason": ""})
+    assert locks.active().count() == 1  # no reason, no unlock
+    client.post(unlock, {"lock": lock.pk, "unlock_reason": "visit closed"})
+    assert not locks.active().exists()
+    assert Lock.objects.get().unlock_reason == "visit closed"
+
+
+def test_a_coordinator_locks_one_form_row_from_its_page(client, patient, people):
+    row = week_8(patient)
+    login_as(client, people["coordinator"])
+    page = reverse("cohort:form", args=[patient.study_id, "week_8"])
+    client.post(
+        reverse("cohort:patient-lock", args=[patient.study_id]),
+        {"reason": "source verified", "form": "assessments", "row": row.pk, "next": page},
+    )
+    lock = locks.active().get()
+    assert (lock.kind, lock.form, lock.row_id) == ("row", "assessments", row.pk)
+    assert "form lock of AMC-001, Assessment" in client.get(page).content.decode()
+    other = client.get(reverse("cohort:form", args=[patient.study_id, "week_20"])).content.decode()
+    assert 'id="lock-banner"' not in other
+
+
+def test_the_locks_page_locks_the_study_and_a_centre_for_coordinators_only(client, patient, people):
+    client.force_login(people["nurse_a"])
+    assert client.get(reverse("cohort:lock-list")).status_code == 403
+    assert client.post(reverse("cohort:lock-new"), {"scope": "study", "reason": "x"}).status_code == 403
+    login_as(client, people["coordinator"])
+    client.post(reverse("cohort:lock-new"), {"scope": "study", "reason": "database freeze"})
+    client.post(reverse("cohort:lock-new"), {"scope": "UMCU", "reason": "site closed"})
+    client.post(reverse("cohort:lock-new"), {"scope": "NOPE", "reason": "x"})
+    assert sorted(locks.active().values_list("kind", flat=True)) == ["centre", "study"]
+    page = client.get(reverse("cohort:lock-list")).content.decode()
+    assert "study lock by coordinator" in page and "centre lock of UMCU by coordinator" in page
+    study = locks.active().get(kind="study")
+    client.post(reverse("cohort:lock-unlock"), {"lock": study.pk, "unlock_reason": "analysis done"})
+    assert list(locks.active().values_list("kind", flat=True)) == ["centre"]
+
+
+def test_the_lock_is_named_in_dutch_for_a_dutch_nurse(client, patient, people):
+    from cohort.models import UserProfile
+
+    locks.lock(by=people["coordinator"], reason="monitorbezoek", patient=patient)
+    UserProfile.objects.update_or_create(user=people["nurse_a"], defaults={"language": "nl"})
+    client.force_login(people["nurse_a"])
+    page = client.get(reverse("cohort:patient-detail", args=[patient.study_id]), HTTP_ACCEPT_LANGUAGE="nl").content
+    assert "Vergrendeld</strong>: casebookvergrendeling van AMC-001 door coordinator op " in page.decode()

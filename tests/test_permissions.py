@@ -60,6 +60,12 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     # Confirming a flagged value changes no study data: the centre's nurses and coordinators may; an
     # empty request confirms nothing and returns to the casebook. The admin reads only.
     "cohort:flag-confirm": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 302), (405, 403)),
+    # Locks (SPEC section 10): coordinators only; an empty request locks nothing and goes back.
+    "cohort:patient-lock": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
+    "cohort:patient-unlock": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
+    "cohort:lock-list": row((LOGIN, LOGIN), (403, 405), (403, 405), (200, 405), (403, 405)),
+    "cohort:lock-new": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),
+    "cohort:lock-unlock": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),
     # accounts (cohort/account_urls.py)
     "login": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
     "logout": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),
