@@ -11,6 +11,8 @@ class YesNo(models.TextChoices):
 
 class Role(models.TextChoices):
     NURSE = "nurse", _("research nurse")
+    # The centre's principal investigator: reads the centre's data and signs casebooks (SPEC 2, 10).
+    INVESTIGATOR = "investigator", _("investigator")
     COORDINATOR = "coordinator", _("coordinator")
     ADMIN = "admin", _("admin")
 

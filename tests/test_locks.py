@@ -226,3 +226,21 @@ def test_the_lock_is_named_in_dutch_for_a_dutch_nurse(client, patient, people):
     client.force_login(people["nurse_a"])
     page = client.get(reverse("cohort:patient-detail", args=[patient.study_id]), HTTP_ACCEPT_LANGUAGE="nl").content
     assert "Vergrendeld</strong>: casebookvergrendeling van AMC-001 door coordinator op " in page.decode()
+
+
+def test_an_investigator_reads_the_centres_casebooks_and_changes_nothing(client, patient, people):
+    """SPEC section 2: the principal investigator reads the centre's data; writing and locking are
+    not the investigator's (signing is, section 10)."""
+    from cohort.choices import Role
+    from tests.base import make_user
+
+    investigator = make_user("investigator_a", centre=people["centre_a"], role=Role.INVESTIGATOR)
+    login_as(client, investigator)
+    casebook = reverse("cohort:patient-detail", args=[patient.study_id])
+    assert client.get(casebook).status_code == 200
+    assert client.get(reverse("cohort:form", args=[patient.study_id, "week_8"])).status_code == 200
+    assert client.post(reverse("cohort:form", args=[patient.study_id, "week_8"]), {}).status_code == 403
+    assert client.post(reverse("cohort:patient-lock", args=[patient.study_id]), {"reason": "x"}).status_code == 403
+    other = make_patient(people["centre_b"], people["nurse_b"])
+    assert client.get(reverse("cohort:patient-detail", args=[other.study_id])).status_code == 404
+    assert not Lock.objects.exists()
