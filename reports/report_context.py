@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cohort import casebook, crf, display, services, validators
+from cohort import casebook, crf, display, locks, services, validators
 from cohort.access import ALL_SCOPE
 from cohort.models import Patient
 from reports import completeness, outcomes
@@ -98,6 +98,7 @@ def casebook_context(patient: Patient) -> dict:
         cut_off = _cut_off()
         record = services.patient_record(patient)
         trail = services.patient_audit_trail(patient)
+        lock = locks.covering(patient)
     cells = casebook.form_cells(record)
     flags_of_row: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for flag in validators.soft_flags(record):
@@ -150,6 +151,7 @@ def casebook_context(patient: Patient) -> dict:
     context.update(
         {
             "patient": patient,
+            "lock_text": locks.describe(lock) if lock else "",
             "forms": forms,
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
             "flag_count": sum(len(cell.flags) for cell in cells),

@@ -244,3 +244,14 @@ def test_an_investigator_reads_the_centres_casebooks_and_changes_nothing(client,
     other = make_patient(people["centre_b"], people["nurse_b"])
     assert client.get(reverse("cohort:patient-detail", args=[other.study_id])).status_code == 404
     assert not Lock.objects.exists()
+
+
+def test_the_casebook_pdf_says_which_lock_holds_it(patient, people, tmp_path):
+    import subprocess
+
+    from reports.pdf import render_casebook
+
+    locks.lock(by=people["coordinator"], reason="database freeze")
+    render_casebook(patient, tmp_path / "casebook.pdf")
+    text = subprocess.run(["pdftotext", str(tmp_path / "casebook.pdf"), "-"], capture_output=True, text=True).stdout
+    assert "Locked: study lock by coordinator on" in text and "database freeze" in text
