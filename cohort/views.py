@@ -38,7 +38,15 @@ def patient_list(request: HttpRequest) -> HttpResponse:
         patients = patients.filter(study_id__contains=query)
     page = Paginator(services.with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
     today = timezone.localdate()
-    rows = [(patient, casebook.progress(services.patient_record(patient), today)) for patient in page]
+    active_locks = list(locks.active())  # one query; a handful of rows at most
+    rows = [
+        (
+            patient,
+            casebook.progress(services.patient_record(patient), today),
+            locks.first_covering(active_locks, patient),
+        )
+        for patient in page
+    ]
     return render(
         request,
         "cohort/patient_list.html",

@@ -255,3 +255,15 @@ def test_the_casebook_pdf_says_which_lock_holds_it(patient, people, tmp_path):
     render_casebook(patient, tmp_path / "casebook.pdf")
     text = subprocess.run(["pdftotext", str(tmp_path / "casebook.pdf"), "-"], capture_output=True, text=True).stdout
     assert "Locked: study lock by coordinator on" in text and "database freeze" in text
+
+
+def test_the_patient_list_marks_locked_patients(client, people):
+    mine = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    other = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    locks.lock(by=people["coordinator"], reason="monitoring visit", patient=mine)
+    client.force_login(people["nurse_a"])
+    page = client.get(reverse("cohort:patient-list")).content.decode()
+    row_of = {
+        study_id: page.split(f">{study_id}</a>", 1)[1].split("</td>", 1)[0] for study_id in ("AMC-001", "AMC-002")
+    }
+    assert 'data-locked="patient"' in row_of[mine.study_id] and "data-locked" not in row_of[other.study_id]
