@@ -19,6 +19,7 @@ from cohort.models import (
     Centre,
     FlagConfirmation,
     FollowUp,
+    Lock,
     Membership,
     Patient,
     PriorBiologic,
@@ -40,7 +41,15 @@ ROWS = {  # a stored row of each study form of the `patient` fixture (tests/base
     AdverseEvent: lambda patient: AdverseEvent.objects.filter(patient=patient),
     Membership: lambda patient: Membership.objects.filter(centre=patient.centre),
     Centre: lambda patient: Centre.objects.filter(pk=patient.centre_id),
+    Lock: lambda patient: _a_lock(patient),
 }
+
+
+def _a_lock(patient):
+    """An active casebook lock of the patient (made on first use)."""
+    if not Lock.objects.filter(patient=patient).exists():
+        Lock.objects.create(kind="patient", patient=patient, reason="monitoring visit", locked_by=patient.created_by)
+    return Lock.objects.filter(patient=patient)
 
 
 def _lower_bound(condition):
@@ -108,6 +117,9 @@ CUSTOM = {
     "followup_discontinuation_date_only_if_discontinued": _update(FollowUp, discontinuation_date=T0),
     "followup_discontinuation_reason_required": _update(FollowUp, status="discontinued", discontinuation_date=T0),
     "flag_confirmed_once": _confirm_twice,
+    "lock_target_matches_kind": _update(Lock, kind="study"),
+    "lock_unlock_needs_reason": _update(Lock, unlocked_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+    "lock_one_active_per_target": _duplicate(Lock),
 }
 # A generated value that would break another constraint first (PostgreSQL checks them in name
 # order) comes with the changes that keep the rest of the row valid, or on another row.
