@@ -29,6 +29,7 @@ from cohort.models import (
     Reinduction,
     UserProfile,
     UstekinumabDose,
+    Verification,
 )
 
 
@@ -241,6 +242,15 @@ class FlagConfirmationAdmin(ReadOnlyAdmin):
 
     list_display = ["patient", "form", "field", "basis", "confirmed_by", "confirmed_at", "comment"]
     list_select_related = ["patient", "confirmed_by"]
+    search_fields = ["patient__study_id"]
+
+
+@admin.register(Verification)
+class VerificationAdmin(ReadOnlyAdmin):
+    """Source data verification marks are read here; coordinators mark them in the casebook."""
+
+    list_display = ["patient", "form", "row_id", "row_version", "verified_by", "verified_at"]
+    list_select_related = ["patient", "verified_by"]
     search_fields = ["patient__study_id"]
 
 

@@ -871,6 +871,26 @@ class FlagConfirmation(models.Model):
         return (self.form, self.row_id, self.field, self.basis)
 
 
+@audited()
+class Verification(models.Model):
+    """Source data verification (SPEC section 10): a coordinator checked a form row against the
+    source documents, at the row's version then. A later change raises the row's version, so the
+    mark reads "changed since verified" until the row is verified again."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="verifications")
+    form = models.CharField(max_length=32, help_text=_("the row's data dictionary form"))
+    row_id = models.PositiveBigIntegerField()
+    row_version = models.PositiveIntegerField()
+    verified_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    verified_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["form", "row_id"], name="verification_one_per_row")]
+
+    def __str__(self) -> str:
+        return f"{self.patient} {self.form} {self.row_id} v{self.row_version}"
+
+
 class LockKind(models.TextChoices):
     STUDY = "study", _("study")
     CENTRE = "centre", _("centre")

@@ -16,6 +16,7 @@ urlpatterns = [
     path("patients/<study_id:study_id>/flags/confirm/", views.flag_confirm, name="flag-confirm"),
     path("patients/<study_id:study_id>/lock/", lock_views.patient_lock, name="patient-lock"),
     path("patients/<study_id:study_id>/unlock/", lock_views.patient_unlock, name="patient-unlock"),
+    path("patients/<study_id:study_id>/verify/", views.verify, name="verify"),
     path("locks/", lock_views.lock_list, name="lock-list"),
     path("locks/new/", lock_views.lock_new, name="lock-new"),
     path("locks/unlock/", lock_views.lock_unlock, name="lock-unlock"),

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, locks, services, validators
+from cohort import access, casebook, crf, locks, sdv, services, validators
 from cohort.forms import PatientForm, form_class
 from cohort.models import LockKind, Patient
 
@@ -98,8 +98,11 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = services.with_forms(Patient.objects.filter(pk=patient.pk)).get()
     record = services.patient_record(patient)
     cells = casebook.form_cells(record)
+    marks = sdv.marks_of(record)
     for cell in cells:
         cell.url = form_url(patient, cell.key)
+        cell.sdv = sdv.state(crf.form(cell.key).rows(record), marks)
+        cell.sdv_label = sdv.LABELS.get(cell.sdv, "")
     grid = [(column, label, [cell for cell in cells if cell.column == column]) for column, label in casebook.COLUMNS]
     trail = services.patient_audit_trail(patient)
     covering = locks.all_covering(patient)
@@ -317,3 +320,24 @@ def row_delete(request: HttpRequest, study_id: str, key: str, pk: int) -> HttpRe
     else:
         messages.success(request, _("Row removed."))
     return redirect("cohort:rows", patient.study_id, key)
+
+
+@login_required
+@require_POST
+def verify(request: HttpRequest, study_id: str) -> HttpResponse:
+    """Source data verification: mark one form (`key`) or every form of a casebook column (`column`,
+    e.g. a visit) verified against the source. Coordinators only; it changes no study data."""
+    patient = access.get_patient_for_user(request.user, study_id)
+    if not access.is_coordinator(request.user):
+        raise PermissionDenied(_("Only coordinators mark source data verification."))
+    key, column = request.POST.get("key", ""), request.POST.get("column", "")
+    forms_ = [form for form in crf.FORMS if form.key == key or (column and form.column == column)]
+    record = services.patient_record(
+        services.with_forms(Patient.objects.filter(pk=patient.pk)).get(), confirmations=False
+    )
+    count = sdv.verify(record=record, forms=forms_, by=request.user) if forms_ else 0
+    if count:
+        messages.success(request, _("%(count)s form row(s) marked verified against the source.") % {"count": count})
+    else:
+        messages.error(request, _("Nothing to verify: those forms have no rows yet."))
+    return redirect("cohort:patient-detail", patient.study_id)

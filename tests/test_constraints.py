@@ -25,6 +25,7 @@ from cohort.models import (
     PriorBiologic,
     Reinduction,
     UstekinumabDose,
+    Verification,
 )
 from tests.base import T0
 from tests.test_rules import ROW_RULES
@@ -120,6 +121,17 @@ CUSTOM = {
     "lock_target_matches_kind": _update(Lock, kind="study"),
     "lock_unlock_needs_reason": _update(Lock, unlocked_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
     "lock_one_active_per_target": _duplicate(Lock),
+    "verification_one_per_row": lambda patient: [
+        Verification.objects.create(
+            patient=patient,
+            form="assessments",
+            row_id=1,
+            row_version=1,
+            verified_by=patient.created_by,
+            verified_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        )
+        for _ in range(2)
+    ],
 }
 # A generated value that would break another constraint first (PostgreSQL checks them in name
 # order) comes with the changes that keep the rest of the row valid, or on another row.

@@ -79,7 +79,7 @@ def same_answer(client: Client, method: str, url: str, missing_url: str, study_i
     or a POST to a page that only shows data (refused before any patient is looked up)."""
     response = getattr(client, method)(url)
     control = getattr(client, method)(missing_url)
-    post_only = url.endswith(("/delete/", "/casebook-pdf/", "/flags/confirm/", "/lock/", "/unlock/"))
+    post_only = url.endswith(("/delete/", "/casebook-pdf/", "/flags/confirm/", "/lock/", "/unlock/", "/verify/"))
     read_only_page = "/forms/" not in url and "/rows/" not in url and not post_only
     refused_method = post_only if method == "get" else read_only_page
     expected = 405 if refused_method else 404

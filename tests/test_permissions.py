@@ -63,6 +63,8 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     # Locks (SPEC section 10): coordinators only; an empty request locks nothing and goes back.
     "cohort:patient-lock": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
     "cohort:patient-unlock": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
+    # Source data verification: coordinators only; changes no study data.
+    "cohort:verify": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
     "cohort:lock-list": row((LOGIN, LOGIN), (403, 405), (403, 405), (200, 405), (403, 405)),
     "cohort:lock-new": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),
     "cohort:lock-unlock": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.django_db
 # with centre, re-induction and follow-up joined, 5 prefetches (4 forms, confirmed flags), the active
 # locks (SPEC section 10); the casebook:
 # the patient through cohort.access, again with its forms joined, 5 prefetches, the audit trail, and
-# the active locks that cover it (SPEC section 10).
+# the active locks that cover it and its source-verification marks (SPEC section 10).
 PATIENT_LIST_QUERIES = 16
-CASEBOOK_QUERIES = 17
+CASEBOOK_QUERIES = 18
 
 
 @pytest.fixture

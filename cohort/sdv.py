@@ -1,0 +1,53 @@
+"""Source data verification (SPEC section 10): a coordinator marks a form row as checked against
+the source documents. The mark holds the row's version; any later change to the row raises its
+version, so the row reads "changed since verified" until it is verified again."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from cohort import crf
+from cohort.audit import audit_context
+from cohort.models import Verification
+
+VERIFIED = "verified"
+CHANGED = "changed"
+NOT_VERIFIED = "not_verified"
+LABELS = {
+    VERIFIED: _("verified"),
+    CHANGED: _("changed since verified"),
+    NOT_VERIFIED: _("not verified"),
+}
+
+
+def marks_of(record: crf.PatientRecord) -> dict[tuple[str, int], Verification]:
+    """The verification marks of a patient's rows, by (dictionary form, row id). One query."""
+    return {(mark.form, mark.row_id): mark for mark in Verification.objects.filter(patient=record.patient)}
+
+
+def state(rows: list, marks: dict[tuple[str, int], Verification]) -> str | None:
+    """A form's state: verified (every row, at its current version), changed since verified (a
+    row changed after its mark), not verified; None for a form with no rows."""
+    if not rows:
+        return None
+    found = [marks.get((crf.file_of(type(row)).name, row.pk)) for row in rows]
+    if any(mark is not None and mark.row_version != row.version for mark, row in zip(found, rows, strict=True)):
+        return CHANGED
+    return VERIFIED if all(mark is not None for mark in found) else NOT_VERIFIED
+
+
+def verify(*, record: crf.PatientRecord, forms: list[crf.CaseForm], by: User) -> int:
+    """Mark every stored row of these forms verified at its current version; returns how many."""
+    rows = [row for form in forms for row in form.rows(record) if row.pk]
+    now = timezone.now()
+    with transaction.atomic(), audit_context(user=by, source="sdv"):
+        for row in rows:
+            Verification.objects.update_or_create(
+                form=crf.file_of(type(row)).name,
+                row_id=row.pk,
+                defaults={"patient": record.patient, "row_version": row.version, "verified_by": by, "verified_at": now},
+            )
+    return len(rows)
