@@ -28,6 +28,20 @@ def marks_of(record: crf.PatientRecord) -> dict[tuple[str, int], Verification]:
     return {(mark.form, mark.row_id): mark for mark in Verification.objects.filter(patient=record.patient)}
 
 
+def marks_of_patients(patients) -> dict[int, dict[tuple[str, int], Verification]]:
+    """marks_of for many patients (a page of the list) in one query: patient id -> marks."""
+    marks: dict[int, dict[tuple[str, int], Verification]] = {patient.pk: {} for patient in patients}
+    for mark in Verification.objects.filter(patient__in=list(marks)):
+        marks[mark.patient_id][(mark.form, mark.row_id)] = mark
+    return marks
+
+
+def progress(record: crf.PatientRecord, marks: dict[tuple[str, int], Verification]) -> tuple[int, int]:
+    """(forms verified, forms with rows): a patient's source data verification progress."""
+    states = [state(form.rows(record), marks) for form in crf.FORMS]
+    return sum(found == VERIFIED for found in states), sum(found is not None for found in states)
+
+
 def state(rows: list, marks: dict[tuple[str, int], Verification]) -> str | None:
     """A form's state: verified (every row, at its current version), changed since verified (a
     row changed after its mark), not verified; None for a form with no rows."""

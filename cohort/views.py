@@ -39,14 +39,18 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(services.with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
     today = timezone.localdate()
     active_locks = list(locks.active())  # one query; a handful of rows at most
-    rows = [
-        (
-            patient,
-            casebook.progress(services.patient_record(patient), today),
-            locks.first_covering(active_locks, patient),
+    marks = sdv.marks_of_patients(page)  # one query for the page
+    rows = []
+    for patient in page:
+        record = services.patient_record(patient)
+        rows.append(
+            (
+                patient,
+                casebook.progress(record, today),
+                locks.first_covering(active_locks, patient),
+                sdv.progress(record, marks[patient.pk]),
+            )
         )
-        for patient in page
-    ]
     return render(
         request,
         "cohort/patient_list.html",

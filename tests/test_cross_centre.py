@@ -146,9 +146,11 @@ def test_nothing_of_centre_b_appears_on_any_page_nurse_a_reaches(client, people)
 
     search = client.get(reverse("cohort:patient-list"), {"q": "UMCU"})
     assert search.status_code == 200
-    assert [patient.study_id for patient, _progress, _lock in search.context["rows"]] == []
+    assert [patient.study_id for patient, _progress, _lock, _verified in search.context["rows"]] == []
     listed = client.get(reverse("cohort:patient-list"))
-    assert [patient.study_id for patient, _progress, _lock in listed.context["rows"]] == [people["own"].study_id]
+    assert [patient.study_id for patient, _progress, _lock, _verified in listed.context["rows"]] == [
+        people["own"].study_id
+    ]
 
 
 def test_a_coordinator_sees_every_centre(client, people):

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.django_db
 # (3 with its savepoint), user, TOTP device, the MFA role check (skipped once verified, so 1 fewer for
 # a coordinator) and the memberships cohort.access reads. Then the list: count, a page of patients
 # with centre, re-induction and follow-up joined, 5 prefetches (4 forms, confirmed flags), the active
-# locks (SPEC section 10); the casebook:
+# locks and the page's source-verification marks (SPEC section 10); the casebook:
 # the patient through cohort.access, again with its forms joined, 5 prefetches, the audit trail, and
 # the active locks that cover it and its source-verification marks (SPEC section 10).
-PATIENT_LIST_QUERIES = 16
+PATIENT_LIST_QUERIES = 17
 CASEBOOK_QUERIES = 18
 
 

@@ -60,3 +60,12 @@ def test_nurses_see_the_marks_but_do_not_verify(client, patient, people):
     assert client.post(reverse("cohort:verify", args=[patient.study_id]), {"key": "week_8"}).status_code == 403
     assert not Verification.objects.exists()
     assert "data-verify" not in client.get(reverse("cohort:patient-detail", args=[patient.study_id])).content.decode()
+
+
+def test_the_patient_list_shows_each_patients_verification_progress(client, patient, people):
+    login_as(client, people["coordinator"])
+    client.post(reverse("cohort:verify", args=[patient.study_id]), {"column": "baseline"})
+    page = client.get(reverse("cohort:patient-list")).content.decode()
+    # The 4 baseline forms are verified, of every form that has rows.
+    forms_with_rows = sum(1 for key, state in sdv_of(client, patient).items() if state)
+    assert f'data-sdv-progress="4/{forms_with_rows}"' in page
