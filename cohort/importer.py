@@ -108,7 +108,7 @@ def _problems(record: PatientRecord, origin: dict[int, SourceRow], *, complete: 
 def _locked(records: dict[str, PatientRecord], origin: dict[int, SourceRow]) -> list[str]:
     """Every file row that would write a locked record (SPEC section 10): the database would refuse
     it anyway; said here at its line, and nothing is written. One query, whatever the patients."""
-    active = list(locks.active())
+    active = locks.active_for(record.patient for record in records.values())
     if not active:
         return []
     refused = []
@@ -118,7 +118,7 @@ def _locked(records: dict[str, PatientRecord], origin: dict[int, SourceRow]) -> 
             if source is None:
                 continue
             stored = getattr(row, "_original", None)
-            lock = locks.first_covering(active, record.patient, stored, form=source.form)
+            lock = locks.covering(record.patient, stored, among=active, form=source.form)
             if lock is not None:
                 refused.append(f"{source.form}.csv:{source.line}: study_id: {locks.message(lock)}")
     return refused

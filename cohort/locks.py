@@ -37,29 +37,22 @@ def active() -> models.QuerySet[Lock]:
     return Lock.objects.filter(unlocked_at__isnull=True).select_related("centre", "patient", "locked_by")
 
 
-def covering(patient: Patient, row: models.Model | None = None) -> Lock | None:
-    """The active lock that covers the patient's casebook, or `row` of it: the study's, the centre's,
-    the casebook's or the row's own, the widest first. One query."""
-    found = all_covering(patient, row)
-    return found[0] if found else None
+def active_for(patients) -> list[Lock]:
+    """The active locks that may cover these patients: the study's, the centres', and their own
+    casebook and row locks. One query, whatever the number of patients."""
+    ids = [patient.pk for patient in patients if patient.pk]
+    return list(active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id__in=ids)))
 
 
-def all_covering(patient: Patient, row: models.Model | None = None) -> list[Lock]:
-    """Every active lock that covers the patient's casebook, or `row` of it, the widest first."""
-    covers = Q(kind=LockKind.STUDY) | Q(kind=LockKind.CENTRE, centre_id=patient.centre_id)
-    if patient.pk:
-        covers |= Q(kind=LockKind.PATIENT, patient_id=patient.pk)
-    if row is not None and row.pk:
-        covers |= Q(kind=LockKind.ROW, form=crf.file_of(type(row)).name, row_id=row.pk)
-    return sorted(active().filter(covers), key=lambda lock: (STRENGTH[lock.kind], lock.pk))
-
-
-def first_covering(
-    locks: list[Lock], patient: Patient, row: models.Model | None = None, *, form: str | None = None
-) -> Lock | None:
-    """Of these active locks, the widest that covers the patient, or `row` of the patient's record;
-    `form` (a dictionary form name): any row lock of that form of the patient covers (an import
-    replaces a repeating form's rows, so it cannot leave a locked one as it is)."""
+def all_covering(
+    patient: Patient, row: models.Model | None = None, *, among: list[Lock] | None = None, form: str | None = None
+) -> list[Lock]:
+    """Every active lock that covers the patient's casebook, or `row` of it, the widest first: the
+    study's, the centre's, the casebook's, the row's own. `among`: the locks already read for many
+    patients (active_for); else they are read now. `form` (a dictionary form name): any row lock
+    of that form of the patient covers (an import replaces a repeating form's rows, so it cannot
+    leave a locked one as it is). The database triggers (migrations/0006) hold the same rule."""
+    locks = active_for([patient]) if among is None else among
     row_form = crf.file_of(type(row)).name if row is not None and row.pk else None
 
     def covers(lock: Lock) -> bool:
@@ -73,8 +66,13 @@ def first_covering(
             return True
         return (lock.form == row_form and lock.row_id == row.pk) or (form is not None and lock.form == form)
 
-    found = [lock for lock in locks if covers(lock)]
-    return min(found, key=lambda lock: (STRENGTH[lock.kind], lock.pk)) if found else None
+    return sorted(filter(covers, locks), key=lambda lock: (STRENGTH[lock.kind], lock.pk))
+
+
+def covering(patient: Patient, row: models.Model | None = None, **kwargs) -> Lock | None:
+    """The widest active lock that covers the patient's casebook, or `row` of it (all_covering)."""
+    found = all_covering(patient, row, **kwargs)
+    return found[0] if found else None
 
 
 def refuse_if_locked(patient: Patient, row: models.Model | None = None) -> None:

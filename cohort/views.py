@@ -38,7 +38,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
         patients = patients.filter(study_id__contains=query)
     page = Paginator(services.with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
     today = timezone.localdate()
-    active_locks = list(locks.active())  # one query; a handful of rows at most
+    page_locks = locks.active_for(page)  # one query for the page
     marks = sdv.marks_of_patients(page)  # one query for the page
     rows = []
     for patient in page:
@@ -47,7 +47,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
             (
                 patient,
                 casebook.progress(record, today),
-                locks.first_covering(active_locks, patient),
+                locks.covering(patient, among=page_locks),
                 sdv.progress(record, marks[patient.pk]),
             )
         )

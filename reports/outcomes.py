@@ -279,13 +279,9 @@ def discontinuation_date(patient: PatientData) -> dt.date | None:
     return follow_up.discontinuation_date or follow_up.last_follow_up_date
 
 
-def on_ustekinumab_at(patient: PatientData, day: dt.date | None) -> bool:
-    """SPEC 5: not discontinued on or before that visit's assessment_date."""
-    return on_drug(discontinuation_date(patient), day)
-
-
 def on_drug(stopped: dt.date | None, day: dt.date | None) -> bool:
-    """`on_ustekinumab_at` for a patient whose discontinuation_date is `stopped` (None: ongoing)."""
+    """SPEC 5: on ustekinumab at `day` (a visit's assessment_date): not discontinued on or before
+    it. `stopped`: the patient's discontinuation_date (None: ongoing)."""
     return stopped is None or (day is not None and day < stopped)
 
 
@@ -468,13 +464,9 @@ def visit_outcomes(patient: PatientData, thresholds: Thresholds) -> tuple[VisitO
     return tuple(result)
 
 
-def in_nri_denominator(patient: PatientData, visit: str) -> bool:
-    """SPEC 5 'nri': discontinued (at any time) or followed up to the visit's nominal day."""
-    return followed_to(patient, patient.reinduction_date + NOMINAL_DELTA[visit])
-
-
 def followed_to(patient: PatientData, day: dt.date) -> bool:
-    """Discontinued (at any time) or followed up to `day`: the NRI denominator at a visit's nominal day."""
+    """SPEC 5 'nri' denominator at a visit whose nominal day is `day`: discontinued (at any time) or
+    followed up to that day."""
     return patient.follow_up.status == "discontinued" or patient.follow_up.last_follow_up_date >= day
 
 
