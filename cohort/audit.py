@@ -22,7 +22,7 @@ from django.contrib.auth.models import User
 from django.db import connection, models
 
 from cohort import crf
-from cohort.models import FlagConfirmation, Patient
+from cohort.models import FlagConfirmation, Patient, Query, QueryMessage, Signature, Verification
 
 
 @contextlib.contextmanager
@@ -40,8 +40,22 @@ def audit_context(*, user: User | None, reason: str = "", source: str = "") -> I
         yield
 
 
-# The audited models whose rows belong to a patient: the CRF forms and the flag confirmations.
-PATIENT_MODELS: tuple[type[models.Model], ...] = (*crf.MODELS, FlagConfirmation)
+# The audited models whose rows belong to a patient: the CRF forms, the flag confirmations and the
+# monitoring of the casebook (SPEC section 10: queries and their messages, source data
+# verification, signatures).
+PATIENT_MODELS: tuple[type[models.Model], ...] = (
+    *crf.MODELS,
+    FlagConfirmation,
+    Query,
+    QueryMessage,
+    Verification,
+    Signature,
+)
+# Where an event table names its patient, when not in a patient_id column.
+_PATIENT_OF = {
+    Patient: "e.pgh_obj_id",
+    QueryMessage: f'(SELECT q.patient_id FROM "{Query._meta.db_table}" q WHERE q.id = e.query_id)',
+}
 
 
 def _hidden(model: type[models.Model]) -> frozenset[str]:
@@ -63,7 +77,7 @@ def _sql(tracked: Iterable[type[models.Model]]) -> str:
     selects = []
     for model in tracked:
         table = apps.get_model(model._meta.app_label, f"{model.__name__}Event")._meta.db_table
-        patient = "e.pgh_obj_id" if model is Patient else "e.patient_id"
+        patient = _PATIENT_OF.get(model, "e.patient_id")
         selects.append(
             f"SELECT '{_kind(model)}' AS kind, e.pgh_id, e.pgh_created_at, e.pgh_label, e.pgh_obj_id,"
             " p.study_id, to_jsonb(e)::text AS data,"

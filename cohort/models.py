@@ -15,6 +15,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pghistory
+import pgtrigger
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -952,6 +953,162 @@ class Lock(models.Model):
     @property
     def active(self) -> bool:
         return self.unlocked_at is None
+
+
+class QueryState(models.TextChoices):
+    OPEN = "open", _("open")
+    ANSWERED = "answered", _("answered")
+    CLOSED = "closed", _("closed")
+    REOPENED = "reopened", _("re-opened")
+
+
+# A query waits for the site while open or re-opened.
+QUERY_WAITING_FOR_SITE = (QueryState.OPEN, QueryState.REOPENED)
+
+
+class QueryCheck(models.TextChoices):
+    """What raised a query: a coordinator, or one of the automatic checks (SPEC section 10)."""
+
+    MANUAL = "", _("raised by a coordinator")
+    FLAG = "flag", _("flagged value not confirmed")
+    OVERDUE_VISIT = "overdue_visit", _("visit overdue")
+    INCOMPLETE_FORM = "incomplete_form", _("form incomplete after its window")
+
+
+@audited()
+class Query(models.Model):
+    """A data query (SPEC section 10) on a field of a form row, or on a form (row) as a whole.
+
+    `form` is the casebook form's key (crf.FORMS: "week_8", "doses", ...), `row_id` the row's id
+    (empty for a form not started, such as an overdue visit), `field` the variable (empty: the form
+    as a whole). Its conversation is its messages, append-only. An automatic query names its rule
+    (the check that raised it) and its cause: at most one query per cause is not closed, so a
+    check never opens a duplicate."""
+
+    State = QueryState
+    Check = QueryCheck
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="queries")
+    form = models.CharField(_("Form"), max_length=32)
+    row_id = models.PositiveBigIntegerField(null=True, blank=True)
+    field = models.CharField(_("Field"), max_length=64, blank=True)
+    state = models.CharField(_("State"), max_length=10, choices=QueryState.choices, default=QueryState.OPEN)
+    rule = models.CharField(_("Raised by"), max_length=20, choices=QueryCheck.choices, blank=True, default="")
+    cause = models.CharField(max_length=200, blank=True, help_text=_("an automatic query's cause, e.g. its flag"))
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    raised_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        verbose_name_plural = "queries"
+        constraints = [
+            one_of("state", QueryState, prefix="query"),
+            models.CheckConstraint(
+                condition=Q(rule="") | Q(rule__in=[c.value for c in QueryCheck if c.value]),
+                name="query_rule_valid",
+            ),
+            # A coordinator's query has an author; an automatic one has its check's cause instead.
+            models.CheckConstraint(
+                condition=(Q(rule="") & Q(raised_by__isnull=False)) | (~Q(rule="") & ~Q(cause="")),
+                name="query_author_or_cause",
+            ),
+            models.UniqueConstraint(
+                fields=["cause"],
+                condition=~Q(cause="") & ~Q(state="closed"),
+                name="query_one_not_closed_per_cause",
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "state"], name="query_patient_state")]
+
+    def __str__(self) -> str:
+        return f"query #{self.pk} on {self.patient} {self.form} {self.field}".rstrip()
+
+    @property
+    def waiting_for_site(self) -> bool:
+        return self.state in QUERY_WAITING_FOR_SITE
+
+
+class QueryAction(models.TextChoices):
+    RAISE = "raise", _("raised")
+    ANSWER = "answer", _("answered")
+    CLOSE = "close", _("closed")
+    REOPEN = "reopen", _("re-opened")
+    NOTE = "note", _("note")
+
+
+@audited()
+class QueryMessage(models.Model):
+    """One message of a query's conversation: append-only (a database trigger refuses updates and
+    deletes), time-stamped in UTC, with its author (none: the automatic checks)."""
+
+    Action = QueryAction
+
+    query = models.ForeignKey(Query, on_delete=models.PROTECT, related_name="messages")
+    action = models.CharField(max_length=8, choices=QueryAction.choices)
+    text = models.TextField(_("Message"), max_length=2000)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=QueryState.choices, help_text=_("the query's state after it"))
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            one_of("action", QueryAction, prefix="query_message"),
+            one_of("state", QueryState, prefix="query_message"),
+        ]
+        triggers = [
+            pgtrigger.Protect(
+                name="query_message_append_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.at:%Y-%m-%d %H:%M}"
+
+
+# What an investigator attests by signing a casebook (21 CFR 11.50: the meaning of the signature).
+SIGNATURE_MEANING = "I confirm that the data in this casebook are complete and accurate."
+
+
+@audited()
+class Signature(models.Model):
+    """An investigator's electronic signature of a patient's casebook (SPEC section 10; 21 CFR
+    11.50, 11.70, 11.200): signer, UTC time, meaning and a hash of the signed data. A later change
+    to the casebook makes it no longer valid (`invalidated_at`, with why); the row stays, so the
+    signature history is kept and the casebook needs signing again."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="signatures")
+    signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signed_at = models.DateTimeField()
+    meaning = models.CharField(_("Meaning"), max_length=200)
+    data_hash = models.CharField(max_length=64, help_text=_("SHA-256 of the signed casebook data"))
+    invalidated_at = models.DateTimeField(null=True, blank=True)
+    invalidated_because = models.CharField(max_length=REASON_MAX_LENGTH, blank=True)
+
+    class Meta:
+        ordering = ["-signed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient"], condition=Q(invalidated_at__isnull=True), name="signature_one_valid_per_patient"
+            ),
+            models.CheckConstraint(
+                condition=Q(invalidated_at__isnull=True) | ~Q(invalidated_because=""),
+                name="signature_invalidated_says_why",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient} signed by {self.signed_by} at {self.signed_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def valid(self) -> bool:
+        return self.invalidated_at is None
 
 
 class UserProfile(models.Model):

@@ -23,7 +23,10 @@ from cohort.models import (
     Membership,
     Patient,
     PriorBiologic,
+    Query,
+    QueryMessage,
     Reinduction,
+    Signature,
     UstekinumabDose,
     Verification,
 )
@@ -43,7 +46,43 @@ ROWS = {  # a stored row of each study form of the `patient` fixture (tests/base
     Membership: lambda patient: Membership.objects.filter(centre=patient.centre),
     Centre: lambda patient: Centre.objects.filter(pk=patient.centre_id),
     Lock: lambda patient: _a_lock(patient),
+    Query: lambda patient: _a_query(patient),
+    QueryMessage: lambda patient: QueryMessage.objects.filter(query__in=_a_query(patient)),
+    Signature: lambda patient: _a_signature(patient),
 }
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _a_query(patient):
+    """An open query on the patient's week-8 CRP, with its first message (made on first use)."""
+    if not Query.objects.filter(patient=patient).exists():
+        query = Query.objects.create(
+            patient=patient, form="week_8", field="crp", raised_by=patient.created_by, raised_at=NOW, updated_at=NOW
+        )
+        QueryMessage.objects.create(
+            query=query, action="raise", text="CRP?", author=query.raised_by, at=NOW, state="open"
+        )
+    return Query.objects.filter(patient=patient)
+
+
+def _a_message(patient, **changes):
+    fields = {"action": "note", "text": "note", "author": patient.created_by, "at": NOW, "state": "open"} | changes
+    QueryMessage.objects.create(query=_a_query(patient).get(), **fields)
+
+
+def _a_signature(patient):
+    if not Signature.objects.filter(patient=patient).exists():
+        Signature.objects.create(
+            patient=patient, signed_by=patient.created_by, signed_at=NOW, meaning="I confirm.", data_hash="0" * 64
+        )
+    return Signature.objects.filter(patient=patient)
+
+
+def _system_query_twice(patient):
+    for _ in range(2):
+        Query.objects.create(
+            patient=patient, form="week_8", rule="overdue_visit", cause="overdue:1", raised_at=NOW, updated_at=NOW
+        )
 
 
 def _a_lock(patient):
@@ -121,6 +160,14 @@ CUSTOM = {
     "lock_target_matches_kind": _update(Lock, kind="study"),
     "lock_unlock_needs_reason": _update(Lock, unlocked_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
     "lock_one_active_per_target": _duplicate(Lock),
+    "query_rule_valid": _update(Query, rule="?", cause="x"),
+    "query_author_or_cause": _update(Query, raised_by=None),
+    "query_one_not_closed_per_cause": _system_query_twice,
+    # Messages are append-only (updates are refused first): a new message breaks these.
+    "query_message_action_code": lambda patient: _a_message(patient, action="!"),
+    "query_message_state_code": lambda patient: _a_message(patient, state="!"),
+    "signature_one_valid_per_patient": _duplicate(Signature),
+    "signature_invalidated_says_why": _update(Signature, invalidated_at=NOW),
     "verification_one_per_row": lambda patient: [
         Verification.objects.create(
             patient=patient,
@@ -173,3 +220,12 @@ def test_postgresql_refuses_a_write_that_breaks_it(patient, model, name):
     with pytest.raises(IntegrityError) as refused, transaction.atomic():
         write(patient)
     assert name in str(refused.value)
+
+
+def test_a_query_message_is_never_changed_or_removed(patient):
+    """Messages are append-only (SPEC section 10): PostgreSQL refuses an update or a delete."""
+    messages = QueryMessage.objects.filter(query__in=_a_query(patient))
+    for write in (lambda: messages.update(text="edited"), lambda: messages.delete()):
+        with pytest.raises(Exception, match="query_message_append_only"), transaction.atomic():
+            write()
+    assert list(messages.values_list("text", flat=True)) == ["CRP?"]

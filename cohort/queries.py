@@ -1,0 +1,218 @@
+"""Data queries (SPEC section 10): a coordinator questions a value, the site answers, the
+coordinator closes or re-opens; the automatic checks (cohort/data_checks.py) raise and close their
+own through the same functions.
+
+A query's conversation is its messages, append-only (a database trigger refuses any update or
+delete of one); every state change is a message and an audited update of the query, with who,
+when and why in the audit trail. Who may do what is `may(user, query, action)`; which queries a
+user sees at all is cohort.access (another centre's query answers 404).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from cohort import access, crf
+from cohort.audit import audit_context
+from cohort.models import QUERY_WAITING_FOR_SITE, Patient, Query, QueryAction, QueryCheck, QueryMessage, QueryState
+
+MESSAGE_MAX_LENGTH = 2000
+# The state each action leads to, and the states it may start from.
+TRANSITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    QueryAction.ANSWER: (QueryState.ANSWERED, (QueryState.OPEN, QueryState.REOPENED, QueryState.ANSWERED)),
+    QueryAction.CLOSE: (QueryState.CLOSED, (QueryState.OPEN, QueryState.REOPENED, QueryState.ANSWERED)),
+    QueryAction.REOPEN: (QueryState.REOPENED, (QueryState.ANSWERED, QueryState.CLOSED)),
+}
+ACTION_VERBS = {
+    QueryAction.ANSWER: gettext_lazy("Answer"),
+    QueryAction.CLOSE: gettext_lazy("Close"),
+    QueryAction.REOPEN: gettext_lazy("Re-open"),
+}
+
+
+def may(user: User, query: Query, action: str) -> bool:
+    """The site's nurses answer; the coordinators raise, close and re-open (SPEC section 2). The
+    caller has found the query through access (the user reads its centre)."""
+    if action == QueryAction.ANSWER:
+        return access.can_write(user, query.patient) and query.state in TRANSITIONS[action][1]
+    if action in (QueryAction.CLOSE, QueryAction.REOPEN):
+        return access.is_coordinator(user) and query.state in TRANSITIONS[action][1]
+    return False
+
+
+def _text(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": _("Write a message.")}, code="required")
+    if len(text) > MESSAGE_MAX_LENGTH:
+        raise ValidationError(
+            {"text": _("At most %(count)s characters.") % {"count": MESSAGE_MAX_LENGTH}}, code="max_length"
+        )
+    return text
+
+
+def where(form_key: str, field: str = "") -> str:
+    """What a query is about, as people read it: "Assessment week 8, CRP (mg/L)"."""
+    case_form = crf.BY_KEY.get(form_key)
+    if case_form is None:
+        return form_key
+    title = str(case_form.title)
+    if not field:
+        return title
+    try:
+        label = case_form.model._meta.get_field(field).verbose_name
+    except Exception:  # a variable no longer on the form: its name
+        label = field
+    return f"{title}, {label}"
+
+
+def field_choices(case_form: crf.CaseForm) -> list[tuple[str, str]]:
+    """What a query may be raised on: the form as a whole, or one of its input fields."""
+    labels = [(name, str(case_form.model._meta.get_field(name).verbose_name)) for name in case_form.fields]
+    return [("", _("the form as a whole")), *labels]
+
+
+def _row_exists(case_form: crf.CaseForm, patient: Patient, row_id: int) -> bool:
+    if case_form.model is Patient:
+        return row_id == patient.pk
+    match = {"visit": case_form.visit} if case_form.visit else {}
+    return case_form.model.objects.filter(patient=patient, pk=row_id, **match).exists()
+
+
+def raise_query(
+    *,
+    patient: Patient,
+    form_key: str,
+    row_id: int | None,
+    field: str,
+    text: str,
+    by: User | None,
+    rule: str = QueryCheck.MANUAL,
+    cause: str = "",
+) -> Query:
+    """Open a query on a field of a form row (or on the form). `by` None: an automatic check,
+    which names its `rule` and `cause`; a second query on a cause whose query is not closed is
+    refused by the database, and answered here with the query already open."""
+    case_form = crf.BY_KEY.get(form_key)
+    if case_form is None:
+        raise ValidationError({"form": _("No such form.")}, code="invalid")
+    if field and field not in case_form.fields:
+        raise ValidationError({"field": _("This form has no such field.")}, code="invalid")
+    if row_id is not None and not _row_exists(case_form, patient, row_id):
+        raise ValidationError({"row": _("This form has no such row.")}, code="invalid")
+    text = _text(text)
+    now = timezone.now()
+    query = Query(
+        patient=patient,
+        form=form_key,
+        row_id=row_id,
+        field=field,
+        rule=rule,
+        cause=cause,
+        raised_by=by,
+        raised_at=now,
+        updated_at=now,
+    )
+    try:
+        with transaction.atomic(), audit_context(user=by, reason=text, source="query" if by else "data_checks"):
+            query.save()
+            QueryMessage.objects.create(
+                query=query, action=QueryAction.RAISE, text=text, author=by, at=now, state=query.state
+            )
+    except IntegrityError:
+        if cause:  # the cause's query is open already (a check run at the same time)
+            return Query.objects.exclude(state=QueryState.CLOSED).get(cause=cause)
+        raise
+    return query
+
+
+def act(*, query: Query, action: str, text: str, by: User | None, reason_cites: bool = False) -> Query:
+    """Answer, close or re-open a query, with a message. `by` None: an automatic check closing its
+    own query (the cause is gone). Refused (PermissionDenied) when the user may not, or when the
+    query is not in a state the action starts from (someone else acted first)."""
+    text = _text(text)
+    with transaction.atomic():
+        query = Query.objects.select_for_update().select_related("patient").get(pk=query.pk)
+        if by is not None and not may(by, query, action):
+            raise PermissionDenied(_("You cannot do this to this query (now)."))
+        if by is None and (action != QueryAction.CLOSE or not query.rule):
+            raise PermissionDenied("Only an automatic query closes itself.")
+        state, starts = TRANSITIONS[action]
+        if query.state not in starts:
+            raise PermissionDenied(_("You cannot do this to this query (now)."))
+        now = timezone.now()
+        with audit_context(user=by, reason=text, source="query" if by else "data_checks"):
+            query.state = state
+            query.updated_at = now
+            query.save(update_fields=["state", "updated_at"])
+            QueryMessage.objects.create(query=query, action=action, text=text, author=by, at=now, state=state)
+    return query
+
+
+def cite(query: Query) -> str:
+    """How a reason for change cites the query it answers: "query #12"."""
+    return _("query #%(id)s") % {"id": query.pk}
+
+
+def reason_citing(queries: list[Query], reply: str, reason: str) -> str:
+    """The reason for change of a data change made in answer to queries: the nurse's own reason
+    (or her reply) followed by the queries it answers, e.g. "typo in CRP (query #12)"."""
+    cited = ", ".join(cite(query) for query in queries)
+    text = (reason or reply).strip()
+    return f"{text} ({cited})" if text else cited
+
+
+def waiting_on(patient: Patient, form_key: str, row_id: int | None) -> list[Query]:
+    """The queries on a form (row) that wait for the site: what a nurse answers on its page."""
+    found = Query.objects.filter(patient=patient, form=form_key, state__in=QUERY_WAITING_FOR_SITE)
+    if row_id is not None:
+        found = found.filter(models.Q(row_id=row_id) | models.Q(row_id__isnull=True))
+    return list(found.order_by("raised_at", "id"))
+
+
+def of_patient(patient: Patient) -> list[Query]:
+    """A patient's queries with their messages, newest first. Two queries."""
+    return list(Query.objects.filter(patient=patient).prefetch_related("messages__author").select_related("raised_by"))
+
+
+def open_counts(patients) -> dict[int, int]:
+    """Queries waiting for the site (open or re-opened), by patient id. One query for a page."""
+    ids = [patient.pk for patient in patients]
+    counted = (
+        Query.objects.filter(patient_id__in=ids, state__in=QUERY_WAITING_FOR_SITE)
+        .values_list("patient_id")
+        .annotate(n=models.Count("id"))
+    )
+    found = dict(counted)
+    return {pk: found.get(pk, 0) for pk in ids}
+
+
+@dataclass
+class FormQueries:
+    """A casebook form's queries, as its cell shows them."""
+
+    waiting: int = 0  # open or re-opened: the site's turn
+    answered: int = 0  # the coordinator's turn
+
+    @property
+    def any(self) -> bool:
+        return bool(self.waiting or self.answered)
+
+
+def by_form(queries: list[Query]) -> dict[str, FormQueries]:
+    """Queries not closed, counted per casebook form key."""
+    waiting = Counter(q.form for q in queries if q.state in QUERY_WAITING_FOR_SITE)
+    answered = Counter(q.form for q in queries if q.state == QueryState.ANSWERED)
+    return {
+        form.key: FormQueries(waiting=waiting[form.key], answered=answered[form.key])
+        for form in crf.FORMS
+        if waiting[form.key] or answered[form.key]
+    }
