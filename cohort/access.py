@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from cohort.choices import Role
-from cohort.models import Centre, Patient
+from cohort.models import Centre, Patient, Query
 
 
 def _roles(user: User | AnonymousUser) -> list[tuple[int, str]]:
@@ -92,3 +92,16 @@ def patients_in_scope(scope: str, *, removed: bool = False) -> QuerySet[Patient]
     (only the audit trail keeps them)."""
     patients = (Patient.all_objects if removed else Patient.objects).all()
     return patients if scope == ALL_SCOPE else patients.filter(centre__code=scope)
+
+
+def queries_for_user(user: User | AnonymousUser):
+    """The data queries the user may see: those of the patients they may see (SPEC section 10)."""
+    return Query.objects.filter(patient__in=patients_for_user(user))
+
+
+def get_query_for_user(user: User | AnonymousUser, pk: int):
+    """A query of a patient the user may see; another centre's query answers 404 like any record."""
+    try:
+        return queries_for_user(user).select_related("patient__centre", "raised_by").get(pk=pk)
+    except Query.DoesNotExist:
+        raise Http404("No such query.") from None

@@ -38,14 +38,19 @@ ACTION_VERBS = {
 }
 
 
-def may(user: User, query: Query, action: str) -> bool:
+def allowed(user: User, query: Query, action: str) -> bool:
     """The site's nurses answer; the coordinators raise, close and re-open (SPEC section 2). The
     caller has found the query through access (the user reads its centre)."""
     if action == QueryAction.ANSWER:
-        return access.can_write(user, query.patient) and query.state in TRANSITIONS[action][1]
+        return access.can_write(user, query.patient)
     if action in (QueryAction.CLOSE, QueryAction.REOPEN):
-        return access.is_coordinator(user) and query.state in TRANSITIONS[action][1]
+        return access.is_coordinator(user)
     return False
+
+
+def may(user: User, query: Query, action: str) -> bool:
+    """The user's role allows the action and the query is in a state it starts from."""
+    return allowed(user, query, action) and query.state in TRANSITIONS[action][1]
 
 
 def _text(text: str) -> str:
@@ -178,9 +183,20 @@ def waiting_on(patient: Patient, form_key: str, row_id: int | None) -> list[Quer
     return list(found.order_by("raised_at", "id"))
 
 
-def of_patient(patient: Patient) -> list[Query]:
-    """A patient's queries with their messages, newest first. Two queries."""
-    return list(Query.objects.filter(patient=patient).prefetch_related("messages__author").select_related("raised_by"))
+def of_form(patient: Patient, form_key: str) -> list[Query]:
+    """A form's queries (every row's) with their messages and authors, oldest first. Three queries."""
+    found = Query.objects.filter(patient=patient, form=form_key).select_related("raised_by")
+    return list(found.prefetch_related("messages__author").order_by("raised_at", "id"))
+
+
+def on_row(found: list[Query], row_id: int | None) -> list[Query]:
+    """Of a form's queries, those about one row (and those about the form as a whole)."""
+    return [query for query in found if query.row_id is None or query.row_id == row_id]
+
+
+def not_closed(patient: Patient) -> list[Query]:
+    """A patient's queries that still need someone, oldest first. One query."""
+    return list(Query.objects.filter(patient=patient).exclude(state=QueryState.CLOSED).order_by("raised_at", "id"))
 
 
 def open_counts(patients) -> dict[int, int]:

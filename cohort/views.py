@@ -11,16 +11,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, locks, sdv, services, validators
+from cohort import access, casebook, crf, locks, queries, sdv, services, validators
 from cohort.forms import PatientForm, form_class
-from cohort.models import LockKind, Patient
+from cohort.models import LockKind, Patient, QueryAction, QueryState
 
 PAGE_SIZE = 25
 
@@ -103,8 +105,11 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
     record = services.patient_record(patient)
     cells = casebook.form_cells(record)
     marks = sdv.marks_of(record)
+    open_queries = queries.not_closed(patient)
+    per_form = queries.by_form(open_queries)
     for cell in cells:
         cell.url = form_url(patient, cell.key)
+        cell.queries = per_form.get(cell.key)
         cell.sdv = sdv.state(crf.form(cell.key).rows(record), marks)
         cell.sdv_label = sdv.LABELS.get(cell.sdv, "")
     grid = [(column, label, [cell for cell in cells if cell.column == column]) for column, label in casebook.COLUMNS]
@@ -122,6 +127,7 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
             "history_count": len(trail),
             "can_write": access.can_write(request.user, patient) and not covering,
             "flags": [flag for cell in cells for flag in cell.flags],
+            "queries": [(query, queries.where(query.form, query.field)) for query in open_queries],
         },
     )
 
@@ -179,15 +185,38 @@ def flag_confirm(request: HttpRequest, study_id: str) -> HttpResponse:
     return redirect(back)
 
 
+def _answers(request, patient, key: str, row) -> list[tuple]:
+    """The nurse's replies, typed on the form's page, to the queries on this form (row) that wait
+    for the site: [(query, reply)]."""
+    waiting = queries.waiting_on(patient, key, row.pk) if access.can_write(request.user, patient) else []
+    replies = [(query, request.POST.get(f"answer_{query.pk}", "").strip()) for query in waiting]
+    return [(query, reply) for query, reply in replies if reply]
+
+
 def _save(request, form, patient, row, key: str) -> HttpResponse | None:
-    """Run the save service for a bound, valid form; None means: show the form again."""
+    """Run the save service for a bound, valid form; None means: show the form again.
+
+    Replies to the form's queries are saved with it, in one transaction: the queries are answered
+    and a data change made in answer cites them in its reason for change. A reply with nothing
+    changed answers the queries and writes no data."""
+    answers = _answers(request, patient, key, row)
+    changed = row.pk is None or bool(set(form.changed_data) - {"reason_for_change", "version"})
+    reason = form.cleaned_data.get("reason_for_change", "")
+    if answers and changed:
+        reason = queries.reason_citing([query for query, _reply in answers], answers[0][1], reason)
     try:
-        services.crf_row_save(
-            row=row,
-            by=request.user,
-            expected_version=form.cleaned_data.get("version"),
-            reason=form.cleaned_data.get("reason_for_change", ""),
-        )
+        with transaction.atomic():
+            # The answers first: one request is one audit context, whose reason is the last one
+            # given, and the data change's (citing the queries) is the one to keep.
+            for query, reply in answers:
+                queries.act(query=query, action=QueryAction.ANSWER, text=reply, by=request.user)
+            if changed or not answers:
+                services.crf_row_save(
+                    row=row, by=request.user, expected_version=form.cleaned_data.get("version"), reason=reason
+                )
+    except PermissionDenied:  # a query was closed or answered by someone else meanwhile
+        form.add_error(None, _("A query you answered changed meanwhile. Nothing of yours was saved yet."))
+        return None
     except services.EditConflict as conflict:
         form.conflict = conflict.changes
         form.add_error(None, _("Someone else saved this form after you opened it. Nothing of yours was saved yet."))
@@ -195,7 +224,11 @@ def _save(request, form, patient, row, key: str) -> HttpResponse | None:
     except ValidationError as error:
         _add_errors(form, error)
         return None
-    messages.success(request, _("%(form)s saved.") % {"form": crf.form(key).title})
+    if changed or not answers:
+        messages.success(request, _("%(form)s saved.") % {"form": crf.form(key).title})
+    if answers:
+        cited = ", ".join(queries.cite(query) for query, _reply in answers)
+        messages.success(request, _("Answered: %(queries)s.") % {"queries": cited})
     if "next" in request.POST:
         following = crf.next_form(key)
         if following:
@@ -248,6 +281,9 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
         for field in form.fields.values():
             field.disabled = True
     record = services.patient_record(patient)
+    form_queries = queries.of_form(patient, key)
+    row_id = instance.pk if rows is None else editing
+    _show_questions(form, queries.on_row(form_queries, row_id))
     # A repeating form's page shows the flags of all its rows; a single form's, its own.
     shown = [item for item, _flag in rows] if rows is not None else [instance]
     flags = [flag for flag in validators.soft_flags(record) if any(_same_row(flag.row, row) for row in shown)]
@@ -269,8 +305,32 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             "can_confirm": access.can_confirm_flags(request.user, patient),
             "next_form": crf.next_form(key),
             "reinduction_date": record.reinduction_date,
+            "queries": form_queries,
+            "query_row": row_id,
+            "can_answer": can_write,
+            "can_raise": access.is_coordinator(request.user),
+            "query_fields": queries.field_choices(crf.form(key)),
         },
     )
+
+
+def _show_questions(form, found) -> None:
+    """Each open question beside the field it is about (under its help text), so the nurse reads
+    it where she corrects the value."""
+    for query in found:
+        if query.state == QueryState.CLOSED or query.field not in form.fields:
+            continue
+        field = form.fields[query.field]
+        question = query.messages.all()[0].text if query.messages.all() else ""
+        field.help_text = format_html(
+            '{}<span class="d-block query-note mt-1" data-query="{}">{} #{} ({}): {}</span>',
+            field.help_text,
+            query.pk,
+            _("Query"),
+            query.pk,
+            query.get_state_display(),
+            question,
+        )
 
 
 def _same_row(a, b) -> bool:

@@ -74,12 +74,15 @@ def _row_pks(patient: Patient) -> set[int]:
     return {pk for model in models for pk in model.objects.filter(patient=patient).values_list("pk", flat=True)}
 
 
+POST_ONLY = ("/delete/", "/casebook-pdf/", "/flags/confirm/", "/lock/", "/unlock/", "/verify/", "/queries/new/")
+
+
 def same_answer(client: Client, method: str, url: str, missing_url: str, study_id: str) -> str | None:
     """None when `url` is answered like `missing_url`: a 404, or a 405 for a GET of a POST-only URL
     or a POST to a page that only shows data (refused before any patient is looked up)."""
     response = getattr(client, method)(url)
     control = getattr(client, method)(missing_url)
-    post_only = url.endswith(("/delete/", "/casebook-pdf/", "/flags/confirm/", "/lock/", "/unlock/", "/verify/"))
+    post_only = url.endswith(POST_ONLY)
     read_only_page = "/forms/" not in url and "/rows/" not in url and not post_only
     refused_method = post_only if method == "get" else read_only_page
     expected = 405 if refused_method else 404

@@ -63,6 +63,11 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     # Locks (SPEC section 10): coordinators only; an empty request locks nothing and goes back.
     "cohort:patient-lock": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
     "cohort:patient-unlock": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
+    # Data queries (SPEC section 10): everyone sees the list of the queries they may see; a query
+    # is read like its patient; a POST without an action is refused (403). Raising: coordinators.
+    "cohort:query-list": row((LOGIN, LOGIN), (200, 405), (200, 405), (200, 405), (200, 405)),
+    "cohort:query": row((LOGIN, LOGIN), (200, 403), (404, 404), (200, 403), (200, 403)),
+    "cohort:query-raise": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
     # Source data verification: coordinators only; changes no study data.
     "cohort:verify": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
     "cohort:lock-list": row((LOGIN, LOGIN), (403, 405), (403, 405), (200, 405), (403, 405)),
@@ -124,6 +129,8 @@ def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
         return [reverse(name)]
     if groups == {"scope"}:  # an outcomes scope: the patient's centre
         return [reverse(name, kwargs={"scope": patient.centre.code})]
+    if groups == {"pk"}:  # a data query on the patient
+        return [reverse(name, kwargs={"pk": a_query(patient).pk})]
     if groups == {"job_id"}:  # a finished report of the patient's centre
         return [reverse(name, kwargs={"job_id": finished_job(patient).pk})]
     urls = []
@@ -136,6 +143,20 @@ def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
             kwargs["pk"] = model.objects.filter(patient=patient).values_list("pk", flat=True).first()
         urls.append(reverse(name, kwargs=kwargs))
     return urls
+
+
+def a_query(patient):
+    """An open query on the patient's week-8 CRP (made on first use)."""
+    from cohort import queries
+    from cohort.models import Query
+
+    found = Query.objects.filter(patient=patient).first()
+    if found is None:
+        coordinator = next(m.user for m in patient.centre.memberships.all() if m.role == "coordinator")
+        found = queries.raise_query(
+            patient=patient, form_key="week_8", row_id=None, field="crp_mg_l", text="CRP?", by=coordinator
+        )
+    return found
 
 
 def finished_job(patient):

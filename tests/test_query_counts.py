@@ -19,9 +19,10 @@ pytestmark = pytest.mark.django_db
 # with centre, re-induction and follow-up joined, 5 prefetches (4 forms, confirmed flags), the active
 # locks and the page's source-verification marks (SPEC section 10); the casebook:
 # the patient through cohort.access, again with its forms joined, 5 prefetches, the audit trail, and
-# the active locks that cover it and its source-verification marks (SPEC section 10).
+# the active locks that cover it, its source-verification marks and its queries not closed (SPEC
+# section 10).
 PATIENT_LIST_QUERIES = 17
-CASEBOOK_QUERIES = 18
+CASEBOOK_QUERIES = 19
 
 
 @pytest.fixture
