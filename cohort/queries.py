@@ -194,6 +194,13 @@ def on_row(found: list[Query], row_id: int | None) -> list[Query]:
     return [query for query in found if query.row_id is None or query.row_id == row_id]
 
 
+def conversations(patient: Patient) -> list[Query]:
+    """Every query of a patient with its messages and their authors, oldest first (the casebook
+    PDF). Three queries."""
+    found = Query.objects.filter(patient=patient).select_related("raised_by")
+    return list(found.prefetch_related("messages__author").order_by("raised_at", "id"))
+
+
 def not_closed(patient: Patient) -> list[Query]:
     """A patient's queries that still need someone, oldest first. One query."""
     return list(Query.objects.filter(patient=patient).exclude(state=QueryState.CLOSED).order_by("raised_at", "id"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
@@ -40,7 +41,9 @@ EXPORT_KINDS: dict[str, tuple[str, str]] = {
 
 # Audit columns that say again what the study_id and record_id columns say (cohort.audit leaves out
 # the bookkeeping); the centre is kept, as its code.
-AUDIT_SKIPPED = frozenset().union(*(crf.attnames(model, set(crf.KEYS) - {"centre"}) for model in crf.MODELS))
+AUDIT_SKIPPED = frozenset().union(
+    *(crf.attnames(model, set(crf.KEYS) - {"centre"}) for model in audit.PATIENT_MODELS)
+)
 AUDIT_HEADER = [
     "when_utc",
     "user",
@@ -192,9 +195,16 @@ def _audit_value(value: object) -> str:
     return cell_text(Decimal(repr(value)) if isinstance(value, float) else value)
 
 
+def _snake(name: str) -> str:
+    """QueryMessage -> query_message: a model outside the dictionary, named like its forms."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 def audit_rows(patients: QuerySet) -> list[list[str]]:
-    """One row per changed field of every audit event of the patients and their forms' rows, oldest
-    first (AUDIT_HEADER), from cohort.audit. Three queries whatever the number of patients or events.
+    """One row per changed field of every audit event of the patients, their forms' rows and the
+    monitoring of their casebooks (flag confirmations, queries and their messages, source data
+    verification, signatures: `form` names these by their model), oldest first (AUDIT_HEADER),
+    from cohort.audit. Three queries whatever the number of patients or events.
     Soft-deleted patients passed in are included: their trail stays, ending with the removal and
     its reason."""
     ids = list(patients.values_list("pk", flat=True))
@@ -202,14 +212,14 @@ def audit_rows(patients: QuerySet) -> list[list[str]]:
         return []
     centres = dict(Centre.objects.values_list("pk", "code"))
     rows = []
-    for entry in audit.entries(ids, tracked=crf.MODELS):
+    for entry in audit.entries(ids):
         prefix = [
             entry["at"].isoformat(),
             entry["user"] or "",
             entry["reason"] or "",
             entry["source"] or "",
             entry["study_id"],
-            entry["file"],
+            entry["file"] or _snake(entry["model"]),
             entry["record"],
             entry["action"],
         ]

@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cohort import casebook, crf, display, locks, services, validators
+from cohort import casebook, crf, display, locks, queries, services, validators
 from cohort.access import ALL_SCOPE
 from cohort.models import Patient
 from reports import completeness, outcomes
@@ -99,6 +99,7 @@ def casebook_context(patient: Patient) -> dict:
         record = services.patient_record(patient)
         trail = services.patient_audit_trail(patient)
         lock = locks.covering(patient)
+        patient_queries = queries.conversations(patient)
     cells = casebook.form_cells(record)
     flags_of_row: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for flag in validators.soft_flags(record):
@@ -156,6 +157,7 @@ def casebook_context(patient: Patient) -> dict:
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
             "flag_count": sum(len(cell.flags) for cell in cells),
             "history": [_history_entry(entry, labels) for entry in trail],
+            "queries": [(query, queries.where(query.form, query.field)) for query in patient_queries],
         }
     )
     return context

@@ -231,3 +231,28 @@ def test_the_query_list_and_a_form_page_run_the_same_queries_for_1_and_6_queries
     six = (queries_for(client, reverse("cohort:query-list") + "?state="), queries_for(client, form_url))
     assert Query.objects.count() == 6
     assert [len(sql) for sql in six] == [len(sql) for sql in one], "\n".join(six[0] + six[1])
+
+
+def test_queries_are_in_the_casebook_pdf_and_the_audit_export(client, patient, people, tmp_path):
+    from reports import exports, pdf
+    from tests.test_pdf import flat, pdf_pages
+
+    login_as(client, people["coordinator"])
+    raise_on_crp(client, patient, text="Is 900 right?")
+    query = Query.objects.get()
+    client.post(reverse("cohort:query", args=[query.pk]), {"action": "close", "text": "Checked at the visit."})
+    message = query.messages.get(action="close")
+
+    out = tmp_path / "casebook.pdf"
+    pdf.render_casebook(patient, out)
+    text = flat(pdf_pages(out))
+    assert "Is 900 right?" in text and "Checked at the visit." in text
+    assert f"{message.at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" in text
+
+    rows = exports.audit_rows(type(patient).objects.filter(pk=patient.pk))
+    header = exports.AUDIT_HEADER
+    found = [dict(zip(header, row, strict=True)) for row in rows]
+    texts = [r for r in found if r["form"] == "query_message" and r["field"] == "text"]
+    assert [r["new"] for r in texts] == ["Is 900 right?", "Checked at the visit."]
+    states = [(r["old"], r["new"]) for r in found if r["form"] == "query" and r["field"] == "state"]
+    assert states[-1] == ("open", "closed") and all(r["user"] == "coordinator" for r in texts)
