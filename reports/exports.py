@@ -41,9 +41,7 @@ EXPORT_KINDS: dict[str, tuple[str, str]] = {
 
 # Audit columns that say again what the study_id and record_id columns say (cohort.audit leaves out
 # the bookkeeping); the centre is kept, as its code.
-AUDIT_SKIPPED = frozenset().union(
-    *(crf.attnames(model, set(crf.KEYS) - {"centre"}) for model in audit.PATIENT_MODELS)
-)
+AUDIT_SKIPPED = frozenset().union(*(crf.attnames(model, set(crf.KEYS) - {"centre"}) for model in audit.PATIENT_MODELS))
 AUDIT_HEADER = [
     "when_utc",
     "user",
