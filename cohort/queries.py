@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -64,19 +64,23 @@ def _text(text: str) -> str:
     return text
 
 
+def field_label(case_form: crf.CaseForm, field: str) -> str:
+    """A query's field as the form labels it; the form as a whole when it has none."""
+    if not field:
+        return str(_("the form as a whole"))
+    try:
+        return str(case_form.model._meta.get_field(field).verbose_name)
+    except FieldDoesNotExist:  # a variable no longer on the form: its name
+        return field
+
+
 def where(form_key: str, field: str = "") -> str:
-    """What a query is about, as people read it: "Assessment week 8, CRP (mg/L)"."""
+    """What a query is about, as people read it: "Assessment week 8, C-reactive protein (mg/L)"."""
     case_form = crf.BY_KEY.get(form_key)
     if case_form is None:
         return form_key
     title = str(case_form.title)
-    if not field:
-        return title
-    try:
-        label = case_form.model._meta.get_field(field).verbose_name
-    except Exception:  # a variable no longer on the form: its name
-        label = field
-    return f"{title}, {label}"
+    return f"{title}, {field_label(case_form, field)}" if field else title
 
 
 def field_choices(case_form: crf.CaseForm) -> list[tuple[str, str]]:

@@ -282,6 +282,8 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             field.disabled = True
     record = services.patient_record(patient)
     form_queries = queries.of_form(patient, key)
+    for query in form_queries:
+        query.label = queries.field_label(crf.form(key), query.field)
     row_id = instance.pk if rows is None else editing
     _show_questions(form, queries.on_row(form_queries, row_id))
     # A repeating form's page shows the flags of all its rows; a single form's, its own.
