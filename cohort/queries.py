@@ -243,3 +243,10 @@ def by_form(queries: list[Query]) -> dict[str, FormQueries]:
         for form in crf.FORMS
         if waiting[form.key] or answered[form.key]
     }
+
+
+def with_open(patients: models.QuerySet[Patient]) -> models.QuerySet[Patient]:
+    """The patients with a query waiting for the site (what open_counts counts), in SQL: the
+    patient list's filter, so a filtered list pages right."""
+    waiting = Query.objects.filter(patient=models.OuterRef("pk"), state__in=QUERY_WAITING_FOR_SITE)
+    return patients.filter(models.Exists(waiting))

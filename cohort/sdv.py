@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from cohort import crf
 from cohort.audit import audit_context
-from cohort.models import Verification
+from cohort.models import Patient, Verification
 
 VERIFIED = "verified"
 CHANGED = "changed"
@@ -51,6 +52,47 @@ def state(rows: list, marks: dict[tuple[str, int], Verification]) -> str | None:
     if any(mark is not None and mark.row_version != row.version for mark, row in zip(found, rows, strict=True)):
         return CHANGED
     return VERIFIED if all(mark is not None for mark in found) else NOT_VERIFIED
+
+
+def row_verified(model: type) -> Exists:
+    """In a query over a CRF table: its row has a mark at its current version. The rule `state`
+    applies in Python, for the database, so the list's filter and the per-centre figures page and
+    count in SQL (one definition for both)."""
+    marks = Verification.objects.filter(form=crf.file_of(model).name, row_id=OuterRef("pk"))
+    return Exists(marks.filter(row_version=OuterRef("version")))
+
+
+def not_verified(patients: QuerySet[Patient]) -> QuerySet[Patient]:
+    """The patients whose verification is not complete (`progress` short of its total): some row
+    of some form has no mark at its current version. Each CRF table is one NOT EXISTS."""
+    unverified = ~row_verified(Patient)  # the enrolment form is the patient row itself
+    for model in crf.MODELS:
+        if model is not Patient:
+            unverified |= Exists(model.objects.filter(patient=OuterRef("pk")).filter(~row_verified(model)))
+    return patients.filter(unverified)
+
+
+def rows_verified_by_centre(patients: QuerySet[Patient]) -> dict[str, tuple[int, int]]:
+    """(rows verified, rows) of these patients' CRF, by centre code: one query (a UNION of the
+    CRF tables), whatever the number of patients."""
+    counted = []
+    for model in crf.MODELS:
+        rows = (
+            patients.annotate(code=F("centre__code"))
+            if model is Patient
+            else model.objects.filter(patient__in=patients.values("pk")).annotate(code=F("patient__centre__code"))
+        )
+        counted.append(
+            rows.order_by()
+            .values("code")
+            .annotate(verified=Count("pk", filter=Q(row_verified(model))), rows=Count("pk"))
+            .values_list("code", "verified", "rows")
+        )
+    totals: dict[str, tuple[int, int]] = {}
+    for code, verified, rows in counted[0].union(*counted[1:], all=True):
+        done, total = totals.get(code, (0, 0))
+        totals[code] = (done + verified, total + rows)
+    return totals
 
 
 def verify(*, record: crf.PatientRecord, forms: list[crf.CaseForm], by: User) -> int:

@@ -6,6 +6,8 @@ read-only role writing); writes go through cohort.services. No view changes data
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,9 +22,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, locks, queries, sdv, services, validators
+from cohort import access, casebook, crf, locks, monitoring, queries, sdv, services, validators
 from cohort.forms import PatientForm, form_class
-from cohort.models import LockKind, Patient, QueryAction, QueryState
+from cohort.models import Lock, LockKind, Patient, QueryAction, QueryState
 
 PAGE_SIZE = 25
 
@@ -31,26 +33,42 @@ def form_url(patient: Patient, key: str) -> str:
     return reverse("cohort:rows" if crf.form(key).repeating else "cohort:form", args=[patient.study_id, key])
 
 
+@dataclass
+class ListRow:
+    """One line of the patient list."""
+
+    patient: Patient
+    progress: casebook.Progress
+    lock: Lock | None
+    verified: tuple[int, int]  # (forms verified, forms with rows)
+    open_queries: int
+
+
 @login_required
 @require_safe
 def patient_list(request: HttpRequest) -> HttpResponse:
+    """The patients the user may see, searched by study ID and narrowed by the monitoring filters
+    (in the database, so the pages and the count stay right)."""
     query = request.GET.get("q", "").strip().upper()
-    patients = access.patients_for_user(request.user).order_by("study_id")
+    chosen = [name for name in request.GET.getlist("filter") if name in monitoring.FILTERS]
+    patients = monitoring.filtered(access.patients_for_user(request.user), chosen).order_by("study_id")
     if query:
         patients = patients.filter(study_id__contains=query)
     page = Paginator(services.with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
     today = timezone.localdate()
     page_locks = locks.active_for(page)  # one query for the page
     marks = sdv.marks_of_patients(page)  # one query for the page
+    open_counts = queries.open_counts(page)  # one query for the page
     rows = []
     for patient in page:
         record = services.patient_record(patient)
         rows.append(
-            (
-                patient,
-                casebook.progress(record, today),
-                locks.covering(patient, among=page_locks),
-                sdv.progress(record, marks[patient.pk]),
+            ListRow(
+                patient=patient,
+                progress=casebook.progress(record, today),
+                lock=locks.covering(patient, among=page_locks),
+                verified=sdv.progress(record, marks[patient.pk]),
+                open_queries=open_counts[patient.pk],
             )
         )
     return render(
@@ -60,6 +78,8 @@ def patient_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": rows,
             "query": query,
+            "filters": [(name, label, name in chosen) for name, (label, _keep) in monitoring.FILTERS.items()],
+            "filtering": bool(chosen),
             "can_enrol": bool(access.writable_centre_ids(request.user)),
             "coordinator": access.is_coordinator(request.user),
         },

@@ -149,11 +149,9 @@ def test_nothing_of_centre_b_appears_on_any_page_nurse_a_reaches(client, people)
 
     search = client.get(reverse("cohort:patient-list"), {"q": "UMCU"})
     assert search.status_code == 200
-    assert [patient.study_id for patient, _progress, _lock, _verified in search.context["rows"]] == []
+    assert [row.patient.study_id for row in search.context["rows"]] == []
     listed = client.get(reverse("cohort:patient-list"))
-    assert [patient.study_id for patient, _progress, _lock, _verified in listed.context["rows"]] == [
-        people["own"].study_id
-    ]
+    assert [row.patient.study_id for row in listed.context["rows"]] == [people["own"].study_id]
 
 
 def test_a_coordinator_sees_every_centre(client, people):

@@ -1,0 +1,131 @@
+"""Monitoring progress where people look (SPEC section 10): the patient list's filters, and the
+figures per centre that the dashboard and the cohort report print (queries not closed, form rows
+verified, casebooks signed, locks).
+
+Each rule keeps its home: what waits for the site is cohort.queries, what is verified cohort.sdv,
+what a lock covers cohort.locks. This module puts them side by side, in SQL, so a filtered list
+pages right and the figures cost the same few queries whatever the number of patients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils.translation import gettext_lazy as _
+
+from cohort import locks, queries, sdv
+from cohort.models import QUERY_WAITING_FOR_SITE, Centre, Lock, LockKind, Patient, Query, QueryState, Signature
+
+
+def _valid_signature() -> Exists:
+    """In a query over patients: the casebook has a signature still valid (SPEC section 10: a later
+    change invalidates it, and the casebook needs signing again)."""
+    return Exists(Signature.objects.filter(patient=OuterRef("pk"), invalidated_at__isnull=True))
+
+
+def not_signed(patients: QuerySet[Patient]) -> QuerySet[Patient]:
+    return patients.filter(~_valid_signature())
+
+
+# The patient list's filters: the GET value, its label, and the patients it keeps.
+FILTERS = {
+    "open_queries": (_("with open queries"), queries.with_open),
+    "not_verified": (_("not verified"), sdv.not_verified),
+    "not_signed": (_("not signed"), not_signed),
+    "locked": (_("locked"), locks.locked),
+}
+
+
+def filtered(patients: QuerySet[Patient], chosen: list[str]) -> QuerySet[Patient]:
+    """The patients every chosen filter keeps (unknown names are ignored)."""
+    for name in chosen:
+        if name in FILTERS:
+            patients = FILTERS[name][1](patients)
+    return patients
+
+
+@dataclass(frozen=True)
+class CentreProgress:
+    """A centre's monitoring figures."""
+
+    name: str = ""
+    active: bool = True
+    patients: int = 0
+    open_queries: int = 0  # open or re-opened: the site's turn
+    answered_queries: int = 0  # answered: the coordinator's turn
+    rows_verified: int = 0
+    rows: int = 0
+    signed: int = 0  # casebooks with a valid signature
+    casebooks_locked: int = 0  # casebook locks of its patients (beyond a centre or study lock)
+    lock: str = ""  # LockKind.STUDY or LockKind.CENTRE when one covers the whole centre, else ""
+    centres_locked: int = 0  # of several centres added up (total): how many a centre lock covers
+
+
+def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
+    """Each centre's figures by code, over its patients (not removed). Four queries: the centres
+    with their locks, the patients, the queries not closed and the rows verified."""
+    active = Lock.objects.filter(unlocked_at__isnull=True)
+    listed = centres.order_by("code").annotate(
+        study_lock=Exists(active.filter(kind=LockKind.STUDY)),
+        centre_lock=Exists(active.filter(kind=LockKind.CENTRE, centre_id=OuterRef("pk"))),
+    )
+    listed = listed.values_list("code", "name", "active", "study_lock", "centre_lock")
+    patients = Patient.objects.filter(centre__in=centres.values("pk"))
+    counted = {
+        code: (n, signed, casebooks)
+        for code, n, signed, casebooks in patients.order_by()
+        .values("centre__code")
+        .annotate(
+            n=Count("pk"),
+            signed=Count("pk", filter=Q(_valid_signature())),
+            casebooks=Count("pk", filter=Q(Exists(active.filter(kind=LockKind.PATIENT, patient_id=OuterRef("pk"))))),
+        )
+        .values_list("centre__code", "n", "signed", "casebooks")
+    }
+    waiting: dict[str, int] = {}
+    answered: dict[str, int] = {}
+    for code, state, n in (
+        Query.objects.filter(patient__in=patients.values("pk"))
+        .exclude(state=QueryState.CLOSED)
+        .order_by()
+        .values("patient__centre__code", "state")
+        .annotate(n=Count("pk"))
+        .values_list("patient__centre__code", "state", "n")
+    ):
+        into = waiting if state in QUERY_WAITING_FOR_SITE else answered
+        into[code] = into.get(code, 0) + n
+    verified = sdv.rows_verified_by_centre(patients)
+    figures = {}
+    for code, name, active_centre, study_lock, centre_lock in listed:
+        n, signed, casebooks = counted.get(code, (0, 0, 0))
+        done, rows = verified.get(code, (0, 0))
+        figures[code] = CentreProgress(
+            name=name,
+            active=active_centre,
+            patients=n,
+            open_queries=waiting.get(code, 0),
+            answered_queries=answered.get(code, 0),
+            rows_verified=done,
+            rows=rows,
+            signed=signed,
+            casebooks_locked=casebooks,
+            lock=LockKind.STUDY if study_lock else LockKind.CENTRE if centre_lock else "",
+            centres_locked=int(centre_lock),
+        )
+    return figures
+
+
+def total(figures: list[CentreProgress]) -> CentreProgress:
+    """Several centres' figures added up (a report's last line)."""
+    return CentreProgress(
+        patients=sum(f.patients for f in figures),
+        open_queries=sum(f.open_queries for f in figures),
+        answered_queries=sum(f.answered_queries for f in figures),
+        rows_verified=sum(f.rows_verified for f in figures),
+        rows=sum(f.rows for f in figures),
+        signed=sum(f.signed for f in figures),
+        casebooks_locked=sum(f.casebooks_locked for f in figures),
+        lock=LockKind.STUDY if any(f.lock == LockKind.STUDY for f in figures) else "",
+        centres_locked=sum(f.centres_locked for f in figures),
+    )
