@@ -5,7 +5,9 @@ recorded of those expected; CRF rows marked complete; the last change.
 The patients are the ones the outcomes were computed from (services.scope_outcomes, in the same
 data snapshot) and every per-patient fact comes from reports/outcomes.py (inclusion, t0, the end of
 follow-up, the visits' nominal days), so the table adds up to the outcome tables by construction.
-Two queries whatever the number of patients: the centres, and the form status of every CRF row.
+Two queries whatever the number of patients: the centres, and the form status of every CRF row;
+and cohort.monitoring's four for the monitoring columns (SPEC section 10: queries not closed, rows
+verified, casebooks signed, locks), which the dashboard prints too (`monitoring_rows`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Sequence
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
-from cohort import crf
+from cohort import crf, monitoring
 from cohort.access import ALL_SCOPE
-from cohort.models import ACTIVE_PATIENT_SQL, Centre, Patient
+from cohort.models import ACTIVE_PATIENT_SQL, Centre, LockKind, Patient
 from reports import outcomes
 from reports.presentation import share
 
@@ -52,6 +56,7 @@ def centre_completeness(scope: str, patients: Sequence[outcomes.PatientData]) ->
     with connection.cursor() as cursor:
         cursor.execute(_FORMS.format(scope=condition), params)
         forms = {code: (total, complete, last) for code, total, complete, last in cursor.fetchall()}
+    progress = monitoring.by_centre(_centres_of(scope))
 
     enrolled: Counter[str] = Counter()
     with_t0: Counter[str] = Counter()
@@ -91,9 +96,58 @@ def centre_completeness(scope: str, patients: Sequence[outcomes.PatientData]) ->
                 "forms_percent": share(complete, total),
                 "forms_counts": (complete, total),
                 "last_change": timezone.localtime(last) if last else None,
+                "progress": progress.get(code, monitoring.CentreProgress()),
+                "monitoring": monitoring_cells(progress.get(code, monitoring.CentreProgress())),
             }
         )
     return rows
+
+
+def _centres_of(scope: str):
+    return Centre.objects.all() if scope == ALL_SCOPE else Centre.objects.filter(code=scope)
+
+
+def monitoring_rows(scope: str) -> list[dict]:
+    """The monitoring figures of each centre of the scope that is active or has patients, in code
+    order, as the dashboard prints them (`monitoring_cells`). Four queries."""
+    return [
+        {"code": code, "name": figures.name, **monitoring_cells(figures)}
+        for code, figures in monitoring.by_centre(_centres_of(scope)).items()
+        if figures.active or figures.patients
+    ]
+
+
+def monitoring_cells(figures: monitoring.CentreProgress) -> dict:
+    """A centre's (or the total's) monitoring figures as the dashboard and the report print them."""
+    return {
+        "patients": figures.patients,
+        "open_queries": figures.open_queries,
+        "answered_queries": figures.answered_queries,
+        "verified": f"{figures.rows_verified}/{figures.rows}",
+        "verified_percent": share(figures.rows_verified, figures.rows),
+        "signed": f"{figures.signed}/{figures.patients}",
+        "signed_percent": share(figures.signed, figures.patients),
+        "lock": lock_text(figures),
+        "lock_kind": figures.lock,
+    }
+
+
+def lock_text(figures: monitoring.CentreProgress) -> str:
+    """What is locked: the study, the centre (or how many centres, in a total), how many casebooks."""
+    if figures.lock == LockKind.STUDY:
+        return _("study locked")
+    parts = [_("centre locked")] if figures.lock == LockKind.CENTRE else []
+    if figures.centres_locked and figures.lock != LockKind.CENTRE:
+        parts.append(
+            ngettext("%(n)s centre locked", "%(n)s centres locked", figures.centres_locked)
+            % {"n": figures.centres_locked}
+        )
+    if figures.casebooks_locked:
+        parts.append(
+            ngettext("%(n)s casebook locked", "%(n)s casebooks locked", figures.casebooks_locked)
+            % {"n": figures.casebooks_locked}
+        )
+    return ", ".join(parts) or "–"
 
 
 def visit_cell(recorded: int, expected: int) -> dict:
@@ -109,6 +163,7 @@ def totals(centres: list[dict]) -> dict:
     complete = sum(centre["forms_counts"][0] for centre in centres)
     total = sum(centre["forms_counts"][1] for centre in centres)
     lasts = [centre["last_change"] for centre in centres if centre["last_change"]]
+    progress = monitoring.total([centre["progress"] for centre in centres])
     return {
         "enrolled": sum(centre["enrolled"] for centre in centres),
         "with_reinduction": sum(centre["with_reinduction"] for centre in centres),
@@ -118,4 +173,5 @@ def totals(centres: list[dict]) -> dict:
         "forms": f"{complete}/{total}",
         "forms_percent": share(complete, total),
         "last_change": max(lasts) if lasts else None,
+        "monitoring": monitoring_cells(progress),
     }

@@ -2,8 +2,9 @@
 Kaplan-Meier figure, and a small status document the page polls while a recompute is pending.
 
 A scope is "all" (coordinators only) or the code of a centre the user may read; any other scope
-answers 404, as for a scope that does not exist. The page reads one snapshot and asks one question
-about pending work, so it runs a constant number of queries whatever the cohort's size.
+answers 404, as for a scope that does not exist. The page reads one snapshot, asks one question
+about pending work and reads the centres' monitoring figures (four queries), so it runs a constant
+number of queries whatever the cohort's size.
 
 What the page prints of the outcome dict is built by reports/presentation.py, which the PDF uses too.
 """
@@ -17,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from reports import access, presentation, services
+from reports import access, completeness, presentation, services
 from reports.models import OutcomeSnapshot
 
 
@@ -34,6 +35,8 @@ def dashboard(request: HttpRequest, scope: str | None = None) -> HttpResponse:
         "updating": services.is_updating(scope),
         "failure": services.last_failure(scope, snapshot),
         "status_url": reverse("reports:status", args=[scope]),
+        # Monitoring progress per centre (SPEC section 10), as of now rather than the snapshot.
+        "monitoring": completeness.monitoring_rows(scope),
     }
     if snapshot is not None:
         context.update(presentation.outcome_context(snapshot.result))
