@@ -415,6 +415,45 @@ def test_the_compose_services_work_together_over_http(tmp_path, database, redis_
         status, _h, body, _url = coordinator.get("/outcomes/all/")
         assert status == 200 and b"31" in body
 
+        # The monitoring loop (SPEC section 10): the coordinator raises a query on the week-8 CRP,
+        # the nurse corrects it and answers in one save, the coordinator closes it, verifies the
+        # visit and locks the casebook; then the nurse's next save is refused by the lock.
+        ((week_8, crp),) = query(
+            owner_url,
+            "SELECT a.id, a.crp_mg_l FROM cohort_assessment a JOIN cohort_patient p ON p.id = a.patient_id"
+            " WHERE p.study_id = 'AMC-001' AND a.visit = 'week_8'",
+        )
+        status, _h, body, _url = coordinator.post(
+            "/patients/AMC-001/queries/new/",
+            {"form": "week_8", "row": str(week_8), "field": "crp_mg_l", "text": "Please check this CRP."},
+        )
+        assert status == 200 and b"raised" in body, body.decode()[-2000:]
+        ((query_id,),) = query(owner_url, "SELECT id FROM cohort_query WHERE row_id = %s", (week_8,))
+        week_8_url = "/patients/AMC-001/forms/week_8/"
+        status, _h, body, _url = nurse.get(week_8_url)
+        assert b"Please check this CRP." in body
+        fields = form_fields(body.decode(), "crp_mg_l")
+        fields.pop("csrfmiddlewaretoken", None)
+        fields["crp_mg_l"] = "7.5" if str(crp) != "7.50" else "8.5"
+        fields[f"answer_{query_id}"] = "Corrected from the lab report."
+        status, _h, body, url = nurse.post(week_8_url, fields)
+        assert status == 200 and not url.endswith(week_8_url), body.decode()[-3000:]
+        assert query(owner_url, "SELECT state FROM cohort_query WHERE id = %s", (query_id,)) == [("answered",)]
+        coordinator.post(f"/queries/{query_id}/", {"action": "close", "text": "Thank you."})
+        coordinator.post("/patients/AMC-001/verify/", {"column": "week_8"})
+        coordinator.post("/patients/AMC-001/lock/", {"reason": "monitoring visit done"})
+        assert query(owner_url, "SELECT state FROM cohort_query WHERE id = %s", (query_id,)) == [("closed",)]
+        assert query(owner_url, "SELECT count(*) FROM cohort_verification WHERE row_id = %s", (week_8,)) == [(1,)]
+        status, _h, body, _url = nurse.get(week_8_url)
+        assert b"lock-banner" in body
+        del fields[f"answer_{query_id}"]
+        fields["crp_mg_l"], fields["version"] = "99", str(int(fields["version"]) + 1)
+        fields["reason_for_change"] = "a change the lock must refuse"
+        status, _h, body, url = nurse.post(week_8_url, fields)
+        assert status == 200 and b"record is locked" in body, body.decode()[-3000:]
+        ((crp_now,),) = query(owner_url, "SELECT crp_mg_l FROM cohort_assessment WHERE id = %s", (week_8,))
+        assert crp_now != 99
+
         # The cohort PDF and the SPSS export, rendered by the worker, downloaded through the web.
         pdf_job = request_report(coordinator, "cohort_pdf")
         sav_job = request_report(coordinator, "wide_sav")
