@@ -67,6 +67,11 @@ def can_confirm_flags(user: User | AnonymousUser, patient: Patient) -> bool:
     return can_write(user, patient) or is_coordinator(user)
 
 
+def can_sign(user: User | AnonymousUser, patient: Patient) -> bool:
+    """The investigators of the patient's centre sign its casebooks (SPEC section 10), no one else."""
+    return any(centre_id == patient.centre_id and role == Role.INVESTIGATOR for centre_id, role in _roles(user))
+
+
 def get_patient_for_user(user: User | AnonymousUser, study_id: str, *, write: bool = False) -> Patient:
     try:
         patient = patients_for_user(user).select_related("centre").get(study_id=study_id)

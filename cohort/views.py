@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, locks, monitoring, queries, sdv, services, validators
+from cohort import access, casebook, crf, locks, monitoring, queries, sdv, services, signatures, validators
 from cohort.forms import PatientForm, form_class
 from cohort.models import Lock, LockKind, Patient, QueryAction, QueryState
 
@@ -140,6 +140,7 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
         "cohort/patient_detail.html",
         {
             "patient": patient,
+            "signing": signatures.panel(record, queries=open_queries, user=request.user),
             **_lock_context(request, covering, kind=LockKind.PATIENT),
             "grid": grid,
             "schedule": casebook.visit_schedule(record, timezone.localdate()),

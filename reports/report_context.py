@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cohort import casebook, crf, display, locks, queries, services, validators
+from cohort import casebook, crf, display, locks, queries, services, signatures, validators
 from cohort.access import ALL_SCOPE
 from cohort.models import Patient
 from reports import completeness, outcomes
@@ -100,6 +100,7 @@ def casebook_context(patient: Patient) -> dict:
         trail = services.patient_audit_trail(patient)
         lock = locks.covering(patient)
         patient_queries = queries.conversations(patient)
+        signing = signatures.Panel(entries=signatures.history(record), blockers=[])
     cells = casebook.form_cells(record)
     flags_of_row: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for flag in validators.soft_flags(record):
@@ -153,6 +154,7 @@ def casebook_context(patient: Patient) -> dict:
         {
             "patient": patient,
             "lock_text": locks.describe(lock) if lock else "",
+            "signing": signing,
             "forms": forms,
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
             "flag_count": sum(len(cell.flags) for cell in cells),

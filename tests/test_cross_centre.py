@@ -83,7 +83,8 @@ def same_answer(client: Client, method: str, url: str, missing_url: str, study_i
     response = getattr(client, method)(url)
     control = getattr(client, method)(missing_url)
     post_only = url.endswith(POST_ONLY)
-    read_only_page = "/forms/" not in url and "/rows/" not in url and not post_only
+    # The CRF forms and the signing page take a GET and a POST.
+    read_only_page = not any(part in url for part in ("/forms/", "/rows/", "/sign/")) and not post_only
     refused_method = post_only if method == "get" else read_only_page
     expected = 405 if refused_method else 404
     if response.status_code != expected or control.status_code != expected:

@@ -70,6 +70,9 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     "cohort:query-raise": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
     # Source data verification: coordinators only; changes no study data.
     "cohort:verify": row((LOGIN, LOGIN), (405, 403), (405, 404), (405, 302), (405, 403)),
+    # Signing (SPEC section 10): the investigators of the patient's centre only (none of these
+    # personae; tests/test_signatures.py signs). The form page and the POST alike.
+    "cohort:sign": row((LOGIN, LOGIN), (403, 403), (404, 404), (403, 403), (403, 403)),
     "cohort:lock-list": row((LOGIN, LOGIN), (403, 405), (403, 405), (200, 405), (403, 405)),
     "cohort:lock-new": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),
     "cohort:lock-unlock": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),

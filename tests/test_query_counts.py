@@ -21,9 +21,9 @@ pytestmark = pytest.mark.django_db
 # monitoring filters are conditions of the count and page queries, no query of their own); the casebook:
 # the patient through cohort.access, again with its forms joined, 5 prefetches, the audit trail, and
 # the active locks that cover it, its source-verification marks and its queries not closed (SPEC
-# section 10).
+# section 10), and for the signature panel its signatures with their signers.
 PATIENT_LIST_QUERIES = 18
-CASEBOOK_QUERIES = 19
+CASEBOOK_QUERIES = 20
 
 
 @pytest.fixture
