@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from cohort import locks, queries, sdv
+from cohort import locks, queries, sdv, signatures
 from cohort.models import QUERY_WAITING_FOR_SITE, Centre, Lock, LockKind, Patient, Query, QueryState, Signature
 
 
@@ -24,15 +24,11 @@ def _valid_signature() -> Exists:
     return Exists(Signature.objects.filter(patient=OuterRef("pk"), invalidated_at__isnull=True))
 
 
-def not_signed(patients: QuerySet[Patient]) -> QuerySet[Patient]:
-    return patients.filter(~_valid_signature())
-
-
 # The patient list's filters: the GET value, its label, and the patients it keeps.
 FILTERS = {
     "open_queries": (_("with open queries"), queries.with_open),
     "not_verified": (_("not verified"), sdv.not_verified),
-    "not_signed": (_("not signed"), not_signed),
+    "not_signed": (_("not signed"), signatures.without_valid_signature),
     "locked": (_("locked"), locks.locked),
 }
 

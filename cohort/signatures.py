@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -226,6 +226,24 @@ def entries(signatures: list[Signature], current_hash: str) -> list[Entry]:
         else:
             found.append(Entry(signature, True, ""))
     return found
+
+
+def valid_of_patients(patients) -> dict[int, Signature]:
+    """The valid signature of each of these patients that has one (a page of the list), by patient
+    id. One query; `is_signed` then compares each with its record."""
+    ids = [patient.pk for patient in patients]
+    return {s.patient_id: s for s in Signature.objects.filter(patient_id__in=ids, invalidated_at__isnull=True)}
+
+
+def is_signed(record: crf.PatientRecord, valid: Signature | None) -> bool:
+    """Whether the record is signed as it is now: a valid signature whose hash is that of the data."""
+    return valid is not None and valid.data_hash == data_hash(record)
+
+
+def without_valid_signature(patients: models.QuerySet[Patient]) -> models.QuerySet[Patient]:
+    """The patients whose casebook has no valid signature (never signed, or changed since)."""
+    valid = Signature.objects.filter(patient=models.OuterRef("pk"), invalidated_at__isnull=True)
+    return patients.exclude(models.Exists(valid))
 
 
 def history(record: crf.PatientRecord) -> list[Entry]:

@@ -42,6 +42,7 @@ class ListRow:
     lock: Lock | None
     verified: tuple[int, int]  # (forms verified, forms with rows)
     open_queries: int
+    signed: bool  # a valid signature whose hash matches the casebook now
 
 
 @login_required
@@ -59,6 +60,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     page_locks = locks.active_for(page)  # one query for the page
     marks = sdv.marks_of_patients(page)  # one query for the page
     open_counts = queries.open_counts(page)  # one query for the page
+    signed = signatures.valid_of_patients(page)  # one query for the page
     rows = []
     for patient in page:
         record = services.patient_record(patient)
@@ -69,6 +71,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
                 lock=locks.covering(patient, among=page_locks),
                 verified=sdv.progress(record, marks[patient.pk]),
                 open_queries=open_counts[patient.pk],
+                signed=signatures.is_signed(record, signed.get(patient.pk)),
             )
         )
     return render(

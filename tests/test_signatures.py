@@ -352,3 +352,20 @@ def test_the_casebook_pdf_shows_the_signature_and_its_history(client, ready, inv
     section = " ".join(text.split("Investigator signature", 1)[1].split("Forms", 1)[0].split())
     assert "Signed by investigator_a on " in section and SIGNATURE_MEANING in section, section
     assert "casebook changed after signing" in section
+
+
+def test_the_patient_list_shows_who_is_signed_and_filters_the_not_signed(client, ready, investigator, people):
+    other = make_patient(people["centre_a"], people["nurse_a"])
+    login_as(client, investigator)
+    signed(client, investigator, ready)
+
+    def listed(**params) -> dict[str, bool]:
+        rows = client.get(reverse("cohort:patient-list"), params).context["rows"]
+        return {row.patient.study_id: row.signed for row in rows}
+
+    assert listed() == {ready.study_id: True, other.study_id: False}
+    assert listed(filter="not_signed") == {other.study_id: False}
+    Signature.objects.filter(patient=ready).update(data_hash="0" * 64)  # changed unseen: not signed now
+    assert listed()[ready.study_id] is False
+    raw("UPDATE cohort_assessment SET crp_mg_l = 30 WHERE patient_id = %s AND visit = 'week_20'", [ready.pk])
+    assert listed(filter="not_signed") == {ready.study_id: False, other.study_id: False}
