@@ -27,6 +27,7 @@ from cohort.models import (
     Patient,
     PriorBiologic,
     Reinduction,
+    Signature,
     UserProfile,
     UstekinumabDose,
     Verification,
@@ -262,6 +263,16 @@ class LockAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "unlocked_at"]
     list_select_related = ["centre", "patient", "locked_by"]
     search_fields = ["patient__study_id", "centre__code", "reason"]
+
+
+@admin.register(Signature)
+class SignatureAdmin(ReadOnlyAdmin):
+    """Signatures are read here; investigators sign in the casebook, and only a later change of the
+    casebook (a database trigger) makes one no longer valid."""
+
+    list_display = ["patient", "signed_by", "signed_at", "invalidated_at", "invalidated_because"]
+    list_select_related = ["patient", "signed_by"]
+    search_fields = ["patient__study_id"]
 
 
 class AuditEventAdmin(ReadOnlyAdmin):
