@@ -26,6 +26,8 @@ from cohort.models import (
     Membership,
     Patient,
     PriorBiologic,
+    Query,
+    QueryMessage,
     Reinduction,
     Signature,
     UserProfile,
@@ -273,6 +275,36 @@ class SignatureAdmin(ReadOnlyAdmin):
     list_display = ["patient", "signed_by", "signed_at", "invalidated_at", "invalidated_because"]
     list_select_related = ["patient", "signed_by"]
     search_fields = ["patient__study_id"]
+
+
+class QueryMessageInline(admin.TabularInline):
+    model = QueryMessage
+    fields = ["at", "author", "action", "state", "text"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Query)
+class QueryAdmin(ReadOnlyAdmin):
+    """Queries are read here with their messages; coordinators raise, close and re-open them and
+    nurses answer in the casebook (/queries/); messages are append-only in the database."""
+
+    list_display = ["pk", "patient", "form", "field", "state", "rule", "raised_by", "raised_at", "updated_at"]
+    list_filter = ["state", "rule", "form"]
+    list_select_related = ["patient", "raised_by"]
+    search_fields = ["patient__study_id"]
+    inlines = [QueryMessageInline]
+
+
+@admin.register(QueryMessage)
+class QueryMessageAdmin(ReadOnlyAdmin):
+    list_display = ["query", "at", "author", "action", "state"]
+    list_select_related = ["query__patient", "author"]
+    search_fields = ["query__patient__study_id"]
 
 
 class AuditEventAdmin(ReadOnlyAdmin):
