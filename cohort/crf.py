@@ -144,6 +144,12 @@ def file_of(model: type[models.Model]) -> CaseForm:
     return next(form for form in FILES.values() if form.model is model)
 
 
+def form_of(row: models.Model) -> CaseForm:
+    """The casebook form a row is on: its file's, or for an assessment its visit's ("week_8")."""
+    form = file_of(type(row))
+    return BY_KEY[row.visit] if form.visit else form
+
+
 def next_form(key: str) -> CaseForm | None:
     """The form a nurse fills in after this one ('save and go to the next form')."""
     index = FORMS.index(BY_KEY[key])

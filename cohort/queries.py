@@ -166,6 +166,16 @@ def act(*, query: Query, action: str, text: str, by: User | None, reason_cites: 
     return query
 
 
+def note(*, query: Query, text: str) -> QueryMessage:
+    """A message of an automatic check that changes no state: on a query a coordinator closed
+    while its cause stood, that the cause is now gone (cohort/data_checks.py opens a new query
+    should it come back)."""
+    with transaction.atomic(), audit_context(user=None, reason=text, source="data_checks"):
+        return QueryMessage.objects.create(
+            query=query, action=QueryAction.NOTE, text=_text(text), author=None, at=timezone.now(), state=query.state
+        )
+
+
 def cite(query: Query) -> str:
     """How a reason for change cites the query it answers: "query #12"."""
     return _("query #%(id)s") % {"id": query.pk}
