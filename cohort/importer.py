@@ -91,7 +91,7 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
         with audit_context(user=user, source="import_cohort"):
             summary = _write(records, sources, origin)
         if summary.changes:
-            signals.outcomes_changed()
+            signals.outcomes_changed(patients=[record.patient.pk for record in records.values()])
         return summary
 
 

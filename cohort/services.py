@@ -45,10 +45,11 @@ def next_study_id(centre: Centre) -> str:
     return f"{prefix}{(highest or 0) + 1:03d}"
 
 
-def _outcomes_changed(centre: Centre) -> None:
+def _data_changed(patient: Patient) -> None:
     """The database has asked for a recompute (trigger); say so to whoever listens (reports wakes
-    a worker once this commits) for the whole cohort and the patient's centre."""
-    signals.outcomes_changed(centre.code)
+    a worker once this commits) for the whole cohort and the patient's centre, and for the
+    patient's automatic data queries."""
+    signals.outcomes_changed(patient.centre.code, patients=[patient.pk])
 
 
 def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
@@ -64,7 +65,7 @@ def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
         patient.study_id = next_study_id(centre)
         validators.raise_for(validators.check(PatientRecord(patient)), patient)
         patient.save()
-        _outcomes_changed(centre)
+        _data_changed(patient)
     return patient
 
 
@@ -121,7 +122,7 @@ def patient_soft_delete(*, patient: Patient, by: User, reason: str) -> None:
     locks.refuse_if_locked(patient)
     with transaction.atomic(), audit_context(user=by, reason=reason, source="delete"):
         Patient.all_objects.filter(pk=patient.pk).update(deleted_at=timezone.now())
-        _outcomes_changed(patient.centre)
+        _data_changed(patient)
 
 
 class NothingToConfirm(Exception):
@@ -147,6 +148,7 @@ def flag_confirm(*, patient: Patient, form: str, row_id: int, field: str, by: Us
         )
         if flag is None:
             raise NothingToConfirm(field)
+        signals.flag_confirmed(record.patient.pk)
         return FlagConfirmation.objects.create(
             patient=record.patient,
             form=form,
@@ -210,7 +212,7 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
             row.patient = patient
         record = record.with_row(row)
         validators.raise_for(validators.check(record, [row]), row)
-        _outcomes_changed(patient.centre)
+        _data_changed(patient)
         if stored is None:
             row.save()
             return row
@@ -239,7 +241,7 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
         if after:
             raise ValidationError([REMOVAL_BREAKS % {"row": stored}] + [str(problem) for problem in after])
         stored.delete()
-        _outcomes_changed(patient.centre)
+        _data_changed(patient)
 
 
 REMOVAL_BREAKS = "%(row)s cannot be removed: the rest of the record depends on it."

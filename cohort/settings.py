@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from cohort import embedded_pg
@@ -234,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 5.0},
     },
     "sweep-report-jobs": {"task": "reports.tasks.sweep_report_jobs", "schedule": 5.0, "options": {"expires": 5.0}},
+    # The automatic data queries of the whole cohort (cohort/data_checks.py), every hour: visits
+    # fall overdue and windows close as the date turns, and a save's own check (queued after its
+    # commit) may have been lost while the broker was down. A run of the cohort takes seconds; one
+    # not started within the hour is dropped for the next.
+    "data-checks": {"task": "reports.tasks.data_checks", "schedule": crontab(minute=5), "options": {"expires": 3300}},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
 

@@ -11,10 +11,18 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 # Sent inside the writing transaction. `scopes`: the outcome scopes the change touches ("all" and
-# a centre code), or None when the writer cannot tell (an import, the demo seed).
+# a centre code), None when the writer cannot tell (an import, the demo seed), [] for none.
+# `patients`: the ids of the patients whose records changed, None when the writer cannot tell;
+# reports runs their automatic data queries (cohort/data_checks.py) once the change commits.
 data_changed = Signal()
 
 
-def outcomes_changed(centre_code: str | None = None) -> None:
-    """Announce a change of study data: of one centre, or (None) of any centre."""
-    data_changed.send(sender=None, scopes=None if centre_code is None else ["all", centre_code])
+def outcomes_changed(centre_code: str | None = None, *, patients: list[int] | None = None) -> None:
+    """Announce a change of study data: of one centre, or (None) of any centre; of these patients."""
+    data_changed.send(sender=None, scopes=None if centre_code is None else ["all", centre_code], patients=patients)
+
+
+def flag_confirmed(patient_id: int) -> None:
+    """Announce that a flag of the patient was confirmed: no outcome changes, but the flag's
+    automatic query has lost its cause."""
+    data_changed.send(sender=None, scopes=[], patients=[patient_id])

@@ -33,6 +33,7 @@ DEBOUNCE = dt.timedelta(seconds=1)
 MAX_ATTEMPTS = 3
 # The Celery task that runs `recompute` (reports/tasks.py), woken by its name.
 RECOMPUTE_TASK = "reports.tasks.recompute_outcomes"
+DATA_CHECKS_TASK = "reports.tasks.data_checks"
 
 
 def thresholds() -> outcomes.Thresholds:
@@ -175,9 +176,14 @@ def wake_workers_on_commit(scopes: list[str] | None = None) -> None:
     transaction.on_commit(lambda: enqueue(pending_scopes() if scopes is None else scopes))
 
 
-def on_data_changed(sender, *, scopes: list[str] | None, **kwargs) -> None:
-    """cohort.signals.data_changed: wake workers for the scopes once the change commits."""
+def on_data_changed(sender, *, scopes: list[str] | None, patients: list[int] | None = None, **kwargs) -> None:
+    """cohort.signals.data_changed: once the change commits, wake workers for the outcome scopes,
+    and for the automatic data queries of the patients it names (cohort/data_checks.py). A
+    wake-up that is lost (broker down) is caught up by the hourly run (CELERY_BEAT_SCHEDULE)."""
     wake_workers_on_commit(scopes)
+    if patients:
+        ids = sorted(set(patients))
+        transaction.on_commit(lambda: background.wake(DATA_CHECKS_TASK, ids))
 
 
 # Done requests are kept this long (they say when each scope was recomputed, for a while).

@@ -8,6 +8,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 
+from cohort import data_checks as checks
 from cohort.models import Patient
 from reports import jobs, services
 
@@ -69,3 +70,18 @@ def run_report_job(self, job_id: int) -> str | None:
 def sweep_report_jobs() -> int:
     """Periodic (beat, every 5 s): take back jobs of workers that died mid-render, re-send queued jobs."""
     return jobs.sweep()
+
+
+@shared_task(
+    name=services.DATA_CHECKS_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=1800,
+)
+def data_checks(patient_ids: list[int] | None = None) -> str:
+    """The automatic data queries (SPEC section 10) of these patients, or (None) of every patient:
+    hourly by beat, and after a save for the patient saved. Safe to run twice or at once."""
+    return str(checks.run(patients=patient_ids))

@@ -9,13 +9,16 @@ import datetime as dt
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from cohort import crf, data_checks, locks, queries, services
 from cohort.models import Assessment, Patient, Query, QueryAction, QueryCheck, QueryState, Reinduction
 from tests.base import T0, make_patient, make_record
+from tests.test_casebook_views import assessment_data, form_url
 
 pytestmark = pytest.mark.django_db
 
@@ -142,6 +145,56 @@ def test_a_query_closes_itself_with_a_note_when_the_form_is_completed(clean):
     )
 
 
+def test_a_flag_query_closes_when_the_flag_is_confirmed_through_http(
+    client, people, clean, django_capture_on_commit_callbacks
+):
+    """After saves: the form's save and the confirmation each run the patient's checks once they
+    commit (in-process here: no broker), without the command."""
+    client.force_login(people["nurse_a"])
+    week_8 = Assessment.objects.get(patient=clean, visit="week_8")
+    out_of_window = (T0 + dt.timedelta(days=90)).isoformat()
+    data = assessment_data(
+        version=week_8.version, assessment_date=out_of_window, form_status="complete", reason_for_change="date"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(form_url(clean, "week_8"), data).status_code == 302
+
+    (query,) = automatic(clean)
+    assert (query.rule, query.form, query.field, query.state) == (
+        QueryCheck.FLAG,
+        "week_8",
+        "assessment_date",
+        QueryState.OPEN,
+    )
+
+    confirm = reverse("cohort:flag-confirm", args=[clean.study_id])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(confirm, {"form": "assessment", "row": week_8.pk, "field": "assessment_date"})
+
+    query.refresh_from_db()
+    assert query.state == QueryState.CLOSED
+    assert last_message(query).text == "Closed automatically: the flag was confirmed."
+    assert len(automatic(clean)) == 1  # the confirmed flag opens nothing new
+
+
+def test_an_overdue_query_closes_when_the_visit_is_entered_through_http(
+    client, people, clean, django_capture_on_commit_callbacks
+):
+    Assessment.objects.filter(patient=clean, visit="week_20").delete()
+    data_checks.run()
+    (query,) = automatic(clean)
+    client.force_login(people["nurse_a"])
+    data = assessment_data(assessment_date=(T0 + dt.timedelta(days=140)).isoformat(), form_status="complete")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(form_url(clean, "week_20"), data).status_code == 302
+
+    query.refresh_from_db()
+    assert query.state == QueryState.CLOSED
+    assert last_message(query).text == "Closed automatically: the visit was entered."
+    assert (last_message(query).author, len(automatic(clean))) == (None, 1)
+
+
 def test_a_changed_flagged_value_closes_its_query_and_opens_one_for_the_new_value(clean):
     week_8 = Assessment.objects.filter(patient=clean, visit="week_8")
     week_8.update(assessment_date=T0 + dt.timedelta(days=90))
@@ -228,3 +281,60 @@ def test_a_run_reads_the_cohort_in_a_fixed_number_of_queries(clean, people):
     for _ in range(3):
         complete(make_record(make_patient(people["centre_a"], people["nurse_a"])))
     assert queries_of_a_run() == one
+
+
+def test_an_import_runs_the_checks_of_the_patients_it_names(people, django_capture_on_commit_callbacks):
+    from cohort.services import centre_create
+    from tests.test_import import COHORT
+
+    centre_create(code="RUMC", name="Synthetic centre C")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("import_cohort", str(COHORT), stdout=StringIO())
+
+    imported = set(Patient.objects.values_list("pk", flat=True))
+    assert Query.objects.exclude(rule="").exists()
+    assert set(Query.objects.values_list("patient_id", flat=True)) <= imported
+    assert data_checks.run().opened == 0  # the import's own run found them all
+
+
+def test_beat_runs_the_checks_every_hour():
+    from celery.schedules import crontab
+
+    from cohort.celery import app
+    from reports import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["data-checks"]
+    assert entry["task"] == tasks.data_checks.name == "reports.tasks.data_checks"
+    assert entry["task"] in app.tasks
+    assert entry["schedule"] == crontab(minute=5)  # every hour, at five past
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_runs_the_patients_checks_in_a_real_worker(client, people, celery_worker, celery_on_redis):
+    """The production shape: the web process queues the checks through Redis once the save
+    commits; a separate `celery worker` process opens and closes the queries."""
+    from tests.conftest import wait_for
+
+    patient = complete(make_record(make_patient(people["centre_a"], people["nurse_a"])))
+    Assessment.objects.filter(patient=patient, visit="week_20").delete()
+    data_checks.run()
+    (overdue,) = automatic(patient)
+    client.force_login(people["nurse_a"])
+
+    data = assessment_data(assessment_date=(T0 + dt.timedelta(days=140)).isoformat(), form_status="complete")
+    assert client.post(form_url(patient, "week_20"), data).status_code == 302
+    wait_for(lambda: Query.objects.get(pk=overdue.pk).state == QueryState.CLOSED, what="the overdue query to close")
+    assert last_message(overdue).text == "Closed automatically: the visit was entered."
+
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    data = assessment_data(
+        version=week_8.version,
+        assessment_date=(T0 + dt.timedelta(days=90)).isoformat(),
+        form_status="complete",
+        reason_for_change="date corrected",
+    )
+    assert client.post(form_url(patient, "week_8"), data).status_code == 302
+    flag = wait_for(
+        lambda: Query.objects.filter(patient=patient, rule=QueryCheck.FLAG).first(), what="the flag's query to open"
+    )
+    assert (flag.form, flag.row_id, flag.field, flag.state) == ("week_8", week_8.pk, "assessment_date", "open")
