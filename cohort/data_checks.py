@@ -23,6 +23,8 @@ A query whose cause is gone (flag confirmed or value changed, visit entered, for
 removed) closes itself with a note saying why. While the cause stands, people decide:
 
 - a query the site answered stays answered: the coordinator closes or re-opens it;
+- a query the check closed and a coordinator re-opened (the fix did not settle it) is left to
+  the coordinator: the check does not close it again;
 - a query a coordinator closed is the monitor's decision ("acceptable as it is"), and the check
   does not raise it again. When the cause goes, a note on the closed query says so; should the
   cause come back after that, it is a new occurrence and opens a new query;
@@ -46,7 +48,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone, translation
 
 from cohort import casebook, crf, locks, queries, services, validators
@@ -133,14 +135,18 @@ def _check_chunk(ids: list[int], today: dt.date, summary: Summary) -> None:
 
 def _automatic_queries(ids: list[int]) -> dict[int, list[Query]]:
     """The patients' automatic queries, oldest first, each with its last message's action and
-    author (a coordinator's close, or the check's own note). One query."""
-    last = QueryMessage.objects.filter(query=OuterRef("pk")).order_by("-at", "-id")
+    author (a coordinator's close, or the check's own note) and whether the check ever closed it.
+    One query."""
+    messages = QueryMessage.objects.filter(query=OuterRef("pk"))
+    last = messages.order_by("-at", "-id")
     found: dict[int, list[Query]] = {}
     annotated = (
         Query.objects.filter(patient_id__in=ids)
         .exclude(rule=QueryCheck.MANUAL)
         .annotate(
-            last_action=Subquery(last.values("action")[:1]), last_author_id=Subquery(last.values("author_id")[:1])
+            last_action=Subquery(last.values("action")[:1]),
+            last_author_id=Subquery(last.values("author_id")[:1]),
+            closed_by_check=Exists(messages.filter(action=QueryAction.CLOSE, author__isnull=True)),
         )
     )
     for query in annotated.order_by("id"):
@@ -160,6 +166,8 @@ def _check_patient(
     for cause, query in current.items():
         if cause in found:
             continue
+        if query.state == QueryState.REOPENED and query.closed_by_check:
+            continue  # re-opened by a coordinator after the check closed it: theirs to close
         if query.state != QueryState.CLOSED:
             summary.closed += _close(query, f"Closed automatically: {_why_gone(query, record, today)}.")
         elif _closed_by_coordinator(query):
