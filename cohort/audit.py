@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import uuid
 from collections.abc import Iterable, Iterator
 
 import pghistory
+import pghistory.runtime
 from django.apps import apps
 from django.contrib.auth.models import User
 from django.db import connection, models
@@ -26,8 +28,13 @@ from cohort.models import FlagConfirmation, Patient, Query, QueryMessage, Signat
 
 
 @contextlib.contextmanager
-def audit_context(*, user: User | None, reason: str = "", source: str = "") -> Iterator[None]:
-    """Attach who and why to every audit event written inside (SPEC section 4)."""
+def audit_context(*, user: User | None, reason: str = "", source: str = "", own: bool = False) -> Iterator[None]:
+    """Attach who and why to every audit event written inside (SPEC section 4).
+
+    pghistory merges a context opened inside another into it: one who and why for the events of
+    both. `own`: a context of its own even then, for work that is not the enclosing request's, such
+    as the automatic data queries run in-process once a save commits (no broker): their events must
+    neither take on the nurse's who nor write their why over her reason for change."""
     context: dict[str, object] = {}
     if user is not None:
         context["user"] = user.pk
@@ -36,6 +43,15 @@ def audit_context(*, user: User | None, reason: str = "", source: str = "") -> I
         context["reason"] = reason
     if source:
         context["source"] = source
+    outer = getattr(pghistory.runtime._tracker, "value", None)
+    if own and outer is not None:
+        # The enclosing context's hook stays installed and injects whichever context is current.
+        pghistory.runtime._tracker.value = pghistory.runtime.Context(id=uuid.uuid4(), metadata=context)
+        try:
+            yield
+        finally:
+            pghistory.runtime._tracker.value = outer
+        return
     with pghistory.context(**context):
         yield
 

@@ -131,7 +131,10 @@ def raise_query(
         updated_at=now,
     )
     try:
-        with transaction.atomic(), audit_context(user=by, reason=text, source="query" if by else "data_checks"):
+        with (
+            transaction.atomic(),
+            audit_context(user=by, reason=text, source="query" if by else "data_checks", own=by is None),
+        ):
             query.save()
             QueryMessage.objects.create(
                 query=query, action=QueryAction.RAISE, text=text, author=by, at=now, state=query.state
@@ -158,7 +161,7 @@ def act(*, query: Query, action: str, text: str, by: User | None, reason_cites: 
         if query.state not in starts:
             raise PermissionDenied(_("You cannot do this to this query (now)."))
         now = timezone.now()
-        with audit_context(user=by, reason=text, source="query" if by else "data_checks"):
+        with audit_context(user=by, reason=text, source="query" if by else "data_checks", own=by is None):
             query.state = state
             query.updated_at = now
             query.save(update_fields=["state", "updated_at"])
@@ -170,7 +173,7 @@ def note(*, query: Query, text: str) -> QueryMessage:
     """A message of an automatic check that changes no state: on a query a coordinator closed
     while its cause stood, that the cause is now gone (cohort/data_checks.py opens a new query
     should it come back)."""
-    with transaction.atomic(), audit_context(user=None, reason=text, source="data_checks"):
+    with transaction.atomic(), audit_context(user=None, reason=text, source="data_checks", own=True):
         return QueryMessage.objects.create(
             query=query, action=QueryAction.NOTE, text=_text(text), author=None, at=timezone.now(), state=query.state
         )

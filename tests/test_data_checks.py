@@ -177,6 +177,29 @@ def test_a_flag_query_closes_when_the_flag_is_confirmed_through_http(
     assert len(automatic(clean)) == 1  # the confirmed flag opens nothing new
 
 
+@pytest.mark.django_db(transaction=True)
+def test_checks_run_in_process_after_a_save_keep_their_own_audit_context(client, people, patient):
+    """Without a broker the checks run inside the nurse's request, once her save commits: her
+    change keeps her name and reason, and the queries opened then are the checks', not hers."""
+    assert settings.CELERY_TASK_ALWAYS_EAGER
+    client.force_login(people["nurse_a"])
+    Assessment.objects.filter(patient=patient, visit="week_8").update(form_status="complete")
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    data = assessment_data(
+        version=week_8.version, crp_mg_l="12.5", form_status="complete", reason_for_change="lab report"
+    )
+    assert client.post(form_url(patient, "week_8"), data).status_code == 302
+
+    trail = services.patient_audit_trail(patient)
+    saved = [entry for entry in trail if entry["model"] == "Assessment" and entry["action"] == "update"][-1]
+    assert saved["changes"]["crp_mg_l"][1] == 12.5
+    assert (saved["user"], saved["reason"]) == ("nurse_a", "lab report")
+    raised = [entry for entry in trail if entry["model"] == "Query"]
+    assert len(raised) == 12  # make_record's other rows are incomplete, and their windows ended in 2023
+    assert {(entry["user"], entry["source"]) for entry in raised} == {(None, "data_checks")}
+    assert all(entry["reason"].endswith("Complete the form and mark it complete.") for entry in raised)
+
+
 def test_an_overdue_query_closes_when_the_visit_is_entered_through_http(
     client, people, clean, django_capture_on_commit_callbacks
 ):
