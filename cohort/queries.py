@@ -146,7 +146,7 @@ def raise_query(
     return query
 
 
-def act(*, query: Query, action: str, text: str, by: User | None, reason_cites: bool = False) -> Query:
+def act(*, query: Query, action: str, text: str, by: User | None) -> Query:
     """Answer, close or re-open a query, with a message. `by` None: an automatic check closing its
     own query (the cause is gone). Refused (PermissionDenied) when the user may not, or when the
     query is not in a state the action starts from (someone else acted first)."""
@@ -160,6 +160,8 @@ def act(*, query: Query, action: str, text: str, by: User | None, reason_cites: 
         state, starts = TRANSITIONS[action]
         if query.state not in starts:
             raise PermissionDenied(_("You cannot do this to this query (now)."))
+        if action == QueryAction.REOPEN and query.cause:
+            _refuse_a_second_for_the_cause(query)
         now = timezone.now()
         with audit_context(user=by, reason=text, source="query" if by else "data_checks", own=by is None):
             query.state = state
@@ -167,6 +169,15 @@ def act(*, query: Query, action: str, text: str, by: User | None, reason_cites: 
             query.save(update_fields=["state", "updated_at"])
             QueryMessage.objects.create(query=query, action=action, text=text, author=by, at=now, state=state)
     return query
+
+
+def _refuse_a_second_for_the_cause(query: Query) -> None:
+    """An automatic query's cause has one query not closed at most: re-opening an old one while a
+    newer query on the same cause is open would make two (the database's unique index refuses)."""
+    newer = Query.objects.filter(cause=query.cause).exclude(pk=query.pk).exclude(state=QueryState.CLOSED).first()
+    if newer is not None:
+        said = _("Query #%(id)s on the same cause is open: answer or close that one.")
+        raise ValidationError({"text": said % {"id": newer.pk}}, code="duplicate")
 
 
 def note(*, query: Query, text: str) -> QueryMessage:

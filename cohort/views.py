@@ -147,7 +147,9 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
             **_lock_context(request, covering, kind=LockKind.PATIENT),
             "grid": grid,
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
-            "history": list(reversed(trail))[:15],
+            # The casebook's recent changes are of its data; the full history (and the PDF, and the
+            # audit export) also has the monitoring: queries, verification, signatures.
+            "history": [entry for entry in reversed(trail) if entry["file"]][:15],
             "history_count": len(trail),
             "can_write": access.can_write(request.user, patient) and not covering,
             "flags": [flag for cell in cells for flag in cell.flags],

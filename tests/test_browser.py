@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from cohort import data_checks
 from cohort.models import Assessment, Patient, PriorBiologic, Reinduction, UstekinumabDose
 from tests.base import personae
 from tests.conftest import skip_or_fail
@@ -461,9 +460,6 @@ def test_a_dutch_nurse_types_decimal_commas_and_gets_the_numbers_she_meant(page,
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    # The hourly run has raised the casebook's automatic queries (its rows are incomplete, their
-    # windows long closed): her save adds none, and the casebook's recent changes show her change.
-    data_checks.run()
     sign_in(page, live_server, people["nurse_a"])
     week_8 = f"{live_server.url}/patients/{patient.study_id}/forms/week_8/"
     page.goto(week_8)

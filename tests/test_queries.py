@@ -256,3 +256,28 @@ def test_queries_are_in_the_casebook_pdf_and_the_audit_export(client, patient, p
     assert [r["new"] for r in texts] == ["Is 900 right?", "Checked at the visit."]
     states = [(r["old"], r["new"]) for r in found if r["form"] == "query" and r["field"] == "state"]
     assert states[-1] == ("open", "closed") and all(r["user"] == "coordinator" for r in texts)
+
+
+def test_an_old_automatic_query_is_not_reopened_beside_a_newer_one_on_its_cause(client, patient, people):
+    from cohort import queries
+
+    def system_query():
+        return queries.raise_query(
+            patient=patient,
+            form_key="week_20",
+            row_id=None,
+            field="",
+            text="Overdue.",
+            by=None,
+            rule="overdue_visit",
+            cause=f"overdue:{patient.pk}:week_20",
+        )
+
+    old = system_query()
+    queries.act(query=old, action="close", text="Closed automatically.", by=None)
+    newer = system_query()
+    assert newer.pk != old.pk
+    login_as(client, people["coordinator"])
+    response = client.post(reverse("cohort:query", args=[old.pk]), {"action": "reopen", "text": "?"}, follow=True)
+    assert f"Query #{newer.pk} on the same cause is open" in response.content.decode()
+    assert Query.objects.get(pk=old.pk).state == "closed"
