@@ -50,11 +50,13 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 
 from cohort import casebook, crf, locks, queries, services, validators
 from cohort.choices import FormStatus, Visit
 from cohort.crf import PatientRecord
 from cohort.models import VISIT_SCHEDULE, Lock, Patient, Query, QueryAction, QueryCheck, QueryMessage, QueryState
+from cohort.queries import Wording
 
 # Patients checked per transaction: their records are loaded in a fixed number of queries, and
 # saves of these patients wait for the chunk (a second or so), never for the whole cohort.
@@ -64,11 +66,28 @@ CAUSE_MAX_LENGTH = Query._meta.get_field("cause").max_length
 WINDOW_OF_COLUMN = {"baseline": Visit.WEEK_0, "end": list(Visit)[-1]}
 # Why an overdue visit's query closes, by the visit's state now.
 VISIT_SETTLED = {
-    "done": "the visit was entered",
-    "out_of_window": "the visit was entered",
-    "not_done": "the visit was recorded as not done",
-    "ended": "follow-up ended, so the visit is no longer expected",
+    "done": gettext_noop("the visit was entered"),
+    "out_of_window": gettext_noop("the visit was entered"),
+    "not_done": gettext_noop("the visit was recorded as not done"),
+    "ended": gettext_noop("follow-up ended, so the visit is no longer expected"),
 }
+# The automatic messages' wordings (cohort.queries.Wording), each read in the reader's language.
+CLOSED = gettext_noop("Closed automatically: %(why)s.")
+GONE = gettext_noop("The cause is gone: %(why)s. Should it come back, a new query opens.")
+FLAG = gettext_noop(
+    "Flagged value not confirmed: %(flag)s Correct it if it is wrong; if it is right, confirm the flag."
+)
+OVERDUE = gettext_noop(
+    "The %(visit)s visit is overdue: its window (days %(low)s to %(high)s after the re-induction dose) ended on "
+    "%(end)s, and no assessment is recorded. Enter the visit, or record it as not done."
+)
+INCOMPLETE = gettext_noop(
+    "%(form)s is marked incomplete, and the %(window)s window ended on %(end)s. Complete the form and mark it complete."
+)
+INCOMPLETE_ROW = gettext_noop(
+    "%(form)s (%(row)s) is marked incomplete, and the %(window)s window ended on %(end)s. Complete the form and "
+    "mark it complete."
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,7 @@ class Finding:
     form: str
     row_id: int | None
     field: str
-    text: str
+    text: Wording = field(compare=False)
     row: Any = field(default=None, compare=False)  # the row itself, for its locks
 
 
@@ -169,10 +188,10 @@ def _check_patient(
         if query.state == QueryState.REOPENED and query.closed_by_check:
             continue  # re-opened by a coordinator after the check closed it: theirs to close
         if query.state != QueryState.CLOSED:
-            summary.closed += _close(query, f"Closed automatically: {_why_gone(query, record, today)}.")
+            summary.closed += _close(query, Wording(CLOSED, {"why": _why_gone(query, record, today)}))
         elif _closed_by_coordinator(query):
             reason = _why_gone(query, record, today)
-            queries.note(query=query, text=f"The cause is gone: {reason}. Should it come back, a new query opens.")
+            queries.note(query=query, text=Wording(GONE, {"why": reason}))
     for cause, finding in found.items():
         query = current.get(cause)
         if query is not None and (query.state != QueryState.CLOSED or _closed_by_coordinator(query)):
@@ -197,7 +216,7 @@ def _closed_by_coordinator(query: Query) -> bool:
     return query.state == QueryState.CLOSED and query.last_action == QueryAction.CLOSE and bool(query.last_author_id)
 
 
-def _close(query: Query, text: str) -> bool:
+def _close(query: Query, text: Wording) -> bool:
     try:
         queries.act(query=query, action=QueryAction.CLOSE, text=text, by=None)
     except PermissionDenied:  # a coordinator closed it a moment ago
@@ -210,20 +229,24 @@ def _why_gone(query: Query, record: PatientRecord, today: dt.date) -> str:
     if query.rule == QueryCheck.FLAG:
         flags = validators.soft_flags(record, include_confirmed=True)
         confirmed = {_flag_cause(flag) for flag in flags if flag.key in record.confirmed}
-        return "the flag was confirmed" if query.cause in confirmed else "the flagged value was changed or removed"
+        if query.cause in confirmed:
+            return gettext_noop("the flag was confirmed")
+        return gettext_noop("the flagged value was changed or removed")
     if query.rule == QueryCheck.OVERDUE_VISIT:
         states = {visit.visit: visit.state for visit in casebook.visit_schedule(record, today)}
-        return VISIT_SETTLED.get(states.get(query.form), "the visit is no longer overdue (its window moved)")
+        return VISIT_SETTLED.get(
+            states.get(query.form), gettext_noop("the visit is no longer overdue (its window moved)")
+        )
     if query.rule == QueryCheck.INCOMPLETE_FORM:
         case_form = crf.BY_KEY.get(query.form)
         rows = case_form.rows(record) if case_form else []
         row = next((row for row in rows if row.pk == query.row_id), None)
         if row is None:
-            return "the row was removed"
+            return gettext_noop("the row was removed")
         if row.form_status == FormStatus.COMPLETE:
-            return "the form was marked complete"
-        return "its window is open again (the re-induction date changed)"
-    return "the cause is gone"
+            return gettext_noop("the form was marked complete")
+        return gettext_noop("its window is open again (the re-induction date changed)")
+    return gettext_noop("the cause is gone")
 
 
 # --- the rules -----------------------------------------------------------------------------------
@@ -251,8 +274,7 @@ def _unconfirmed_flags(record: PatientRecord) -> Iterator[Finding]:
             form=crf.form_of(flag.row).key,
             row_id=flag.row.pk,
             field=flag.field,
-            text=f"Flagged value not confirmed: {flag.message} Correct it if it is wrong; if it is right, "
-            "confirm the flag.",
+            text=Wording(FLAG, {"flag": str(flag.message)}),
             row=flag.row,
         )
 
@@ -268,9 +290,9 @@ def _overdue_visits(record: PatientRecord, schedule: dict[str, casebook.Schedule
             form=visit.visit,
             row_id=None,
             field="",
-            text=f"The {visit.label} visit is overdue: its window (days {low} to {high} after the re-induction "
-            f"dose) ended on {visit.window_end}, and no assessment is recorded. Enter the visit, or record it "
-            "as not done.",
+            text=Wording(
+                OVERDUE, {"visit": visit.visit, "low": low, "high": high, "end": visit.window_end.isoformat()}
+            ),
         )
 
 
@@ -288,14 +310,16 @@ def _incomplete_forms(
         for row in form.rows(record):
             if row.form_status != FormStatus.INCOMPLETE:
                 continue
-            what = f"{form.title} ({row})" if form.repeating else str(form.title)
             yield Finding(
                 rule=QueryCheck.INCOMPLETE_FORM,
                 cause=_cause("incomplete", record.patient.pk, form.key, row.pk),
                 form=form.key,
                 row_id=row.pk,
                 field="",
-                text=f"{what} is marked incomplete, and the {window.label} window ended on {window.window_end}. "
-                "Complete the form and mark it complete.",
+                text=Wording(
+                    INCOMPLETE_ROW if form.repeating else INCOMPLETE,
+                    {"form": form.key, "window": window.visit, "end": window.window_end.isoformat()}
+                    | ({"row": str(row)} if form.repeating else {}),
+                ),
                 row=row,
             )

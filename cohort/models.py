@@ -1054,6 +1054,10 @@ class QueryMessage(models.Model):
     )
     at = models.DateTimeField()
     state = models.CharField(max_length=10, choices=QueryState.choices, help_text=_("the query's state after it"))
+    # An automatic check's message is kept as its wording and values too, so each reader sees it
+    # in their own language (cohort.queries.message_text); `text` is it in English.
+    template = models.CharField(max_length=300, blank=True)
+    values = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["at", "id"]

@@ -16,15 +16,66 @@ from dataclasses import dataclass
 from django.contrib.auth.models import User
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from cohort import access, crf
 from cohort.audit import audit_context
+from cohort.choices import Visit
 from cohort.models import QUERY_WAITING_FOR_SITE, Patient, Query, QueryAction, QueryCheck, QueryMessage, QueryState
 
 MESSAGE_MAX_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class Wording:
+    """An automatic check's message as its wording (a msgid with %(name)s places) and its values,
+    so that each reader sees it in their own language (`message_text`). Values named visit or
+    window are visit codes, form a casebook form's key, why a msgid of its own; the rest are shown
+    as they are."""
+
+    template: str
+    values: dict
+
+    def text(self) -> str:
+        """The message in English, as stored in `QueryMessage.text` (the audit trail, the CSV)."""
+        with translation.override("en"):
+            return render(self.template, self.values)
+
+
+def _shown(name: str, value):
+    if name in ("visit", "window"):
+        return str(Visit(value).label)
+    if name == "form":
+        return str(crf.BY_KEY[value].title) if value in crf.BY_KEY else value
+    if name == "why":
+        return _(value)
+    return value
+
+
+def render(template: str, values: dict) -> str:
+    """A wording in the active language."""
+    return _(template) % {name: _shown(name, value) for name, value in values.items()}
+
+
+def message_text(text: str, template: str = "", values: dict | None = None) -> str:
+    """A message as the reader sees it: an automatic one in their language, else as written."""
+    if not template:
+        return text
+    try:
+        return render(template, values or {})
+    except (KeyError, ValueError, TypeError):  # a wording changed since: the stored English
+        return text
+
+
+def _message(text: str | Wording) -> dict:
+    """The fields of a new message for `text`: a person's text, or an automatic wording."""
+    if isinstance(text, Wording):
+        return {"text": _text(text.text()), "template": text.template, "values": text.values}
+    return {"text": _text(text)}
+
+
 # The state each action leads to, and the states it may start from.
 TRANSITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     QueryAction.ANSWER: (QueryState.ANSWERED, (QueryState.OPEN, QueryState.REOPENED, QueryState.ANSWERED)),
@@ -102,7 +153,7 @@ def raise_query(
     form_key: str,
     row_id: int | None,
     field: str,
-    text: str,
+    text: str | Wording,
     by: User | None,
     rule: str = QueryCheck.MANUAL,
     cause: str = "",
@@ -117,7 +168,7 @@ def raise_query(
         raise ValidationError({"field": _("This form has no such field.")}, code="invalid")
     if row_id is not None and not _row_exists(case_form, patient, row_id):
         raise ValidationError({"row": _("This form has no such row.")}, code="invalid")
-    text = _text(text)
+    message = _message(text)
     now = timezone.now()
     query = Query(
         patient=patient,
@@ -133,11 +184,11 @@ def raise_query(
     try:
         with (
             transaction.atomic(),
-            audit_context(user=by, reason=text, source="query" if by else "data_checks", own=by is None),
+            audit_context(user=by, reason=message["text"], source="query" if by else "data_checks", own=by is None),
         ):
             query.save()
             QueryMessage.objects.create(
-                query=query, action=QueryAction.RAISE, text=text, author=by, at=now, state=query.state
+                query=query, action=QueryAction.RAISE, author=by, at=now, state=query.state, **message
             )
     except IntegrityError:
         if cause:  # the cause's query is open already (a check run at the same time)
@@ -146,11 +197,11 @@ def raise_query(
     return query
 
 
-def act(*, query: Query, action: str, text: str, by: User | None) -> Query:
+def act(*, query: Query, action: str, text: str | Wording, by: User | None) -> Query:
     """Answer, close or re-open a query, with a message. `by` None: an automatic check closing its
     own query (the cause is gone). Refused (PermissionDenied) when the user may not, or when the
     query is not in a state the action starts from (someone else acted first)."""
-    text = _text(text)
+    message = _message(text)
     with transaction.atomic():
         query = Query.objects.select_for_update().select_related("patient").get(pk=query.pk)
         if by is not None and not may(by, query, action):
@@ -163,11 +214,11 @@ def act(*, query: Query, action: str, text: str, by: User | None) -> Query:
         if action == QueryAction.REOPEN and query.cause:
             _refuse_a_second_for_the_cause(query)
         now = timezone.now()
-        with audit_context(user=by, reason=text, source="query" if by else "data_checks", own=by is None):
+        with audit_context(user=by, reason=message["text"], source="query" if by else "data_checks", own=by is None):
             query.state = state
             query.updated_at = now
             query.save(update_fields=["state", "updated_at"])
-            QueryMessage.objects.create(query=query, action=action, text=text, author=by, at=now, state=state)
+            QueryMessage.objects.create(query=query, action=action, author=by, at=now, state=state, **message)
     return query
 
 
@@ -180,13 +231,14 @@ def _refuse_a_second_for_the_cause(query: Query) -> None:
         raise ValidationError({"text": said % {"id": newer.pk}}, code="duplicate")
 
 
-def note(*, query: Query, text: str) -> QueryMessage:
+def note(*, query: Query, text: str | Wording) -> QueryMessage:
     """A message of an automatic check that changes no state: on a query a coordinator closed
     while its cause stood, that the cause is now gone (cohort/data_checks.py opens a new query
     should it come back)."""
-    with transaction.atomic(), audit_context(user=None, reason=text, source="data_checks", own=True):
+    message = _message(text)
+    with transaction.atomic(), audit_context(user=None, reason=message["text"], source="data_checks", own=True):
         return QueryMessage.objects.create(
-            query=query, action=QueryAction.NOTE, text=_text(text), author=None, at=timezone.now(), state=query.state
+            query=query, action=QueryAction.NOTE, author=None, at=timezone.now(), state=query.state, **message
         )
 
 

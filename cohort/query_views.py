@@ -63,7 +63,11 @@ def _filtered(request: HttpRequest):
     elif chosen["rule"] == "system":
         found = found.exclude(rule="")
     last = QueryMessage.objects.filter(query=OuterRef("pk")).order_by("-at", "-id")
-    found = found.select_related("patient__centre", "raised_by").annotate(last_text=Subquery(last.values("text")[:1]))
+    found = found.select_related("patient__centre", "raised_by").annotate(
+        last_text=Subquery(last.values("text")[:1]),
+        last_template=Subquery(last.values("template")[:1]),
+        last_values=Subquery(last.values("values")[:1]),
+    )
     return found.order_by("raised_at", "id"), chosen, centres
 
 
@@ -76,6 +80,7 @@ def _rows(found) -> list[dict]:
             "url": form_page(query),
             "age": (now - query.raised_at).days,
             "by": query.raised_by.get_username() if query.raised_by else query.get_rule_display(),
+            "last": queries.message_text(query.last_text or "", query.last_template, query.last_values),
         }
         for query in found
     ]

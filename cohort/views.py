@@ -349,7 +349,8 @@ def _show_questions(form, found) -> None:
         if query.state == QueryState.CLOSED or query.field not in form.fields:
             continue
         field = form.fields[query.field]
-        question = query.messages.all()[0].text if query.messages.all() else ""
+        first = query.messages.all()[0] if query.messages.all() else None
+        question = queries.message_text(first.text, first.template, first.values) if first else ""
         field.help_text = format_html(
             '{}<span class="d-block query-note mt-1" data-query="{}">{} #{} ({}): {}</span>',
             field.help_text,

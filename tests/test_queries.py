@@ -281,3 +281,33 @@ def test_an_old_automatic_query_is_not_reopened_beside_a_newer_one_on_its_cause(
     response = client.post(reverse("cohort:query", args=[old.pk]), {"action": "reopen", "text": "?"}, follow=True)
     assert f"Query #{newer.pk} on the same cause is open" in response.content.decode()
     assert Query.objects.get(pk=old.pk).state == "closed"
+
+
+def test_an_automatic_query_reads_in_the_readers_language_and_is_stored_in_english(client, patient, people):
+    from cohort import data_checks, queries
+    from cohort.models import UserProfile
+
+    wording = queries.Wording(data_checks.OVERDUE, {"visit": "week_20", "low": 112, "high": 168, "end": "2022-08-16"})
+    query = queries.raise_query(
+        patient=patient,
+        form_key="week_20",
+        row_id=None,
+        field="",
+        text=wording,
+        by=None,
+        rule="overdue_visit",
+        cause=f"overdue:{patient.pk}:week_20",
+    )
+    stored = query.messages.get()
+    assert stored.text.startswith("The week 20 visit is overdue: its window (days 112 to 168")
+    client.force_login(people["nurse_a"])
+    UserProfile.objects.update_or_create(user=people["nurse_a"], defaults={"language": "nl"})
+    page = client.get(reverse("cohort:query", args=[query.pk]), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
+    assert "De visite week 20 is over tijd: het venster (dag 112 tot 168" in page
+    listing = client.get(reverse("cohort:query-list"), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
+    assert "De visite week 20 is over tijd" in listing
+    queries.act(
+        query=query, action="close", text=queries.Wording(data_checks.CLOSED, {"why": "the visit was entered"}), by=None
+    )
+    page = client.get(reverse("cohort:query", args=[query.pk]), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
+    assert "Automatisch gesloten: de visite is ingevoerd." in page
