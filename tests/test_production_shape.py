@@ -453,6 +453,11 @@ def test_the_compose_services_work_together_over_http(tmp_path, database, redis_
         assert status == 200 and b"record is locked" in body, body.decode()[-3000:]
         ((crp_now,),) = query(owner_url, "SELECT crp_mg_l FROM cohort_assessment WHERE id = %s", (week_8,))
         assert crp_now != 99
+        # The automatic queries, as the beat job runs them: twice opens nothing twice.
+        first = web.run(["python", "manage.py", "data_checks"], web_env).stdout
+        again = web.run(["python", "manage.py", "data_checks"], web_env).stdout
+        assert re.match(r"data_checks: \d+ opened, \d+ closed, \d+ open", first), first
+        assert again.startswith("data_checks: 0 opened"), again
 
         # The cohort PDF and the SPSS export, rendered by the worker, downloaded through the web.
         pdf_job = request_report(coordinator, "cohort_pdf")
