@@ -15,14 +15,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from cohort import locks, queries, sdv, signatures
-from cohort.models import QUERY_WAITING_FOR_SITE, Centre, Lock, LockKind, Patient, Query, QueryState, Signature
-
-
-def _valid_signature() -> Exists:
-    """In a query over patients: the casebook has a signature still valid (SPEC section 10: a later
-    change invalidates it, and the casebook needs signing again)."""
-    return Exists(Signature.objects.filter(patient=OuterRef("pk"), invalidated_at__isnull=True))
-
+from cohort.models import QUERY_WAITING_FOR_SITE, Centre, Lock, LockKind, Patient, Query, QueryState
 
 # The patient list's filters: the GET value, its label, and the patients it keeps.
 FILTERS = {
@@ -74,7 +67,7 @@ def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
         .values("centre__code")
         .annotate(
             n=Count("pk"),
-            signed=Count("pk", filter=Q(_valid_signature())),
+            signed=Count("pk", filter=Q(signatures.has_valid_signature())),
             casebooks=Count("pk", filter=Q(Exists(active.filter(kind=LockKind.PATIENT, patient_id=OuterRef("pk"))))),
         )
         .values_list("centre__code", "n", "signed", "casebooks")

@@ -240,10 +240,14 @@ def is_signed(record: crf.PatientRecord, valid: Signature | None) -> bool:
     return valid is not None and valid.data_hash == data_hash(record)
 
 
+def has_valid_signature() -> models.Exists:
+    """In a query over patients: the casebook has a valid signature (not invalidated since)."""
+    return models.Exists(Signature.objects.filter(patient=models.OuterRef("pk"), invalidated_at__isnull=True))
+
+
 def without_valid_signature(patients: models.QuerySet[Patient]) -> models.QuerySet[Patient]:
     """The patients whose casebook has no valid signature (never signed, or changed since)."""
-    valid = Signature.objects.filter(patient=models.OuterRef("pk"), invalidated_at__isnull=True)
-    return patients.exclude(models.Exists(valid))
+    return patients.exclude(has_valid_signature())
 
 
 def history(record: crf.PatientRecord) -> list[Entry]:
