@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from base64 import b32encode
 from binascii import unhexlify
+from collections.abc import Iterable
 
 import django_otp
 import qrcode
@@ -35,11 +36,19 @@ from cohort.models import UserProfile
 SETUP_KEY_SESSION = "mfa_setup_key"  # the secret being set up, kept in the session until confirmed
 
 
-def mfa_required_for(user) -> bool:
-    """Coordinators and admins (at any centre), staff and superusers must use a second factor."""
+SECOND_FACTOR_ROLES = (Role.COORDINATOR, Role.ADMIN)
+
+
+def mfa_required_for(user, roles: Iterable[str] | None = None) -> bool:
+    """Coordinators and admins (at any centre), staff and superusers must use a second factor.
+
+    `roles`: the user's roles when the caller has read them already (the access review's list);
+    otherwise they are queried."""
     if user.is_staff or user.is_superuser:
         return True
-    return user.memberships.filter(role__in=[Role.COORDINATOR, Role.ADMIN]).exists()
+    if roles is not None:
+        return any(role in SECOND_FACTOR_ROLES for role in roles)
+    return user.memberships.filter(role__in=SECOND_FACTOR_ROLES).exists()
 
 
 def language_of(user) -> str | None:

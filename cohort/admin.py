@@ -1,19 +1,34 @@
 """The Django admin: admins manage centres, accounts and memberships and read the audit trail.
 
+Accounts: an admin invites a user (a one-time set-password link by e-mail, cohort.passwords), and the
+user list is the access review (roles, centres, last login, second factor; a CSV of it).
+
 Study forms are listed too (read and corrected by admins); every save goes through the same
 service as the casebook's (cohort.services.crf_row_save: the validation layer, the version the
 admin opened, a reason for change on completed forms, the audit context and the recompute)."""
 
 from __future__ import annotations
 
+import smtplib
+
 import pghistory.models
 from django import forms
 from django.apps import apps
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.http import HttpResponseRedirect
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 
-from cohort import crf, locks, services, validators
+from cohort import access_review, crf, locks, passwords, services, validators
+from cohort.choices import Role
 from cohort.forms import NUMBER_FORM_FIELDS
 from cohort.models import (
     REASON_MAX_LENGTH,
@@ -324,3 +339,135 @@ for model in apps.get_app_config("cohort").get_models():
 class UserProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "language"]
     list_filter = ["language"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounts (SPEC section 2): invitations by e-mail and the access review.
+
+
+class InvitationForm(forms.Form):
+    username = forms.CharField(
+        label=_("User name"), max_length=150, validators=[UnicodeUsernameValidator()], help_text=_("Used to sign in.")
+    )
+    email = forms.EmailField(label=_("E-mail address"), help_text=_("The invitation is sent here."))
+    language = forms.ChoiceField(
+        label=_("Language"), choices=settings.LANGUAGES, help_text=_("Of the e-mails and of the app.")
+    )
+    centre = forms.ModelChoiceField(label=_("Centre"), queryset=Centre.objects.filter(active=True))
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices)
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        if User.objects.filter(username__iexact=username).exists():
+            raise ValidationError(_("An account with this user name already exists."))
+        return username
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        if User.objects.filter(email__iexact=email).exists():
+            raise ValidationError(_("An account with this e-mail address already exists."))
+        return email
+
+
+class AccountAdmin(UserAdmin):
+    """Django's user admin, plus the access review's columns and file, and invitations."""
+
+    list_display = [
+        "username",
+        "email",
+        "roles",
+        "is_active",
+        "is_staff",
+        "password_set",
+        "second_factor_required",
+        "second_factor_set_up",
+        "last_login",
+    ]
+    list_filter = ["is_active", "is_staff", "is_superuser", "memberships__role", "memberships__centre"]
+    actions = ["send_invitation"]
+    change_list_template = "admin/auth/user/account_change_list.html"
+
+    def get_queryset(self, request):
+        return access_review.accounts(super().get_queryset(request))
+
+    @admin.display(description=_("Roles and centres"))
+    def roles(self, user):
+        return access_review.roles_text(user)
+
+    @admin.display(boolean=True, description=_("Password set"))
+    def password_set(self, user):
+        return user.has_usable_password()
+
+    @admin.display(boolean=True, description=_("Second factor required"))
+    def second_factor_required(self, user):
+        return access_review.totp_required(user)
+
+    @admin.display(boolean=True, description=_("Second factor set up"), ordering="has_totp")
+    def second_factor_set_up(self, user):
+        return user.has_totp
+
+    @admin.action(description=_("Send a new invitation"), permissions=["change"])
+    def send_invitation(self, request, queryset):
+        """Only to accounts that have no password yet; the others reset theirs themselves."""
+        invited, skipped = [], []
+        for user in queryset:
+            (skipped if user.has_usable_password() or not user.email else invited).append(user)
+        for user in invited:
+            passwords.invitation_send(user=user, request=request)
+        if invited:
+            names = ", ".join(user.get_username() for user in invited)
+            self.message_user(request, _("Invitation sent to %(names)s.") % {"names": names}, messages.SUCCESS)
+        if skipped:
+            names = ", ".join(user.get_username() for user in skipped)
+            self.message_user(
+                request,
+                _("Not sent to %(names)s: already has a password (use 'Forgot your password?') or no e-mail address.")
+                % {"names": names},
+                messages.WARNING,
+            )
+
+    def get_urls(self):
+        own = [
+            path("invite/", self.admin_site.admin_view(self.invite_view), name="auth_user_invite"),
+            path(
+                "access-review.csv",
+                self.admin_site.admin_view(self.access_review_view),
+                name="auth_user_access_review",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def invite_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = InvitationForm(request.POST or None, initial={"language": translation.get_language()})
+        if request.method == "POST" and form.is_valid():
+            try:
+                user = passwords.account_invite(request=request, **form.cleaned_data)
+            except (smtplib.SMTPException, OSError) as error:
+                message = _("The e-mail could not be sent, so no account was made: %(error)s")
+                form.add_error(None, message % {"error": error})
+            else:
+                self.message_user(request, _("Invitation sent to %(email)s.") % {"email": user.email}, messages.SUCCESS)
+                return redirect("admin:auth_user_change", user.pk)
+        context = self.admin_site.each_context(request) | {
+            "title": _("Invite a user"),
+            "form": form,
+            "opts": self.opts,
+            "days": settings.INVITATION_TIMEOUT // (24 * 3600),
+        }
+        return TemplateResponse(request, "admin/auth/user/invite.html", context)
+
+    def access_review_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        response = HttpResponse(
+            access_review.csv_text(access_review.accounts().order_by("username")), content_type="text/csv"
+        )
+        stamp = timezone.localdate().isoformat()
+        response["Content-Disposition"] = f'attachment; filename="access-review-{stamp}.csv"'
+        return response
+
+
+admin.site.unregister(User)
+admin.site.register(User, AccountAdmin)

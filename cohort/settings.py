@@ -186,6 +186,22 @@ AXES_RESET_ON_SUCCESS = True
 # The login page with the reason and the time left, HTTP 429.
 AXES_LOCKOUT_CALLABLE = "cohort.accounts.lockout_response"
 
+# E-mail (SPEC section 2: invitations and password resets). Sent through the SMTP server of
+# EMAIL_HOST; without one (the demo, a laptop) every message is printed to the console instead.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "") or "ecrf@localhost"
+# A password reset link works this long and once; an invitation's set-password link likewise.
+PASSWORD_RESET_TIMEOUT = int(os.environ.get("PASSWORD_RESET_HOURS", "24")) * 3600
+INVITATION_TIMEOUT = int(os.environ.get("INVITATION_DAYS", "3")) * 24 * 3600
+
 # TOTP (RFC 6238) in any authenticator app; the issuer is the name the app shows.
 OTP_TOTP_ISSUER = "UST eCRF"
 

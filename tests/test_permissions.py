@@ -19,6 +19,8 @@ import pytest
 from django.apps import apps
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from cohort import crf
 from tests.base import login_as, make_patient, make_record, personae
@@ -79,6 +81,15 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     # accounts (cohort/account_urls.py)
     "login": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
     "logout": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),
+    # Passwords (cohort/passwords.py): changing one's own needs a login (an empty POST: the form
+    # again); a reset and an invitation are for people who cannot sign in, so open to all. A link
+    # with a made-up token answers the "link no longer works" page, whatever the method.
+    "password-change": row((LOGIN, LOGIN), (200, 200), (200, 200), (200, 200), (200, 200)),
+    "password-reset": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
+    "password-reset-done": row((200, 405), (200, 405), (200, 405), (200, 405), (200, 405)),
+    "password-reset-confirm": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
+    "password-reset-complete": row((200, 405), (200, 405), (200, 405), (200, 405), (200, 405)),
+    "invitation-accept": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
     "mfa": row((LOGIN, LOGIN), (200, 200), (200, 200), (200, 200), (200, 200)),
     "mfa-setup": row((LOGIN, LOGIN), (200, 200), (200, 200), (200, 200), (200, 200)),
     # Already verified (coordinator, admin) or without a device (nurses): sent on.
@@ -126,10 +137,13 @@ def keys_of(pattern: URLPattern) -> list[str]:
 def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
     """The pattern reversed for `patient`: once per form key it accepts, with a stored row for `pk`."""
     groups = set(pattern.pattern.regex.groupindex)
-    unknown = groups - {"study_id", "key", "pk", "scope", "job_id"}
+    unknown = groups - {"study_id", "key", "pk", "scope", "job_id", "uidb64", "token"}
     assert not unknown, f"{name}: teach urls_for() how to fill {sorted(unknown)}"
     if not groups:
         return [reverse(name)]
+    if groups == {"uidb64", "token"}:  # a one-time link of the patient's nurse, with a made-up token
+        uidb64 = urlsafe_base64_encode(force_bytes(patient.created_by.pk))
+        return [reverse(name, kwargs={"uidb64": uidb64, "token": "cm1u6o-0123456789abcdef0123456789abcdef"})]
     if groups == {"scope"}:  # an outcomes scope: the patient's centre
         return [reverse(name, kwargs={"scope": patient.centre.code})]
     if groups == {"pk"}:  # a data query on the patient
