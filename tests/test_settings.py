@@ -22,7 +22,7 @@ SETUP = "import django; django.setup(); from django.conf import settings; print(
 @pytest.fixture
 def production_env(test_database_url) -> dict[str, str]:
     """The environment of a production process: DEBUG off, DATABASE_URL set, nothing else of ours."""
-    ours = ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "CELERY_", "EMBEDDED_PG_")
+    ours = ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "CELERY_", "EMBEDDED_PG_", "EMAIL_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
     env.update(DJANGO_SETTINGS_MODULE="cohort.settings", DATABASE_URL=test_database_url, DEBUG="0")
     return env
@@ -95,3 +95,16 @@ def test_it_collects_the_static_files_for_production(production_env, tmp_path):
     manifest = (tmp_path / "staticfiles.json").read_text()
     assert "vendor/bootstrap/bootstrap.min.css" in manifest and "css/report.css" in manifest
     assert list(tmp_path.glob("vendor/bootstrap/bootstrap.min.*.css.gz"))
+
+
+def test_it_sends_mail_through_the_smtp_server_of_the_environment(production_env):
+    show = SETUP + "; print(settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS)"
+    secret = {"SECRET_KEY": secrets.token_urlsafe(50)}
+    smtp = {"EMAIL_HOST": "smtp.example.org", "EMAIL_PORT": "2525", "EMAIL_USE_TLS": "0"}
+
+    configured = run(["-c", show], {**production_env, **secret, **smtp})
+    unset = run(["-c", show], {**production_env, **secret})
+
+    smtp_line = "django.core.mail.backends.smtp.EmailBackend smtp.example.org 2525 False"
+    assert configured.stdout.splitlines()[-1] == smtp_line
+    assert unset.stdout.splitlines()[-1].startswith("django.core.mail.backends.console.EmailBackend")
