@@ -35,7 +35,7 @@ from cohort.accounts import language_of
 from cohort.choices import Role
 from cohort.models import Membership, UserProfile
 
-SITE_NAME = "UST eCRF"
+SITE_NAME = _("UST re-induction eCRF")  # as the navbar names it, in the reader's language
 
 
 class InvitationTokenGenerator(PasswordResetTokenGenerator):
