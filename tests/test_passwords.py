@@ -405,5 +405,17 @@ def test_the_user_list_shows_the_review_columns_in_few_queries(people, django_as
 
     html = page.content.decode()
     assert page.status_code == 200
-    for text in ("Roles and centres", "Second factor set up", "UMCU: research nurse", "Invite a user"):
+    for text in ("Roles and centres", "TOTP on", "UMCU: research nurse", "Invite a user"):
         assert text in html
+
+
+def test_it_explains_a_refused_password_in_dutch(inbox, people):
+    Client().post(reverse("password-reset"), {"email": "nurse_a@example.org"})
+    browser = Client(headers={"accept-language": "nl"})
+    opened = browser.get(link_in(inbox.only()))
+
+    response = browser.post(opened["Location"], {"new_password1": "kort", "new_password2": "kort"})
+
+    html = response.content.decode()
+    assert "Dit wachtwoord is te kort. Het moet minstens 10 tekens lang zijn." in html
+    assert "too short" not in html
