@@ -419,3 +419,14 @@ def test_it_explains_a_refused_password_in_dutch(inbox, people):
     html = response.content.decode()
     assert "Dit wachtwoord is te kort. Het moet minstens 10 tekens lang zijn." in html
     assert "too short" not in html
+
+
+def test_an_invitation_never_skips_a_device_the_account_already_has(inbox, people):
+    admin = login_as(Client(), people["admin"])
+    invite(admin, username="coord_new", email="coord@example.org", role=Role.COORDINATOR, centre=people["centre_a"].pk)
+    TOTPDevice.objects.create(user=User.objects.get(username="coord_new"), name="phone", confirmed=True)
+
+    newcomer = Client()
+    choose_password(newcomer, link_in(inbox.only()))
+
+    assert newcomer.get(reverse("cohort:patient-list"))["Location"].startswith(reverse("mfa-verify"))
