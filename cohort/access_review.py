@@ -68,6 +68,12 @@ def columns() -> list[tuple[str, Callable[[User], str]]]:
     ]
 
 
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet will not run: names and user names are typed by people, and one that
+    starts like a formula ('=', '+', '-', '@') is read as text behind an apostrophe (OWASP)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def csv_text(users: Iterable[User]) -> str:
     """The access review as CSV (comma-separated, UTF-8), one row per account."""
     out = StringIO()
@@ -75,5 +81,5 @@ def csv_text(users: Iterable[User]) -> str:
     cols = columns()
     writer.writerow([heading for heading, _read in cols])
     for user in users:
-        writer.writerow([read(user) for _heading, read in cols])
+        writer.writerow([spreadsheet_safe(read(user)) for _heading, read in cols])
     return out.getvalue()

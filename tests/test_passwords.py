@@ -430,3 +430,13 @@ def test_an_invitation_never_skips_a_device_the_account_already_has(inbox, peopl
     choose_password(newcomer, link_in(inbox.only()))
 
     assert newcomer.get(reverse("cohort:patient-list"))["Location"].startswith(reverse("mfa-verify"))
+
+
+def test_the_access_review_keeps_a_formula_as_text(people):
+    people["nurse_b"].first_name = "=HYPERLINK(1)"
+    people["nurse_b"].save(update_fields=["first_name"])
+
+    response = login_as(Client(), people["admin"]).get(reverse("admin:auth_user_access_review"))
+
+    rows = {row["User name"]: row for row in csv.DictReader(StringIO(response.content.decode()))}
+    assert rows["nurse_b"]["Name"] == "'=HYPERLINK(1)"
