@@ -9,10 +9,14 @@ password views); what is ours:
   for the second factor (cohort.middleware). Django's reset form answers the same for any address.
 - Accepting an invitation signs the new user in; the middleware then takes a role that must use a
   second factor straight to its set-up.
+- A changed or reset password is announced to the account's address, so an unexpected change shows.
 - Every message is written in the recipient's language (their saved preference), not the sender's.
 """
 
 from __future__ import annotations
+
+import logging
+import smtplib
 
 from django.conf import settings
 from django.contrib import messages
@@ -35,6 +39,7 @@ from cohort.accounts import language_of
 from cohort.choices import Role
 from cohort.models import Membership, UserProfile
 
+logger = logging.getLogger(__name__)
 SITE_NAME = _("UST re-induction eCRF")  # as the navbar names it, in the reader's language
 
 
@@ -86,6 +91,18 @@ def invitation_send(*, user: User, request: HttpRequest) -> None:
     send_account_mail(user, "invitation", context)
 
 
+def password_changed_notice(user: User) -> None:
+    """Tell the account's owner that its password changed, so a change they did not make is noticed.
+
+    The change is done already: a message that cannot be sent is logged, not an error."""
+    if not user.email:
+        return
+    try:
+        send_account_mail(user, "password_changed", {"user": user, "site_name": SITE_NAME})
+    except (smtplib.SMTPException, OSError):
+        logger.warning("The password-changed notice to user %s could not be sent.", user.pk, exc_info=True)
+
+
 class ResetForm(auth_forms.PasswordResetForm):
     """Django's reset form (the same answer for every address), its message in the user's language."""
 
@@ -116,6 +133,11 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_set.html"
     success_url = reverse_lazy("password-reset-complete")
     extra_context = {"purpose": "reset"}
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        password_changed_notice(form.user)
+        return response
 
 
 class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
@@ -148,6 +170,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
+        password_changed_notice(form.user)
         messages.success(self.request, _("Your password has been changed."))
         return response
 

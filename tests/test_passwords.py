@@ -252,6 +252,9 @@ def test_a_reset_sets_the_password_but_never_signs_in_and_totp_is_still_asked(in
 
     assert done["Location"] == reverse("password-reset-complete")
     assert SESSION_KEY not in browser.session
+    notice = inbox.messages[-1]
+    assert notice["Subject"] == "Your password for the UST re-induction eCRF was changed"
+    assert notice["To"] == "coordinator@example.org" and len(inbox.messages) == 2
     coordinator.refresh_from_db()
     assert coordinator.check_password(NEW_PASSWORD)
     signed = browser.post(reverse("login"), {"username": "coordinator", "password": NEW_PASSWORD})
@@ -440,3 +443,33 @@ def test_the_access_review_keeps_a_formula_as_text(people):
 
     rows = {row["User name"]: row for row in csv.DictReader(StringIO(response.content.decode()))}
     assert rows["nurse_b"]["Name"] == "'=HYPERLINK(1)"
+
+
+def test_a_password_change_is_announced_by_mail(inbox, people):
+    coordinator = login_as(Client(), people["coordinator"])
+    UserProfile.objects.create(user=people["coordinator"], language="nl")
+
+    coordinator.post(
+        reverse("password-change"),
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+
+    notice = inbox.only()
+    assert notice["To"] == "coordinator@example.org"
+    assert notice["Subject"] == "Uw wachtwoord voor de UST-herinductie eCRF is gewijzigd"
+    assert "iemand anders kent misschien uw wachtwoord" in body(notice)
+
+
+def test_a_notice_that_cannot_be_sent_does_not_undo_the_change(people, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", free_port(), False
+    coordinator = login_as(Client(), people["coordinator"])
+
+    response = coordinator.post(
+        reverse("password-change"),
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 302
+    people["coordinator"].refresh_from_db()
+    assert people["coordinator"].check_password(NEW_PASSWORD)
