@@ -21,6 +21,8 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import formats
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
 from cohort import checks
@@ -69,9 +71,27 @@ class FieldCheck(models.CheckConstraint):
     """A check constraint whose violation is reported at one field (not as a non-field error),
     so the admin, the web forms and the importer all show the message beside the variable."""
 
-    def __init__(self, *args, field: str, **kwargs):
+    def __init__(self, *args, field: str, wording: tuple[str, dict] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.field = field
+        # What a person reads (translated, in the field labels' words): the template and its values.
+        # Not part of the migration state: violation_error_message stays the database's English.
+        self.wording = wording
+
+    def clone(self):
+        """Django keeps a clone (built from deconstruct) in the model's options: keep the wording."""
+        copy = super().clone()
+        copy.wording = self.wording
+        return copy
+
+    def said(self) -> str:
+        """The message in the reader's language (the catalogue holds each template)."""
+        template, params = self.wording or (self.violation_error_message, {})
+        values = {
+            name: formats.localize(value) if isinstance(value, Decimal) else str(value)
+            for name, value in params.items()
+        }
+        return gettext(template) % values if values else gettext(template)
 
     def validate(self, model, instance, exclude=None, using=None):
         kwargs = {"exclude": exclude}
@@ -100,6 +120,9 @@ def between(field: str, low, high=None, *, prefix: str) -> FieldCheck:
         name=f"{prefix}_{field}_range",
         field=field,
         violation_error_message=f"must be {low} or later." if high is None else f"must be between {low} and {high}.",
+        wording=(gettext_noop("must be %(low)s or later."), {"low": low})
+        if high is None
+        else (gettext_noop("must be between %(low)s and %(high)s."), {"low": low, "high": high}),
     )
 
 
@@ -109,6 +132,7 @@ def not_before(field: str, low, *, prefix: str) -> FieldCheck:
         name=f"{prefix}_{field}_min",
         field=field,
         violation_error_message=f"must be on or after {low}.",
+        wording=(gettext_noop("must be on or after %(low)s."), {"low": low}),
     )
 
 
@@ -122,6 +146,7 @@ def one_of(field: str, choices: type[models.TextChoices], *, prefix: str, option
         name=f"{prefix}_{field}_code",
         field=field,
         violation_error_message=f"must be one of {', '.join(allowed)}.",
+        wording=(gettext_noop("must be one of %(allowed)s."), {"allowed": ", ".join(allowed)}),
     )
 
 
@@ -157,7 +182,7 @@ class Centre(models.Model):
                 condition=Q(code__regex=CENTRE_CODE_PATTERN),
                 name="centre_code_pattern",
                 field="code",
-                violation_error_message="must be 2 to 10 capital letters or digits (A-Z, 0-9).",
+                violation_error_message=gettext_noop("must be 2 to 10 capital letters or digits (A-Z, 0-9)."),
             )
         ]
 
@@ -180,7 +205,7 @@ class Membership(models.Model):
             models.UniqueConstraint(
                 fields=["user", "centre"],
                 name="membership_one_role_per_centre",
-                violation_error_message="This user already has a role at this centre.",
+                violation_error_message=gettext_noop("This user already has a role at this centre."),
             ),
             one_of("role", Role, prefix="membership"),
         ]
@@ -284,13 +309,17 @@ class Patient(CrfRecord):
                 condition=Q(study_id__regex=STUDY_ID_PATTERN),
                 name="patient_study_id_pattern",
                 field="study_id",
-                violation_error_message="must be the centre code, a hyphen and a 3 to 5 digit number, e.g. AMC-001.",
+                violation_error_message=gettext_noop(
+                    "must be the centre code, a hyphen and a 3 to 5 digit number, e.g. AMC-001."
+                ),
             ),
             FieldCheck(
                 condition=Q(consent=YesNo.YES),
                 name="patient_consent_yes",
                 field="consent",
-                violation_error_message="must be yes: a patient can only be entered with documented consent or waiver.",
+                violation_error_message=gettext_noop(
+                    "must be yes: a patient can only be entered with documented consent or waiver."
+                ),
             ),
             not_before("enrolment_date", STUDY_START, prefix="patient"),
             between("birth_year", 1920, prefix="patient"),
@@ -299,7 +328,7 @@ class Patient(CrfRecord):
                 condition=Q(diagnosis_year__gte=models.F("birth_year")),
                 name="patient_diagnosis_after_birth",
                 field="diagnosis_year",
-                violation_error_message="must be on or after the year of birth.",
+                violation_error_message=gettext_noop("must be on or after the year of birth."),
             ),
             one_of("sex", Sex, prefix="patient"),
             one_of("montreal_location", MontrealLocation, prefix="patient"),
@@ -380,6 +409,7 @@ class PriorBiologic(PatientRow):
                 name="priorbiologic_agent_other_iff_other",
                 field="agent_other",
                 violation_error_message="is required when agent = other, and must be empty otherwise.",
+                wording=(gettext_noop("is required when the agent is “other”, and must be empty otherwise."), {}),
             ),
             not_before("start_date", dt.date(1998, 1, 1), prefix="priorbiologic"),
             not_before("stop_date", dt.date(1998, 1, 1), prefix="priorbiologic"),
@@ -389,7 +419,7 @@ class PriorBiologic(PatientRow):
                 | Q(stop_date__gte=models.F("start_date")),
                 name="priorbiologic_stop_after_start",
                 field="stop_date",
-                violation_error_message="must be on or after the start date.",
+                violation_error_message=gettext_noop("must be on or after the start date."),
             ),
         ]
 
@@ -437,19 +467,20 @@ class UstekinumabDose(PatientRow):
                 condition=~Q(route=Route.IV) | Q(dose_mg__gte=130, dose_mg__lte=1040),
                 name="dose_iv_range",
                 field="dose_mg",
-                violation_error_message="an intravenous dose must be between 130 and 1040 mg.",
+                violation_error_message=gettext_noop("an intravenous dose must be between 130 and 1040 mg."),
             ),
             FieldCheck(
                 condition=~Q(route=Route.SC) | Q(dose_mg__gte=45, dose_mg__lte=180),
                 name="dose_sc_range",
                 field="dose_mg",
-                violation_error_message="a subcutaneous dose must be between 45 and 180 mg.",
+                violation_error_message=gettext_noop("a subcutaneous dose must be between 45 and 180 mg."),
             ),
             FieldCheck(
                 condition=Q(phase=Phase.MAINTENANCE) | Q(route=Route.IV),
                 name="dose_induction_is_iv",
                 field="route",
                 violation_error_message="must be iv for the initial induction and the re-induction.",
+                wording=(gettext_noop("must be intravenous for the initial induction and the re-induction."), {}),
             ),
             between("weight_kg", 25, 250, prefix="dose"),
             # At most one of each; 'exactly one' is a rule of the complete record (validators).
@@ -457,13 +488,13 @@ class UstekinumabDose(PatientRow):
                 fields=["patient"],
                 condition=Q(phase=Phase.INITIAL_INDUCTION),
                 name="dose_one_initial_induction",
-                violation_error_message="The patient already has an initial induction dose.",
+                violation_error_message=gettext_noop("The patient already has an initial induction dose."),
             ),
             models.UniqueConstraint(
                 fields=["patient"],
                 condition=Q(phase=Phase.REINDUCTION),
                 name="dose_one_reinduction",
-                violation_error_message="The patient already has a re-induction dose.",
+                violation_error_message=gettext_noop("The patient already has a re-induction dose."),
             ),
         ]
 
@@ -518,14 +549,17 @@ class Reinduction(PatientRow):
                 condition=Q(initial_response=YesNo.YES),
                 name="reinduction_initial_response_yes",
                 field="initial_response",
-                violation_error_message="must be yes: an initial response to ustekinumab is an inclusion criterion.",
+                violation_error_message=gettext_noop(
+                    "must be yes: an initial response to ustekinumab is an inclusion criterion."
+                ),
             ),
             FieldCheck(
                 condition=Q(lor_clinical=YesNo.YES) | Q(lor_biochemical=YesNo.YES) | Q(lor_endoscopic=YesNo.YES),
                 name="reinduction_lor_kind",
                 field="lor_clinical",
-                violation_error_message="at least one of clinical, biochemical or endoscopic loss of response "
-                "must be yes.",
+                violation_error_message=gettext_noop(
+                    "at least one of clinical, biochemical or endoscopic loss of response must be yes."
+                ),
             ),
             not_before("lor_date", STUDY_START, prefix="reinduction"),
             one_of("lor_clinical", YesNo, prefix="reinduction"),
@@ -635,7 +669,7 @@ class Assessment(PatientRow):
             models.UniqueConstraint(
                 fields=["patient", "visit"],
                 name="assessment_one_per_visit",
-                violation_error_message="This patient already has an assessment for this visit.",
+                violation_error_message=gettext_noop("This patient already has an assessment for this visit."),
             ),
             one_of("visit", Visit, prefix="assessment"),
             one_of("not_done", YesNo, prefix="assessment"),
@@ -646,26 +680,28 @@ class Assessment(PatientRow):
                 condition=Q(not_done=YesNo.NO) | ~Q(not_done_reason=""),
                 name="assessment_not_done_reason_required",
                 field="not_done_reason",
-                violation_error_message="is required when the visit was not done.",
+                violation_error_message=gettext_noop("is required when the visit was not done."),
             ),
             FieldCheck(
                 condition=Q(not_done=YesNo.YES) | Q(not_done_reason=""),
                 name="assessment_not_done_reason_only_if_not_done",
                 field="not_done_reason",
-                violation_error_message="must be empty when the visit was done.",
+                violation_error_message=gettext_noop("must be empty when the visit was done."),
             ),
             FieldCheck(
                 condition=Q(not_done=YesNo.NO) | _measurements_empty(),
                 name="assessment_not_done_no_measurements",
                 field="not_done",
-                violation_error_message="a visit that was not done has no measurements: leave HBI, CRP, "
-                "calprotectin, endoscopy and corticosteroids empty.",
+                violation_error_message=gettext_noop(
+                    "a visit that was not done has no measurements: leave HBI, CRP, "
+                    "calprotectin, endoscopy and corticosteroids empty."
+                ),
             ),
             FieldCheck(
                 condition=Q(not_done=YesNo.YES) | Q(assessment_date__isnull=False),
                 name="assessment_date_required",
                 field="assessment_date",
-                violation_error_message="is required unless the visit was not done.",
+                violation_error_message=gettext_noop("is required unless the visit was not done."),
             ),
             not_before("assessment_date", STUDY_START, prefix="assessment"),
             between("hbi_wellbeing", 0, 4, prefix="assessment"),
@@ -678,7 +714,7 @@ class Assessment(PatientRow):
                 condition=~_all_hbi_components_given() | Q(hbi=_hbi_sum()),
                 name="assessment_hbi_is_sum",
                 field="hbi",
-                violation_error_message="must equal the sum of its five components when all are given.",
+                violation_error_message=gettext_noop("must equal the sum of its five components when all are given."),
             ),
             between("crp_mg_l", 0, 500, prefix="assessment"),
             between("fcal_ug_g", 0, 20000, prefix="assessment"),
@@ -688,6 +724,7 @@ class Assessment(PatientRow):
                 name="assessment_ses_cd_needs_endoscopy",
                 field="ses_cd",
                 violation_error_message="may only be given when endoscopy_done = yes.",
+                wording=(gettext_noop("may only be given when an endoscopy was done."), {}),
             ),
         ]
 
@@ -777,32 +814,32 @@ class FollowUp(PatientRow):
                 condition=~Q(status=FollowUpStatus.DISCONTINUED) | Q(discontinuation_date__isnull=False),
                 name="followup_discontinuation_date_required",
                 field="discontinuation_date",
-                violation_error_message="is required when the status is discontinued.",
+                violation_error_message=gettext_noop("is required when the status is discontinued."),
             ),
             FieldCheck(
                 condition=Q(status=FollowUpStatus.DISCONTINUED) | Q(discontinuation_date__isnull=True),
                 name="followup_discontinuation_date_only_if_discontinued",
                 field="discontinuation_date",
-                violation_error_message="must be empty unless the status is discontinued.",
+                violation_error_message=gettext_noop("must be empty unless the status is discontinued."),
             ),
             FieldCheck(
                 condition=~Q(status=FollowUpStatus.DISCONTINUED) | ~Q(discontinuation_reason=""),
                 name="followup_discontinuation_reason_required",
                 field="discontinuation_reason",
-                violation_error_message="is required when the status is discontinued.",
+                violation_error_message=gettext_noop("is required when the status is discontinued."),
             ),
             FieldCheck(
                 condition=Q(status=FollowUpStatus.DISCONTINUED) | Q(discontinuation_reason=""),
                 name="followup_discontinuation_reason_only_if_discontinued",
                 field="discontinuation_reason",
-                violation_error_message="must be empty unless the status is discontinued.",
+                violation_error_message=gettext_noop("must be empty unless the status is discontinued."),
             ),
             FieldCheck(
                 condition=Q(discontinuation_date__isnull=True)
                 | Q(discontinuation_date__lte=models.F("last_follow_up_date")),
                 name="followup_discontinuation_before_last_follow_up",
                 field="discontinuation_date",
-                violation_error_message="must be on or before the date of last follow-up.",
+                violation_error_message=gettext_noop("must be on or before the date of last follow-up."),
             ),
         ]
 

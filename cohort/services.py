@@ -8,7 +8,7 @@ from django.db import models, transaction
 from django.db.models import F, IntegerField, Max
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 from cohort import audit, crf, display, locks, signals, validators
 from cohort.audit import audit_context
@@ -175,7 +175,7 @@ class EditConflict(Exception):
         self.changes = changes  # (field label, value when opened, value now)
 
 
-REASON_REQUIRED = "a reason for change is required: this form was marked complete."
+REASON_REQUIRED = gettext_noop("a reason for change is required: this form was marked complete.")
 
 
 def check_edit(row, stored, *, expected_version: int | None, reason: str) -> None:
@@ -191,7 +191,7 @@ def check_edit(row, stored, *, expected_version: int | None, reason: str) -> Non
     if stored is not None and stored.version != expected_version:
         raise EditConflict(_changes(model, _snapshot(model, row.pk, expected_version), stored))
     if stored is not None and stored.needs_reason_for_change and not reason.strip():
-        raise ValidationError({"reason_for_change": REASON_REQUIRED})
+        raise ValidationError({"reason_for_change": gettext(REASON_REQUIRED)})
 
 
 def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "", source: str = "web"):
@@ -207,11 +207,15 @@ def crf_row_save(*, row, by: User, expected_version: int | None, reason: str = "
         record = patient_record(patient, confirmations=False)
         stored = record.stored(row)
         locks.refuse_if_locked(patient, stored)
-        check_edit(row, stored, expected_version=expected_version, reason=reason)
+        missing_reason = {}
+        try:
+            check_edit(row, stored, expected_version=expected_version, reason=reason)
+        except ValidationError as error:  # reported with the rules' problems: one save, every problem
+            missing_reason = error.message_dict
         if not isinstance(row, Patient):
             row.patient = patient
         record = record.with_row(row)
-        validators.raise_for(validators.check(record, [row]), row)
+        validators.raise_for(validators.check(record, [row]), row, also=missing_reason)
         _data_changed(patient)
         if stored is None:
             row.save()

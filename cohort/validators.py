@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, FieldDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import CombinedExpression
+from django.utils import formats
+from django.utils.translation import gettext
 
-from cohort import crf
+from cohort import crf, display
 from cohort.choices import FormStatus
 from cohort.crf import PatientRecord
 from cohort.models import VISIT_SCHEDULE, FollowUp, Reinduction
@@ -44,8 +46,31 @@ class Problem:
         return self.row._meta.model_name
 
     def __str__(self) -> str:
-        """Reported away from its row (on another form's page): which row, which variable, what."""
-        return f"{self.row._meta.verbose_name} {self.row}: {self.field}: {self.message}"
+        """Reported away from its row (on another form's page, in the admin): which form and row,
+        which field by its label, its value, what is allowed."""
+        return f"{self.where}: {self.label} ({self.value}) {self.message}"
+
+    @property
+    def where(self) -> str:
+        """The form it is on, as the casebook names it, and for a repeating form the row."""
+        form = crf.form_of(self.row)
+        return f"{form.title} ({self.row})" if form.repeating else str(form.title)
+
+    @property
+    def label(self) -> str:
+        """The field's label, as the form shows it (the variable name only if it has none)."""
+        try:
+            return str(self.row._meta.get_field(self.field).verbose_name)
+        except FieldDoesNotExist:
+            return self.field
+
+    @property
+    def value(self) -> str:
+        """The field's value as people read it."""
+        field = display.field_by_attname(type(self.row), self.field) or display.field_by_attname(
+            type(self.row), f"{self.field}_id"
+        )
+        return display.value_text(field, getattr(self.row, field.attname) if field else None)
 
     @property
     def key(self) -> tuple[str, int | None, str, str]:
@@ -79,8 +104,9 @@ def row_problems(row: models.Model, *, skip: set[str] = frozenset()) -> list[Pro
             # Unknown to the evaluator below, or broken: PostgreSQL has the last word.
             constraint.validate(type(row), row, exclude=failed)
         except ValidationError as error:
+            said = getattr(constraint, "said", None)
             for name, messages in error.update_error_dict({}).items():
-                errors.setdefault(name, []).extend(messages)
+                errors.setdefault(name, []).extend([ValidationError(said(), code="said")] if said else messages)
     problems = []
     for name, messages in errors.items():
         for message in messages:
@@ -165,13 +191,16 @@ def _explain(row: models.Model, name: str, error: ValidationError) -> str:
     """Django's generic messages, rewritten to say what is allowed."""
     code = getattr(error, "code", None)
     if code in {"blank", "null", "required"}:
-        return "is required."
+        return gettext("is required.")
     if code == "invalid_choice" and name != NON_FIELD_ERRORS:
         allowed = ", ".join(str(value) for value, _ in row._meta.get_field(name).flatchoices)
-        return f"'{getattr(row, name)}' is not an allowed code; allowed: {allowed}."
+        return gettext("'%(value)s' is not an allowed code; allowed: %(allowed)s.") % {
+            "value": getattr(row, name),
+            "allowed": allowed,
+        }
     if code == "max_length":
-        return f"must be at most {row._meta.get_field(name).max_length} characters."
-    return " ".join(error.messages)
+        return gettext("must be at most %(limit)s characters.") % {"limit": row._meta.get_field(name).max_length}
+    return " ".join(gettext(message) for message in error.messages)
 
 
 def check(
@@ -203,15 +232,25 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
     patient = record.patient
     centre = patient.centre if patient.centre_id else None
     if centre is not None and patient.study_id and not patient.study_id.startswith(f"{centre.code}-"):
-        problems.append(Problem(patient, "study_id", f"must start with the centre code and a hyphen ({centre.code}-)."))
+        problems.append(
+            Problem(
+                patient,
+                "study_id",
+                gettext("must start with the centre code and a hyphen (%(prefix)s).") % {"prefix": f"{centre.code}-"},
+            )
+        )
 
     # Exactly one initial induction and one re-induction (at most one while the record is built).
     counts = Counter(dose.phase for dose in record.doses)
-    for phase, label in (("initial_induction", "initial induction"), ("reinduction", "re-induction")):
+    seconds = {
+        "initial_induction": gettext("a patient has exactly one initial induction dose; this is a second."),
+        "reinduction": gettext("a patient has exactly one re-induction dose; this is a second."),
+    }
+    for phase, message in seconds.items():
         if counts[phase] > 1:
             extra = [dose for dose in record.doses if dose.phase == phase][1:]
             for dose in extra:
-                problems.append(Problem(dose, "phase", f"a patient has exactly one {label} dose; this is a second."))
+                problems.append(Problem(dose, "phase", message))
 
     initial = record.dose_date("initial_induction")
     t0 = record.reinduction_date
@@ -228,14 +267,20 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
             Problem(
                 follow_up,
                 "status",
-                "a complete record has exactly one initial induction dose: record it (ustekinumab doses) "
-                "first, or mark this form incomplete.",
+                gettext(
+                    "a complete record has exactly one initial induction dose: record it (ustekinumab doses) "
+                    "first, or mark this form incomplete."
+                ),
             )
         )
     if initial and t0 and t0 <= initial:
         dose = next(d for d in record.doses if d.phase == "reinduction")
         problems.append(
-            Problem(dose, "dose_date", f"the re-induction must be after the initial induction ({initial}).")
+            Problem(
+                dose,
+                "dose_date",
+                gettext("the re-induction must be after the initial induction (%(date)s).") % {"date": initial},
+            )
         )
 
     first_dose = initial or min((d.dose_date for d in record.doses if d.dose_date), default=None)
@@ -246,7 +291,7 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
                     Problem(
                         course,
                         "stop_date",
-                        f"must be before the first ustekinumab dose ({first_dose}).",
+                        gettext("must be before the first ustekinumab dose (%(date)s).") % {"date": first_dose},
                     )
                 )
 
@@ -269,8 +314,8 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
                 Problem(
                     follow_up,
                     "last_follow_up_date",
-                    f"must be on or after every assessment date (the {latest.get_visit_display()} "
-                    f"assessment is on {latest.assessment_date}).",
+                    gettext("must be on or after every assessment date (the %(visit)s assessment is on %(date)s).")
+                    % {"visit": latest.get_visit_display(), "date": latest.assessment_date},
                 )
             )
     return problems
@@ -281,13 +326,19 @@ def _adverse_events_any_problems(record: PatientRecord, follow_up: FollowUp) -> 
     at least one once the record is complete."""
     answer, events = follow_up.adverse_events_any, len(record.adverse_events)
     if answer == "no" and events:
-        return [Problem(follow_up, "adverse_events_any", f"is no, but {events} adverse event(s) are recorded.")]
+        return [
+            Problem(
+                follow_up,
+                "adverse_events_any",
+                gettext("is no, but %(count)s adverse event(s) are recorded.") % {"count": events},
+            )
+        ]
     if answer == "yes" and not events and follow_up.form_status == FormStatus.COMPLETE:
         return [
             Problem(
                 follow_up,
                 "adverse_events_any",
-                "is yes: record the adverse events (adverse events form) first, or mark this form incomplete.",
+                gettext("is yes: record the adverse events (adverse events form) first, or mark this form incomplete."),
             )
         ]
     return []
@@ -295,16 +346,24 @@ def _adverse_events_any_problems(record: PatientRecord, follow_up: FollowUp) -> 
 
 def _reinduction_problems(form: Reinduction, initial: dt.date | None, t0: dt.date | None) -> list[Problem]:
     if initial is None or t0 is None:
-        missing = " and ".join(
-            label for label, date in (("initial induction", initial), ("re-induction", t0)) if date is None
-        )
-        return [Problem(form, "lor_date", f"record the {missing} dose first: the date must lie between them.")]
+        if initial is None and t0 is None:
+            message = gettext(
+                "record the initial induction and re-induction dose first: the date must lie between them."
+            )
+        elif initial is None:
+            message = gettext("record the initial induction dose first: the date must lie between them.")
+        else:
+            message = gettext("record the re-induction dose first: the date must lie between them.")
+        return [Problem(form, "lor_date", message)]
     if form.lor_date and not initial <= form.lor_date <= t0:
         return [
             Problem(
                 form,
                 "lor_date",
-                f"must lie between the initial induction ({initial}) and the re-induction ({t0}) dose dates.",
+                gettext(
+                    "must lie between the initial induction (%(initial)s) and the re-induction (%(t0)s) dose dates."
+                )
+                % {"initial": initial, "t0": t0},
             )
         ]
     return []
@@ -315,9 +374,11 @@ def _after_t0(row: Any, name: str, t0: dt.date | None) -> list[Problem]:
     if value is None:
         return []
     if t0 is None:
-        return [Problem(row, name, "record the re-induction dose first: this date must be on or after it.")]
+        return [Problem(row, name, gettext("record the re-induction dose first: this date must be on or after it."))]
     if value < t0:
-        return [Problem(row, name, f"must be on or after the re-induction dose date ({t0}).")]
+        return [
+            Problem(row, name, gettext("must be on or after the re-induction dose date (%(date)s).") % {"date": t0})
+        ]
     return []
 
 
@@ -326,7 +387,14 @@ def _assessment_problems(record: PatientRecord, t0: dt.date | None) -> list[Prob
     seen: set[str] = set()
     for assessment in record.assessments:
         if assessment.visit in seen:
-            problems.append(Problem(assessment, "visit", f"this patient already has a {assessment.visit} assessment."))
+            problems.append(
+                Problem(
+                    assessment,
+                    "visit",
+                    gettext("this patient already has a %(visit)s assessment.")
+                    % {"visit": assessment.get_visit_display()},
+                )
+            )
         seen.add(assessment.visit)
         if assessment.assessment_date is None:
             continue
@@ -338,7 +406,8 @@ def _assessment_problems(record: PatientRecord, t0: dt.date | None) -> list[Prob
                     Problem(
                         assessment,
                         "assessment_date",
-                        f"the week 0 assessment must be within 14 days of the re-induction dose ({t0}).",
+                        gettext("the week 0 assessment must be within 14 days of the re-induction dose (%(date)s).")
+                        % {"date": t0},
                     )
                 )
         else:
@@ -364,8 +433,10 @@ def _soft_flags(record: PatientRecord) -> list[Problem]:
                 Problem(
                     assessment,
                     "assessment_date",
-                    f"day {day} after re-induction is outside the {assessment.get_visit_display()} window "
-                    f"(days {low} to {high}).",
+                    gettext(
+                        "day %(day)s after re-induction is outside the %(visit)s window (days %(low)s to %(high)s)."
+                    )
+                    % {"day": day, "visit": assessment.get_visit_display(), "low": low, "high": high},
                     basis=f"{assessment.assessment_date} day {day}",
                 )
             )
@@ -375,23 +446,38 @@ def _soft_flags(record: PatientRecord) -> list[Problem]:
                 Problem(
                     dose,
                     "dose_mg",
-                    f"{dose.dose_mg} mg differs from the weight-based dose for {dose.weight_kg} kg "
-                    f"({dose.expected_iv_dose} mg).",
+                    gettext("%(dose)s mg differs from the weight-based dose for %(weight)s kg (%(expected)s mg).")
+                    % {
+                        "dose": formats.localize(dose.dose_mg),
+                        "weight": formats.localize(dose.weight_kg),
+                        "expected": dose.expected_iv_dose,
+                    },
                     basis=f"{dose.dose_mg} mg {dose.weight_kg} kg",
                 )
             )
     return flags
 
 
-def raise_for(problems: list[Problem], row: Any) -> None:
+class RuleErrors(ValidationError):
+    """The broken rules as a form-style ValidationError that keeps its problems, so the web page
+    can put another form's problem beside the field of this form that caused it, with a link."""
+
+    def __init__(self, errors: dict, problems: list[Problem], row: Any):
+        super().__init__(errors)
+        self.problems = problems
+        self.row = row
+
+
+def raise_for(problems: list[Problem], row: Any, *, also: dict[str, list[str]] | None = None) -> None:
     """Raise the problems as a form-style ValidationError: the row's own at their fields, the rest
-    (another row of the record that the change would make invalid) as non-field errors."""
-    if not problems:
+    (another row of the record that the change would make invalid) as non-field errors. `also`:
+    other errors of the same save (a missing reason for change), reported together."""
+    if not problems and not also:
         return
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[str]] = {name: list(messages) for name, messages in (also or {}).items()}
     for problem in problems:
         if problem.row is row:
             errors.setdefault(problem.field, []).append(problem.message)
         else:
             errors.setdefault(NON_FIELD_ERRORS, []).append(str(problem))
-    raise ValidationError(errors)
+    raise RuleErrors(errors, problems, row)

@@ -11,18 +11,19 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
+from django.db import models, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, locks, monitoring, queries, sdv, services, signatures, validators
+from cohort import access, casebook, crf, display, locks, monitoring, queries, sdv, services, signatures, validators
 from cohort.forms import PatientForm, form_class
 from cohort.models import Lock, LockKind, Patient, QueryAction, QueryState
 
@@ -248,7 +249,7 @@ def _save(request, form, patient, row, key: str) -> HttpResponse | None:
         form.add_error(None, _("Someone else saved this form after you opened it. Nothing of yours was saved yet."))
         return None
     except ValidationError as error:
-        _add_errors(form, error)
+        _add_errors(form, error, patient)
         return None
     if changed or not answers:
         messages.success(request, _("%(form)s saved.") % {"form": crf.form(key).title})
@@ -264,12 +265,54 @@ def _save(request, form, patient, row, key: str) -> HttpResponse | None:
     return redirect("cohort:patient-detail", patient.study_id)
 
 
-def _add_errors(form, error: ValidationError) -> None:
+def _add_errors(form, error: ValidationError, patient) -> None:
+    """Each error once, beside the field it is about. Another form's problem (a date this change
+    puts out of order) is put beside this form's date that caused it, naming and linking that form,
+    its field and its value; what belongs to no field stays at the top of the form."""
     if not hasattr(error, "error_dict"):  # about the record, not a field (a lock, say)
         form.add_error(None, error)
         return
+    problems = getattr(error, "problems", [])
     for field, messages_ in error.message_dict.items():
+        if field == NON_FIELD_ERRORS and problems:
+            continue  # the other forms' problems: placed below, each with its link
         form.add_error(field if field in form.fields else None, messages_)
+    for problem in problems:
+        if problem.row is not error.row:
+            form.add_error(_beside(form, problem), _elsewhere(patient, problem))
+
+
+def _beside(form, problem: validators.Problem) -> str | None:
+    """The field of this form that another form's date rule compares with: its one date field."""
+    other = display.field_by_attname(type(problem.row), problem.field)
+    dates = [name for name, field in form.fields.items() if isinstance(field, forms.DateField)]
+    return dates[0] if isinstance(other, models.DateField) and len(dates) == 1 else None
+
+
+def _elsewhere(patient, problem: validators.Problem) -> str:
+    """Another form's problem as a nurse reads it: the form (a link to it), the field's label, its
+    value and what is allowed."""
+    url = form_url(patient, crf.form_of(problem.row).key)
+    if crf.form_of(problem.row).repeating and problem.row.pk:
+        url = f"{url}?edit={problem.row.pk}"
+    return format_html(
+        '<a href="{}">{}</a>: {} ({}) {}', url, problem.where, problem.label, problem.value, problem.message
+    )
+
+
+def _report_rules(form, patient) -> None:
+    """A form with unreadable or missing values is not saved, but its rules are still checked on
+    what could be read (the rest left out), so one save reports every problem at once."""
+    failed = set(form.errors)
+    row = form.instance
+    record = services.patient_record(patient, confirmations=False).with_row(row)
+    problems = validators.check(record, [row], skip=lambda _row: failed, cross_form=False)
+    problems += [problem for problem in validators.cross_form_problems(record) if problem.row is row]
+    for problem in problems:
+        if problem.field not in failed:
+            form.add_error(problem.field if problem.field in form.fields else None, problem.message)
+    if form.asks_reason and not form.data.get("reason_for_change", "").strip() and "reason_for_change" not in failed:
+        form.add_error("reason_for_change", gettext(services.REASON_REQUIRED))
 
 
 @login_required
@@ -283,6 +326,8 @@ def form_edit(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
         response = _save(request, form, patient, form.instance, key)
         if response:
             return response
+    elif write:
+        _report_rules(form, patient)
     return _render_form(request, patient, key, form)
 
 
@@ -384,6 +429,8 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
         response = _save(request, form, patient, form.instance, key)
         if response:
             return response
+    elif write:
+        _report_rules(form, patient)
     stored = list(model.objects.filter(patient=patient))
     flags = validators.soft_flags(services.patient_record(patient))
     listed = [(item, next((flag.message for flag in flags if _same_row(flag.row, item)), None)) for item in stored]

@@ -112,7 +112,7 @@ def test_a_visit_saves_with_the_hbi_computed_from_its_components(nurse, people):
         ({"assessment_date": ""}, "assessment_date", "is required unless the visit was not done."),
         ({"assessment_date": (T0 - dt.timedelta(days=1)).isoformat()}, "assessment_date", "must be on or after the"),
         ({"not_done": "yes", "not_done_reason": "missed"}, "not_done", "a visit that was not done has no measurements"),
-        ({"ses_cd": "4"}, "ses_cd", "may only be given when endoscopy_done = yes."),
+        ({"ses_cd": "4"}, "ses_cd", "may only be given when an endoscopy was done."),
         ({"crp_mg_l": "abc"}, "crp_mg_l", "Enter a number, such as 12.5, without thousands separators."),
     ],
 )

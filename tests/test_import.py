@@ -199,7 +199,7 @@ def test_files_whose_patient_is_unknown_are_refused(centres, tmp_path):
             "7o",
             "ustekinumab_doses.csv:2: weight_kg: '7o' is not a number",
         ),
-        ("ustekinumab_doses.csv", 2, "route", "sc", "ustekinumab_doses.csv:2: route: must be iv"),
+        ("ustekinumab_doses.csv", 2, "route", "sc", "ustekinumab_doses.csv:2: route: must be intravenous"),
         (
             "ustekinumab_doses.csv",
             2,
@@ -220,14 +220,14 @@ def test_files_whose_patient_is_unknown_are_refused(centres, tmp_path):
             3,
             "visit",
             "week_0",
-            "assessments.csv:3: visit: this patient already has a week_0",
+            "assessments.csv:3: visit: this patient already has a week 0",
         ),
         (
             "assessments.csv",
             3,
             "ses_cd",
             "3",
-            "assessments.csv:3: ses_cd: may only be given when endoscopy_done = yes.",
+            "assessments.csv:3: ses_cd: may only be given when an endoscopy was done.",
         ),
         (
             "follow_up.csv",

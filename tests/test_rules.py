@@ -82,7 +82,7 @@ ROW_RULES = [
         {"agent": "other", "agent_other": "ustekinumab biosimilar trial"},
         {"agent": "other", "agent_other": ""},
         "agent_other",
-        "required when agent = other",
+        "required when the agent is “other”",
         "priorbiologic_agent_other_iff_other",
     ),
     (
@@ -127,7 +127,7 @@ ROW_RULES = [
         {"route": "iv"},
         {"route": "sc", "dose_mg": 90},
         "route",
-        "must be iv",
+        "must be intravenous",
         "dose_induction_is_iv",
     ),
     (
@@ -188,7 +188,7 @@ ROW_RULES = [
         {"endoscopy_done": "yes", "ses_cd": 2},
         {"endoscopy_done": "no", "ses_cd": 2},
         "ses_cd",
-        "only be given when endoscopy_done = yes",
+        "only be given when an endoscopy was done",
         "assessment_ses_cd_needs_endoscopy",
     ),
     (
@@ -466,7 +466,7 @@ def test_it_requires_assessments_on_or_after_the_reinduction(patient, visit, day
 def test_it_refuses_two_assessments_for_one_visit(patient):
     record = patient_record(patient)
     record.assessments.append(Assessment(patient=patient, visit="week_8", not_done="yes", not_done_reason="missed"))
-    assert _problems(record) == [("Assessment", "visit", "this patient already has a week_8 assessment.")]
+    assert _problems(record) == [("Assessment", "visit", "this patient already has a week 8 assessment.")]
 
 
 def test_it_requires_adverse_events_on_or_after_the_reinduction(patient):
