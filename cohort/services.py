@@ -243,12 +243,12 @@ def crf_row_delete(*, row, by: User, expected_version: int | None, reason: str =
         before = {_problem_key(problem) for problem in validators.cross_form_problems(record)}
         after = [p for p in validators.cross_form_problems(record.without_row(stored)) if _problem_key(p) not in before]
         if after:
-            raise ValidationError([REMOVAL_BREAKS % {"row": stored}] + [str(problem) for problem in after])
+            raise ValidationError([gettext(REMOVAL_BREAKS) % {"row": stored}] + [str(problem) for problem in after])
         stored.delete()
         _data_changed(patient)
 
 
-REMOVAL_BREAKS = "%(row)s cannot be removed: the rest of the record depends on it."
+REMOVAL_BREAKS = gettext_noop("%(row)s cannot be removed: the rest of the record depends on it.")
 
 
 def _problem_key(problem) -> tuple:
