@@ -29,6 +29,17 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What is still to do on a form, by its status (the casebook says it under each form).
+TODO = {
+    NOT_STARTED: _("Nothing entered yet."),
+    FormStatus.INCOMPLETE: _("Saved, not yet marked complete."),
+    FLAGGED: _("A flagged value to check and confirm."),
+}
+NO_EVENTS_TODO = _(
+    "Enter the adverse events, or answer “no” to “Any adverse event since re-induction” on the follow-up form."
+)
+
+
 @dataclass
 class FormCell:
     key: str
@@ -41,10 +52,25 @@ class FormCell:
     def status_label(self) -> str:
         return str(STATUS_LABELS[self.status])
 
+    @property
+    def todo(self) -> str:
+        """What is still missing, in a nurse's words (empty when the form is complete)."""
+        if self.key == "adverse_events" and self.status == NOT_STARTED:
+            return str(NO_EVENTS_TODO)
+        return str(TODO.get(self.status, ""))
 
-def _status(rows: list, flagged_rows: set[int]) -> str:
+
+def answered_none(record: PatientRecord) -> set[str]:
+    """The repeating forms whose 'none' is an answer on another form: the adverse events when the
+    follow-up says there were none (data dictionary, follow_up.adverse_events_any). Such a form
+    without rows is complete, not 'not started'."""
+    follow_up = record.follow_up
+    return {"adverse_events"} if follow_up is not None and follow_up.adverse_events_any == "no" else set()
+
+
+def _status(rows: list, flagged_rows: set[int], *, none_answered: bool = False) -> str:
     if not rows:
-        return NOT_STARTED
+        return FormStatus.COMPLETE if none_answered else NOT_STARTED
     if any(id(row) in flagged_rows for row in rows):
         return FLAGGED
     if all(row.form_status == FormStatus.COMPLETE for row in rows):
@@ -56,6 +82,7 @@ def form_cells(record: PatientRecord) -> list[FormCell]:
     """Each form's status: not started / incomplete / complete / flagged (a soft check fired)."""
     flags = validators.soft_flags(record)
     flagged_rows = {id(flag.row) for flag in flags}
+    none = answered_none(record)
     cells = []
     for form in crf.FORMS:
         rows = form.rows(record)
@@ -65,7 +92,7 @@ def form_cells(record: PatientRecord) -> list[FormCell]:
                 key=form.key,
                 title=str(form.label),
                 column=form.column,
-                status=_status(rows, flagged_rows),
+                status=_status(rows, flagged_rows, none_answered=form.key in none),
                 flags=[flag.message for flag in flags if id(flag.row) in row_ids],
             )
         )

@@ -74,11 +74,8 @@ def data_hash(record: crf.PatientRecord) -> str:
 def _not_needed(record: crf.PatientRecord, today: dt.date) -> set[str]:
     """Forms without rows that the record says are not expected: the adverse events when the
     follow-up answers 'no adverse events', a visit after a discontinuation ended the follow-up."""
-    keys = {visit.visit for visit in casebook.visit_schedule(record, today) if visit.state == "ended"}
-    follow_up = record.follow_up
-    if follow_up is not None and follow_up.adverse_events_any == "no":
-        keys.add("adverse_events")
-    return keys
+    ended = {visit.visit for visit in casebook.visit_schedule(record, today) if visit.state == "ended"}
+    return ended | casebook.answered_none(record)
 
 
 def blockers(record: crf.PatientRecord, queries: list[Query], *, today: dt.date | None = None) -> list[str]:

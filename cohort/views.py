@@ -19,11 +19,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
 from cohort import access, casebook, crf, display, locks, monitoring, queries, sdv, services, signatures, validators
+from cohort.choices import FormStatus
 from cohort.forms import PatientForm, form_class
 from cohort.models import Lock, LockKind, Patient, QueryAction, QueryState
 
@@ -312,7 +312,7 @@ def _report_rules(form, patient) -> None:
         if problem.field not in failed:
             form.add_error(problem.field if problem.field in form.fields else None, problem.message)
     if form.asks_reason and not form.data.get("reason_for_change", "").strip() and "reason_for_change" not in failed:
-        form.add_error("reason_for_change", gettext(services.REASON_REQUIRED))
+        form.add_error("reason_for_change", _(services.REASON_REQUIRED))
 
 
 @login_required
@@ -360,6 +360,7 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
     # A repeating form's page shows the flags of all its rows; a single form's, its own.
     shown = [item for item, _flag in rows] if rows is not None else [instance]
     flags = [flag for flag in validators.soft_flags(record) if any(_same_row(flag.row, row) for row in shown)]
+    cell = next(cell for cell in casebook.form_cells(record) if cell.key == key)
     return render(
         request,
         "cohort/crf_form.html",
@@ -375,6 +376,8 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
             "lock_row": lockable,
             "lock_form": crf.file_of(type(instance)).name,
             "flags": flags,
+            "cell": cell,
+            "suggest_complete": cell.status == FormStatus.INCOMPLETE and not form.errors,
             "can_confirm": access.can_confirm_flags(request.user, patient),
             "next_form": crf.next_form(key),
             "reinduction_date": record.reinduction_date,
@@ -425,6 +428,9 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
         if row is None:
             raise Http404("No such row.")
     form = form_class(crf.form(key))(request.POST or None, instance=row)
+    following = crf.next_form(key)
+    if write and "next" in request.POST and following and not editing and not _typed(form):
+        return redirect(form_url(patient, following.key))  # nothing typed in the add-row: just move on
     if write and form.is_valid():
         response = _save(request, form, patient, form.instance, key)
         if response:
@@ -435,6 +441,11 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
     flags = validators.soft_flags(services.patient_record(patient))
     listed = [(item, next((flag.message for flag in flags if _same_row(flag.row, item)), None)) for item in stored]
     return _render_form(request, patient, key, form, rows=listed, editing=row.pk)
+
+
+def _typed(form) -> bool:
+    """Whether anything was typed in a form (its status and bookkeeping fields aside)."""
+    return bool(set(form.changed_data) - {"form_status", "version", "reason_for_change"})
 
 
 @login_required

@@ -124,7 +124,7 @@ SCENARIOS = [
         {"assessment_date": "2022-02-01"},
         "assessment_date",
         "re-induction dose date (2022-03-01)",
-        "re-inductie",
+        "herinductie",
     ),
     ("week_8", {"ses_cd": 4, "endoscopy_done": ""}, "ses_cd", "only be given when an endoscopy was done", "endoscopie"),
     ("week_8", {"not_done": "yes", "not_done_reason": "missed"}, "not_done", "has no measurements", "geen metingen"),
