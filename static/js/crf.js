@@ -85,6 +85,81 @@
   toggleOn("status", "discontinued", ["discontinuation_date", "discontinuation_reason"]);
   toggleOn("endoscopy_done", "yes", ["ses_cd"]);
 
+  // Nothing typed is lost. A changed form warns before the page is left (a link in the app, a
+  // reload, closing the tab), never on its own submit. When the session ends (static/js/session.js
+  // says so before it reloads to the sign-in page) the typed values are kept in this tab's
+  // sessionStorage, and the same form offers them back once the nurse has signed in again.
+  if (crfForm) {
+    var KEPT = "ecrf-kept:" + window.location.pathname + window.location.search;
+    var NOT_KEPT = ["csrfmiddlewaretoken", "version", "row"];
+    var leaving = false;
+    function values() {
+      var kept = {};
+      new FormData(crfForm).forEach(function (value, name) {
+        if (NOT_KEPT.indexOf(name) < 0 && typeof value === "string") kept[name] = value;
+      });
+      return kept;
+    }
+    var opened = JSON.stringify(values());
+    function changed() { return !leaving && JSON.stringify(values()) !== opened; }
+
+    crfForm.addEventListener("submit", function () { leaving = true; });
+    window.addEventListener("beforeunload", function (event) {
+      if (changed()) { event.preventDefault(); event.returnValue = ""; }
+    });
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest ? event.target.closest("a[href]") : null;
+      if (!link || event.defaultPrevented || link.getAttribute("href").charAt(0) === "#") return;
+      if (link.target === "_blank" || !changed()) return;
+      if (window.confirm(crfForm.dataset.leaveText)) { leaving = true; } else { event.preventDefault(); }
+    });
+    document.addEventListener("ecrf:session-ending", function () {
+      if (changed()) {
+        try { window.sessionStorage.setItem(KEPT, JSON.stringify(values())); } catch (error) { /* storage full or off */ }
+      }
+      leaving = true;
+    });
+
+    var kept = null;
+    try { kept = JSON.parse(window.sessionStorage.getItem(KEPT) || "null"); } catch (error) { kept = null; }
+    if (kept && JSON.stringify(kept) !== opened) {
+      var offer = document.createElement("div");
+      offer.className = "alert alert-info d-flex flex-wrap align-items-center gap-2";
+      offer.setAttribute("role", "status");
+      offer.id = "kept-values";
+      var text = document.createElement("span");
+      text.textContent = crfForm.dataset.keptText;
+      var restore = document.createElement("button");
+      restore.type = "button";
+      restore.className = "btn btn-sm btn-primary";
+      restore.textContent = crfForm.dataset.restoreText;
+      var discard = document.createElement("button");
+      discard.type = "button";
+      discard.className = "btn btn-sm btn-outline-secondary";
+      discard.textContent = crfForm.dataset.discardText;
+      offer.append(text, restore, discard);
+      crfForm.prepend(offer);
+      restore.addEventListener("click", function () {
+        Object.keys(kept).forEach(function (name) {
+          var field = crfForm.querySelector('[name="' + name + '"]');
+          if (field && field.type !== "hidden") {
+            field.value = kept[name];
+            field.dispatchEvent(new Event("input", { bubbles: true }));
+            field.dispatchEvent(new Event("change", { bubbles: true }));
+          }
+        });
+        window.sessionStorage.removeItem(KEPT);
+        offer.remove();
+      });
+      discard.addEventListener("click", function () {
+        window.sessionStorage.removeItem(KEPT);
+        offer.remove();
+      });
+    } else if (kept) {
+      window.sessionStorage.removeItem(KEPT);
+    }
+  }
+
   // Removing a row asks for confirmation, and for a reason when the row was complete.
   document.querySelectorAll("form.js-confirm").forEach(function (form) {
     form.addEventListener("submit", function (event) {

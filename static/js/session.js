@@ -38,6 +38,8 @@
 
   function reloadToLogin() {
     window.clearInterval(timer);
+    // A form page keeps what was typed before the page goes (static/js/crf.js).
+    document.dispatchEvent(new CustomEvent("ecrf:session-ending"));
     window.location.replace(window.location.href);
   }
 
