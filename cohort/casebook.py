@@ -32,7 +32,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 # What is still to do on a form, by its status (the casebook says it under each form).
 TODO = {
     NOT_STARTED: _("Nothing entered yet."),
-    FormStatus.INCOMPLETE: _("Saved, not yet marked complete."),
+    FormStatus.INCOMPLETE: _("Still to be marked complete."),
     FLAGGED: _("A flagged value to check and confirm."),
 }
 NO_EVENTS_TODO = _(

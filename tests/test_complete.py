@@ -49,7 +49,7 @@ def test_no_adverse_events_answered_completes_the_adverse_events_form(nurse, pat
 
     page = nurse.get(reverse("cohort:patient-detail", args=[patient.study_id])).content.decode()
     assert 'data-form="adverse_events" data-status="complete"' in page
-    assert 'data-todo="doses"' in page and "Saved, not yet marked complete." in page
+    assert 'data-todo="doses"' in page and "Still to be marked complete." in page
 
 
 def test_each_form_shows_its_status_at_the_top_and_suggests_complete(nurse, patient):
