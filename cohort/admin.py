@@ -101,7 +101,7 @@ class RecordCheckedForm(forms.ModelForm):
             if problem.row is row and problem.field in self.fields:
                 self.add_error(problem.field, problem.message)
             elif problem.row is row:
-                self.add_error(None, f"{problem.field}: {problem.message}")
+                self.add_error(None, f"{problem.label} {problem.message}")
             else:
                 self.add_error(
                     NON_FIELD_ERRORS,

@@ -243,3 +243,11 @@ def test_required_fields_do_not_hide_a_rule(nurse, patient):
     assert "must be on or after the re-induction dose date (2022-03-01)." in errors["onset_date"]
     assert "This field is required." in errors["category"]
     assert AdverseEvent.objects.filter(patient=patient).count() == 1
+
+
+def test_an_unreadable_year_does_not_hide_the_consent_rule(nurse, patient):
+    response = post(nurse, patient, "patient", {"birth_year": "19x5", "consent": "no"}, "nl")
+    errors = field_errors(response.content.decode())
+    assert "Vul een heel getal in, zonder punt of komma." in errors["birth_year"]
+    assert "moet ja zijn: een patiënt" in errors["consent"]
+    assert Patient.objects.get(pk=patient.pk).consent == "yes"
