@@ -326,7 +326,7 @@ def form_edit(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
         response = _save(request, form, patient, form.instance, key)
         if response:
             return response
-    elif write:
+    elif write and form.is_bound:
         _report_rules(form, patient)
     return _render_form(request, patient, key, form)
 
@@ -435,7 +435,7 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
         response = _save(request, form, patient, form.instance, key)
         if response:
             return response
-    elif write:
+    elif write and form.is_bound:
         _report_rules(form, patient)
     stored = list(model.objects.filter(patient=patient))
     flags = validators.soft_flags(services.patient_record(patient))
