@@ -115,8 +115,8 @@ def entries(patient_ids: Iterable[int], *, tracked: Iterable[type[models.Model]]
     """Every audit event of these patients and of their rows, oldest first (then by model and event),
     in one query. An entry: at (aware, UTC), action (insert, update, delete), model (class name),
     form (its verbose name), file (the data dictionary form, None for a model outside it), event
-    (the event's id in its table), record (the row's id, text), study_id, user, user_id, reason,
-    source, and changes {column: (old, new)} without the bookkeeping columns."""
+    (the event's id in its table), record (the row's id, text), visit (an assessment's), study_id,
+    user, user_id, reason, source, and changes {column: (old, new)} without the bookkeeping columns."""
     ids = list(patient_ids)
     tracked = tuple(tracked)
     if not ids or not tracked:
@@ -146,6 +146,7 @@ def entries(patient_ids: Iterable[int], *, tracked: Iterable[type[models.Model]]
                 "file": files.get(model),
                 "event": event_id,
                 "record": str(record_id),
+                "visit": data.get("visit") or previous.get("visit"),
                 "study_id": study_id,
                 "user": context.get("username"),
                 "user_id": context.get("user"),

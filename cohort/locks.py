@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from cohort import crf
@@ -94,11 +94,11 @@ def what(lock: Lock) -> str:
 
 
 def describe(lock: Lock) -> str:
-    """The lock, who set it, when and why: "casebook lock of AMC-001 by coord on 2026-12-02: SDV"."""
+    """The lock, who set it, when and why: "casebook lock of AMC-001 by coord on 2 Dec 2026: SDV"."""
     return _("%(lock)s by %(user)s on %(date)s: %(reason)s") % {
         "lock": what(lock),
         "user": lock.locked_by.get_username(),
-        "date": timezone.localtime(lock.locked_at).date().isoformat(),
+        "date": formats.date_format(timezone.localtime(lock.locked_at).date()),
         "reason": lock.reason,
     }
 

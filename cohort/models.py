@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import formats
 from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 
 from cohort import checks
 from cohort.choices import (
@@ -424,7 +425,7 @@ class PriorBiologic(PatientRow):
         ]
 
     def __str__(self) -> str:
-        period = " - ".join(str(d) for d in (self.start_date, self.stop_date) if d)
+        period = " – ".join(formats.date_format(d) for d in (self.start_date, self.stop_date) if d)
         return f"{self.agent_other or self.get_agent_display()}{f' ({period})' if period else ''}"
 
 
@@ -499,7 +500,8 @@ class UstekinumabDose(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.dose_date} {self.get_phase_display()}, {self.dose_mg} mg {self.get_route_display()}"
+        when = formats.date_format(self.dose_date) if self.dose_date else ""
+        return f"{when} {self.get_phase_display()}, {self.dose_mg} mg {self.get_route_display()}"
 
     @property
     def expected_iv_dose(self) -> int | None:
@@ -572,7 +574,7 @@ class Reinduction(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return "re-induction"
+        return pgettext("a row's name", "re-induction")
 
 
 HBI_COMPONENTS = ("hbi_wellbeing", "hbi_pain", "hbi_stools", "hbi_mass", "hbi_complications")
@@ -844,7 +846,7 @@ class FollowUp(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return "follow-up"
+        return pgettext("a row's name", "follow-up")
 
 
 @audited()
@@ -878,7 +880,8 @@ class AdverseEvent(PatientRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.onset_date} {self.get_category_display()}"
+        when = formats.date_format(self.onset_date) if self.onset_date else ""
+        return f"{when} {self.get_category_display()}"
 
 
 @audited()

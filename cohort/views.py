@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
 from cohort import access, casebook, crf, display, locks, monitoring, queries, sdv, services, signatures, validators
@@ -91,7 +92,8 @@ def patient_list(request: HttpRequest) -> HttpResponse:
 
 
 class EnrolForm(PatientForm):
-    centre = forms.ModelChoiceField(queryset=None, label=_("Centre"), empty_label=None)
+    # Lazy: a class attribute is made once, at start-up, in whichever language was active then.
+    centre = forms.ModelChoiceField(queryset=None, label=gettext_lazy("Centre"), empty_label=None)
 
     class Meta(PatientForm.Meta):
         pass
@@ -150,7 +152,7 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
             # The casebook's recent changes are of its data; the full history (and the PDF, and the
             # audit export) also has the monitoring: queries, verification, signatures.
-            "history": [entry for entry in reversed(trail) if entry["file"]][:15],
+            "history": [display.history_entry(entry) for entry in reversed(trail) if entry["file"]][:15],
             "history_count": len(trail),
             "can_write": access.can_write(request.user, patient) and not covering,
             "flags": [flag for cell in cells for flag in cell.flags],
@@ -163,8 +165,8 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
 @require_safe
 def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = access.get_patient_for_user(request.user, study_id)
-    trail = list(reversed(services.patient_audit_trail(patient)))
-    return render(request, "cohort/patient_history.html", {"patient": patient, "history": trail})
+    history = [display.history_entry(entry) for entry in reversed(services.patient_audit_trail(patient))]
+    return render(request, "cohort/patient_history.html", {"patient": patient, "history": history})
 
 
 @login_required

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class RecomputeRequest(models.Model):
@@ -71,21 +72,21 @@ class ReportJob(models.Model):
     so it exists whole or not at all (SPEC sections 6 and 7)."""
 
     class Kind(models.TextChoices):
-        COHORT_PDF = "cohort_pdf", "Cohort report (PDF)"
-        CASEBOOK_PDF = "casebook_pdf", "Casebook (PDF)"
-        IMPORT_CSV_ZIP = "import_csv_zip", "Data in the import format (CSV files, zip)"
-        WIDE_CSV = "wide_csv", "Analysis dataset (CSV)"
-        WIDE_XLSX = "wide_xlsx", "Analysis dataset (Excel)"
-        WIDE_SAV = "wide_sav", "Analysis dataset (SPSS)"
-        WIDE_DTA = "wide_dta", "Analysis dataset (Stata)"
-        DICTIONARY_CSV = "dictionary_csv", "Data dictionary (CSV)"
-        AUDIT_CSV = "audit_csv", "Audit trail (CSV)"
+        COHORT_PDF = "cohort_pdf", _("Cohort report (PDF)")
+        CASEBOOK_PDF = "casebook_pdf", _("Casebook (PDF)")
+        IMPORT_CSV_ZIP = "import_csv_zip", _("Data in the import format (CSV files, zip)")
+        WIDE_CSV = "wide_csv", _("Analysis dataset (CSV)")
+        WIDE_XLSX = "wide_xlsx", _("Analysis dataset (Excel)")
+        WIDE_SAV = "wide_sav", _("Analysis dataset (SPSS)")
+        WIDE_DTA = "wide_dta", _("Analysis dataset (Stata)")
+        DICTIONARY_CSV = "dictionary_csv", _("Data dictionary (CSV)")
+        AUDIT_CSV = "audit_csv", _("Audit trail (CSV)")
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "queued"
-        RUNNING = "running", "rendering"
-        DONE = "done", "done"
-        FAILED = "failed", "failed"
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("rendering")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     scope = models.CharField(max_length=16, help_text="'all' or a centre code")

@@ -25,6 +25,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cohort.models import Patient
 from reports.report_context import casebook_context, cohort_report_context
@@ -35,7 +36,7 @@ try:
     APP_VERSION = metadata.version("ustekinumab-ecrf")
 except metadata.PackageNotFoundError:  # running from a checkout that was never pip-installed
     APP_VERSION = "dev"
-APP_NAME = "UST re-induction eCRF"
+APP_NAME = gettext_lazy("UST re-induction eCRF")  # the navbar's name, in the PDF's language
 
 # Relative URLs in the templates ({% static %} gives /static/...) resolve against this origin; the
 # .invalid top-level domain can never reach a network (RFC 2606), and the fetcher never tries.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from django.apps import apps
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -186,36 +185,12 @@ def _display(row, name: str) -> str:
 
 
 def _history_entry(entry: dict, labels: dict) -> dict:
-    model = apps.get_model("cohort", entry["model"])
-    record = labels.get((entry["model"], str(entry["record"])), f"#{entry['record']}")
-    changes = []
-    hidden = crf.attnames(model, (*crf.KEYS, *crf.BOOKKEEPING))
-    if entry["action"] != "insert":  # what was entered first is what the later changes start from
-        for name, (old, new) in sorted(entry["changes"].items()):
-            if name in hidden:
-                continue
-            if entry["action"] != "update" and old in (None, ""):
-                continue
-            changes.append(
-                {"label": _field_label(model, name), "old": _raw(model, name, old), "new": _raw(model, name, new)}
-            )
+    """An audit entry as the PDF prints it: as people read it (cohort.display), in local time,
+    with the record it changed."""
+    readable = display.history_entry(entry)
     return {
+        **readable,
         "at": timezone.localtime(entry["at"]),
-        "action": entry["action"],
-        "form": entry["form"],
-        "record": record,
+        "record": labels.get((entry["model"], str(entry["record"])), f"#{entry['record']}"),
         "user": entry["user"] or _("unknown user"),
-        "reason": entry["reason"],
-        "source": entry["source"],
-        "changes": changes,
     }
-
-
-def _field_label(model, attname: str) -> str:
-    field = display.field_by_attname(model, attname)
-    return attname if field is None else str(field.verbose_name)
-
-
-def _raw(model, attname: str, value) -> str:
-    """An audit value (JSON: codes, ISO dates, numbers) as the form shows it."""
-    return display.value_text(display.field_by_attname(model, attname), value)
