@@ -404,10 +404,10 @@ def test_it_speaks_dutch(client, people):
 
     html = client.get(dashboard_url("AMC"), headers={"accept-language": "nl"}).content.decode()
 
-    assert "Berekend op 14 maart 2025 10:30" in html
+    assert "Berekend op 14 mrt 2025, 10:30" in html
     assert "uit de gegevens van versie 41 (algoritme 1.0.0)" in html
     assert "Bijwerken: de gegevens zijn gewijzigd" in html
-    assert "Aantal at risk" in html and "Klinische remissie, geobserveerd" in html
+    assert "Aantal nog gevolgd" in html and "Klinische remissie, geobserveerd" in html
     assert "38,5 (29,3–51,0)" in html  # Dutch decimal commas
 
 

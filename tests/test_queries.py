@@ -247,7 +247,8 @@ def test_queries_are_in_the_casebook_pdf_and_the_audit_export(client, patient, p
     pdf.render_casebook(patient, out)
     text = flat(pdf_pages(out))
     assert "Is 900 right?" in text and "Checked at the visit." in text
-    assert f"{message.at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" in text
+    at = message.at.astimezone(dt.UTC)
+    assert f"{at.day} {at:%b %Y, %H:%M} UTC" in text
 
     rows = exports.audit_rows(type(patient).objects.filter(pk=patient.pk))
     header = exports.AUDIT_HEADER
