@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, display, locks, monitoring, queries, sdv, services, signatures, validators
+from cohort import access, casebook, crf, display, history, locks, monitoring, queries, sdv, services, signatures, validators
 from cohort.choices import FormStatus
 from cohort.forms import PatientForm, form_class
 from cohort.models import Lock, LockKind, Patient, QueryAction, QueryState
@@ -152,7 +152,7 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
             # The casebook's recent changes are of its data; the full history (and the PDF, and the
             # audit export) also has the monitoring: queries, verification, signatures.
-            "history": [display.history_entry(entry) for entry in reversed(trail) if entry["file"]][:15],
+            "history": history.readable([entry for entry in reversed(trail) if entry["file"]][:15]),
             "history_count": len(trail),
             "can_write": access.can_write(request.user, patient) and not covering,
             "flags": [flag for cell in cells for flag in cell.flags],
@@ -165,8 +165,8 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
 @require_safe
 def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = access.get_patient_for_user(request.user, study_id)
-    history = [display.history_entry(entry) for entry in reversed(services.patient_audit_trail(patient))]
-    return render(request, "cohort/patient_history.html", {"patient": patient, "history": history})
+    trail = history.readable(list(reversed(services.patient_audit_trail(patient))))
+    return render(request, "cohort/patient_history.html", {"patient": patient, "history": trail})
 
 
 @login_required

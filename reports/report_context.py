@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from cohort import casebook, crf, display, locks, queries, services, signatures, validators
+from cohort import casebook, crf, display, history, locks, queries, services, signatures, validators
 from cohort.access import ALL_SCOPE
 from cohort.models import Patient
 from reports import completeness, outcomes
@@ -157,7 +157,7 @@ def casebook_context(patient: Patient) -> dict:
             "forms": forms,
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
             "flag_count": sum(len(cell.flags) for cell in cells),
-            "history": [_history_entry(entry, labels) for entry in trail],
+            "history": [_history_entry(entry, labels) for entry in history.readable(trail)],
             "queries": [(query, queries.where(query.form, query.field)) for query in patient_queries],
         }
     )
@@ -185,11 +185,10 @@ def _display(row, name: str) -> str:
 
 
 def _history_entry(entry: dict, labels: dict) -> dict:
-    """An audit entry as the PDF prints it: as people read it (cohort.display), in local time,
-    with the record it changed."""
-    readable = display.history_entry(entry)
+    """A readable audit entry (cohort.history) as the PDF prints it: in local time, with the
+    record it changed."""
     return {
-        **readable,
+        **entry,
         "at": timezone.localtime(entry["at"]),
         "record": labels.get((entry["model"], str(entry["record"])), f"#{entry['record']}"),
         "user": entry["user"] or _("unknown user"),

@@ -292,7 +292,13 @@ def test_a_date_a_moment_and_a_number_have_one_style_per_language(language, date
     )
     with translation.override(language):
         shown = template.render(
-            Context({"d": dt.date(2026, 12, 2), "m": timezone.make_aware(dt.datetime(2026, 12, 2, 13, 50)), "n": 12.5})
+            Context(
+                {
+                    "d": dt.date(2026, 12, 2),
+                    "m": dt.datetime(2026, 12, 2, 13, 50, tzinfo=timezone.get_current_timezone()),
+                    "n": 12.5,
+                }
+            )
         )
 
     assert shown.split("|") == [date, date, date, moment, moment, number]

@@ -1,0 +1,75 @@
+"""A Dutch nurse in a real browser (tests/test_browser.py's Chromium, nl-NL): the change history
+names the form with its visit, the field and the values as she typed them, in the one Dutch date
+style; removing a completed row asks for the reason in Dutch. Screenshots at 1366, 768 and 390 px
+go to test-output/screenshots/."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import translation
+
+from cohort import crf
+from cohort.models import Assessment, PriorBiologic
+from cohort.services import crf_row_save
+from tests.test_browser import page, sign_in  # noqa: F401 - the Chromium fixture
+
+WIDTHS = (1366, 768, 390)
+
+
+@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_a_dutch_nurse_reads_the_history_in_her_words(page, live_server, people, patient):  # noqa: F811
+    from playwright.sync_api import expect
+
+    from tests.test_browser import TIMEOUT_MS, shot
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    week_8 = Assessment.objects.get(patient=patient, visit="week_8")
+    week_8.crp_mg_l = "12.5"
+    crf_row_save(row=week_8, by=people["nurse_a"], expected_version=week_8.version, reason="typfout")
+    with translation.override("nl"):
+        form = str(crf.BY_KEY["week_8"].title)
+        label = str(Assessment._meta.get_field("crp_mg_l").verbose_name)
+    sign_in(page, live_server, people["nurse_a"])
+
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{live_server.url}/patients/{patient.study_id}/history/")
+        expect(page.locator("html")).to_have_attribute("lang", "nl")
+        change = page.locator(".history li li", has_text=label).first
+        expect(change).to_have_text(f"{label}: 4,5 → 12,5")
+        expect(page.locator(".history strong", has_text=form).first).to_be_visible()
+        assert "crp_mg_l" not in page.content()
+        # The automatic queries the save opened: their why in Dutch, by the automatic check.
+        assert "is marked incomplete" not in page.locator("main, body").first.inner_text()
+        shot(page, f"dutch-history-{width}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_removing_a_completed_row_asks_for_the_reason_in_dutch(page, live_server, people, patient):  # noqa: F811
+    from playwright.sync_api import expect
+
+    from tests.test_browser import TIMEOUT_MS
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    row = PriorBiologic.objects.filter(patient=patient).first()
+    PriorBiologic.objects.filter(pk=row.pk).update(form_status="complete")
+    sign_in(page, live_server, people["nurse_a"])
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/rows/prior_biologics/")
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()  # she changes her mind: nothing is removed
+
+    page.on("dialog", answer)
+    page.locator("form.js-confirm button").first.click()
+
+    expect(page.locator("form.js-confirm").first).to_be_visible()
+    with translation.override("nl"):
+        expected = f"{translation.gettext('Remove this row?')}\n{translation.gettext('Reason for change')}:"
+    assert asked == [expected]
+    assert "Remove" not in asked[0] and "Reason" not in asked[0]
+    assert PriorBiologic.objects.filter(pk=row.pk).exists()
