@@ -10,13 +10,14 @@ user sees at all is cohort.access (another centre's query answers 404).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -51,6 +52,8 @@ def _shown(name: str, value):
         return str(crf.BY_KEY[value].title) if value in crf.BY_KEY else value
     if name == "why":
         return _(value)
+    if name == "end":  # an ISO date: in the language's one style
+        return formats.date_format(dt.date.fromisoformat(value))
     return value
 
 

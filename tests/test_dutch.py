@@ -92,6 +92,10 @@ DATA_TEXT = (
     "Simple Endoscopic Score for Crohn's Disease",
 )
 
+DECIMAL_POINT = re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])")  # 12.5, not a version such as 0.1.0
+ISO_DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
+NUMERIC_DATE = re.compile(r"\b[0-3]?\d-[01]?\d-20\d\d\b")
+
 
 class VisibleText(HTMLParser):
     """The text nodes and read-out attributes of a page, one string each."""
@@ -240,10 +244,16 @@ def test_both_pdfs_read_dutch(study, tmp_path):
     pdf.render_cohort_report("all", tmp_path / "cohort.pdf", language="nl")
     pdf.render_casebook(study["patient"], tmp_path / "casebook.pdf", language="nl")
 
-    problems = english_in(pdf_text(tmp_path / "cohort.pdf"), msgids)
-    problems += english_in(pdf_text(tmp_path / "casebook.pdf"), msgids)
+    lines = pdf_text(tmp_path / "cohort.pdf") + pdf_text(tmp_path / "casebook.pdf")
+    problems = english_in(lines, msgids)
+    problems += [f"{line!r} (not the Dutch date or number style)" for line in lines if odd_style(line)]
 
     assert not problems, "English in the PDFs:\n  " + "\n  ".join(problems)
+
+
+def odd_style(text: str) -> bool:
+    """An ISO or numeric date, or a decimal point, in a Dutch text."""
+    return bool(ISO_DATE.search(text) or NUMERIC_DATE.search(text) or DECIMAL_POINT.search(text))
 
 
 def test_the_checker_finds_english(study):
@@ -304,21 +314,19 @@ def test_a_date_a_moment_and_a_number_have_one_style_per_language(language, date
     assert shown.split("|") == [date, date, date, moment, moment, number]
 
 
-ISO_DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
-NUMERIC_DATE = re.compile(r"\b[0-3]?\d-[01]?\d-20\d\d\b")
-
-
 @pytest.mark.parametrize("role", ["nurse", "coordinator"])
-def test_pages_show_dates_in_the_one_dutch_style(client, study, role):
-    """No ISO or numeric dates on a page a person reads (the form inputs hold ISO dates for the
-    browser's date picker: they are values, not text)."""
+def test_pages_show_dates_and_numbers_in_the_one_dutch_style(client, study, role):
+    """No ISO or numeric dates and no decimal points on a page a person reads (the form inputs
+    hold ISO dates for the browser's date picker: they are values, not text)."""
     dutch(client, study[role])
     for url in page_urls(study):
         response = client.get(url)
         if response.status_code == 403:
             continue
         texts = visible_texts(response.content.decode())
-        odd = [text for text in texts if ISO_DATE.search(text) or NUMERIC_DATE.search(text)]
+        odd = [
+            text for text in texts if ISO_DATE.search(text) or NUMERIC_DATE.search(text) or DECIMAL_POINT.search(text)
+        ]
         assert not odd, f"{url}: {odd}"
 
 
