@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from cohort import crf, display, queries
 
@@ -21,6 +21,23 @@ MONITORING_NAMES = {
     "Signature": gettext_lazy("Signature"),
 }
 AUTOMATIC = "data_checks"  # the audit source of the automatic data queries (cohort/queries.py)
+# Where a change came from (audit_context's source), as the PDF names it; a URL stays as it is.
+SOURCES = {
+    "web": pgettext_lazy("where a change came from", "form page"),
+    "enrol": pgettext_lazy("where a change came from", "enrolment"),
+    "delete": pgettext_lazy("where a change came from", "removal"),
+    "flag": pgettext_lazy("where a change came from", "flag confirmation"),
+    "query": pgettext_lazy("where a change came from", "query"),
+    AUTOMATIC: pgettext_lazy("where a change came from", "automatic check"),
+    "sdv": pgettext_lazy("where a change came from", "source data verification"),
+    "sign": pgettext_lazy("where a change came from", "signature"),
+    "lock": pgettext_lazy("where a change came from", "lock"),
+    "unlock": pgettext_lazy("where a change came from", "unlock"),
+    "admin": pgettext_lazy("where a change came from", "administration"),
+    "import_cohort": pgettext_lazy("where a change came from", "import"),
+    "seed_demo": pgettext_lazy("where a change came from", "demo data"),
+    "create_centre": pgettext_lazy("where a change came from", "new centre"),
+}
 
 
 def form_name(entry: dict) -> str:
@@ -86,6 +103,7 @@ def readable(trail: list[dict]) -> list[dict]:
             "changes": _changes(entry),
             "user": _("automatic check") if entry["source"] == AUTOMATIC and not entry["user"] else entry["user"],
             "reason": _reason(entry, said),
+            "source": str(SOURCES.get(entry["source"], entry["source"])),
         }
         for entry in trail
     ]

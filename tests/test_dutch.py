@@ -378,3 +378,4 @@ def test_the_casebook_pdf_history_names_form_visit_field_and_displayed_values(ch
 
     updates = [entry for entry in history if entry["action"] == "update" and entry["form"] == form]
     assert [f"{c['label']}: {c['old']} → {c['new']}" for c in updates[-1]["changes"]] == [change]
+    assert updates[-1]["source"] == "formulierpagina"  # where it came from, in words, not "web"
