@@ -319,7 +319,7 @@ def _incomplete_forms(
                 text=Wording(
                     INCOMPLETE_ROW if form.repeating else INCOMPLETE,
                     {"form": form.key, "window": window.visit, "end": window.window_end.isoformat()}
-                    | ({"row": str(row)} if form.repeating else {}),
+                    | ({"row": queries.row_names(row)} if form.repeating else {}),
                 ),
                 row=row,
             )

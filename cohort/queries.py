@@ -14,6 +14,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
@@ -54,7 +55,20 @@ def _shown(name: str, value):
         return _(value)
     if name == "end":  # an ISO date: in the language's one style
         return formats.date_format(dt.date.fromisoformat(value))
+    if name == "row" and isinstance(value, dict):  # row_names: the row as each language names it
+        return value.get(translation.get_language(), value.get("en", ""))
     return value
+
+
+def row_names(row: models.Model) -> dict[str, str]:
+    """A form row's name in every language of the site ("1 Mar 2022 infection", "1 mrt 2022
+    infectie"), for a wording: the row's name holds dates and labels that a stored text cannot
+    translate later."""
+    names = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            names[code] = str(row)
+    return names
 
 
 def render(template: str, values: dict) -> str:

@@ -41,7 +41,9 @@ def test_a_dutch_nurse_reads_the_history_in_her_words(page, live_server, people,
         expect(page.locator(".history strong", has_text=form).first).to_be_visible()
         assert "crp_mg_l" not in page.content()
         # The automatic queries the save opened: their why in Dutch, by the automatic check.
-        assert "is marked incomplete" not in page.locator("main, body").first.inner_text()
+        shown = page.locator("main, body").first.inner_text()
+        assert "is marked incomplete" not in shown
+        assert "infliximab (1 jan 2015 – 1 jan 2018)" in shown  # a row's name in Dutch too
         shot(page, f"dutch-history-{width}")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
 
