@@ -75,3 +75,24 @@ def test_removing_a_completed_row_asks_for_the_reason_in_dutch(page, live_server
     assert asked == [expected]
     assert "Remove" not in asked[0] and "Reason" not in asked[0]
     assert PriorBiologic.objects.filter(pk=row.pk).exists()
+
+
+@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_the_casebook_and_the_list_read_dutch_dates_and_numbers(page, live_server, people, patient):  # noqa: F811
+    """Screenshots to look at; the one date style on the casebook page (the Dutch text itself is
+    tests/test_dutch.py's)."""
+    from playwright.sync_api import expect
+
+    from tests.test_browser import TIMEOUT_MS, shot
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    sign_in(page, live_server, people["nurse_a"])
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{live_server.url}/patients/{patient.study_id}/")
+        expect(page.locator("html")).to_have_attribute("lang", "nl")
+        expect(page.locator("body")).to_contain_text("1 mrt 2022")  # the re-induction, in the one style
+        shot(page, f"dutch-casebook-{width}")
+        page.goto(f"{live_server.url}/patients/")
+        shot(page, f"dutch-list-{width}")
