@@ -23,7 +23,20 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, casebook, crf, display, history, locks, monitoring, queries, sdv, services, signatures, validators
+from cohort import (
+    access,
+    casebook,
+    crf,
+    display,
+    history,
+    locks,
+    monitoring,
+    queries,
+    sdv,
+    services,
+    signatures,
+    validators,
+)
 from cohort.choices import FormStatus
 from cohort.forms import PatientForm, form_class
 from cohort.models import Lock, LockKind, Patient, QueryAction, QueryState
