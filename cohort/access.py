@@ -43,6 +43,33 @@ def writable_centre_ids(user: User | AnonymousUser) -> set[int]:
     return {centre_id for centre_id, role in _roles(user) if role == Role.NURSE}
 
 
+def reads_any_centre(user: User | AnonymousUser) -> bool:
+    """Whether the user has a role at an active centre: the patients, outcomes, reports and queries
+    pages have nothing to show anyone else."""
+    return bool(_roles(user))
+
+
+def can_use_admin(user: User | AnonymousUser) -> bool:
+    """Whether Django's admin would show the user anything: staff with at least one permission
+    (a staff account without any gets only "You don't have permission to view or edit anything")."""
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return user.is_superuser or bool(user.get_all_permissions())
+
+
+def menu_for_user(user: User | AnonymousUser) -> dict[str, bool]:
+    """Which navbar items the user may use, so no item leads to a refusal."""
+    reads = reads_any_centre(user)
+    return {
+        "patients": reads,
+        "outcomes": reads,
+        "reports": reads,
+        "queries": reads,
+        "locks": is_coordinator(user),
+        "admin": can_use_admin(user),
+    }
+
+
 def centres_for_user(user: User | AnonymousUser, *, write: bool = False) -> QuerySet[Centre]:
     centres = Centre.objects.filter(active=True)
     if write:

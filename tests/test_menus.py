@@ -1,0 +1,56 @@
+"""The navbar shows each role only the pages it may use: no item leads to a refusal
+(cohort.access.menu_for_user). Each shown item is followed and answers 200."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from cohort.choices import Role
+from tests.base import login_as, make_user
+
+ITEMS = {
+    "Patients": "/patients/",
+    "Outcomes": "/outcomes/",
+    "Reports": "/reports/",
+    "Queries": "/queries/",
+    "Locks": "/locks/",
+    "Administration": "/admin/",
+}
+
+
+def navbar_items(client) -> set[str]:
+    html = client.get("/patients/").content.decode()
+    nav = html[html.index('<ul class="navbar-nav me-auto">') : html.index("</ul>", html.index("navbar-nav me-auto"))]
+    return set(re.findall(r'class="nav-link" href="[^"]*">([^<]+)</a>', nav))
+
+
+def users(people) -> dict:
+    centre_a = people["centre_a"]
+    investigator = make_user("investigator", centre=centre_a, role=Role.INVESTIGATOR)
+    # The demo's coordinator is staff without permissions: Django's admin would show it nothing.
+    staff_coordinator = make_user("staff_coordinator", centre=centre_a, role=Role.COORDINATOR, is_staff=True)
+    auditor = make_user("auditor", centre=centre_a, role=Role.COORDINATOR, is_staff=True)
+    auditor.user_permissions.add(Permission.objects.get(codename="view_membership"))
+    return {
+        "nurse": (people["nurse_a"], {"Patients", "Outcomes", "Reports", "Queries"}),
+        "investigator": (investigator, {"Patients", "Outcomes", "Reports", "Queries"}),
+        "coordinator": (people["coordinator"], {"Patients", "Outcomes", "Reports", "Queries", "Locks"}),
+        "staff coordinator": (staff_coordinator, {"Patients", "Outcomes", "Reports", "Queries", "Locks"}),
+        "coordinator with an admin permission": (auditor, set(ITEMS)),
+        "admin": (people["admin"], {"Patients", "Outcomes", "Reports", "Queries", "Administration"}),
+    }
+
+
+@pytest.mark.django_db
+def test_each_role_sees_only_the_menu_items_it_may_use(client, people):
+    for role, (user, expected) in users(people).items():
+        client.logout()
+        login_as(client, user)
+        assert navbar_items(client) == expected, role
+        for item in expected:
+            response = client.get(ITEMS[item])
+            assert response.status_code == 200, (role, item)
+            assert b"have permission to view or edit anything" not in response.content, (role, item)
