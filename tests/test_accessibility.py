@@ -24,7 +24,11 @@ def pages_per_role(people, patient) -> dict:
     casebook = f"/patients/{study_id}/"
     week_8 = Assessment.objects.get(patient=patient, visit="week_8")
     query = raise_query(
-        patient=patient, form_key="week_8", row_id=week_8.pk, field="crp_mg_l", text="Please check the CRP.",
+        patient=patient,
+        form_key="week_8",
+        row_id=week_8.pk,
+        field="crp_mg_l",
+        text="Please check the CRP.",
         by=people["coordinator"],
     )
     investigator = make_user("investigator", centre=people["centre_a"], role=Role.INVESTIGATOR)
@@ -51,17 +55,26 @@ def pages_per_role(people, patient) -> dict:
         "investigator": (investigator, ["/patients/", casebook, f"{casebook}forms/week_8/", "/outcomes/"]),
         "coordinator": (
             people["coordinator"],
-            ["/patients/", casebook, f"{casebook}forms/week_8/", "/queries/", f"/queries/{query.pk}/", "/locks/",
-             "/outcomes/", "/reports/"],
+            [
+                "/patients/",
+                casebook,
+                f"{casebook}forms/week_8/",
+                "/queries/",
+                f"/queries/{query.pk}/",
+                "/locks/",
+                "/outcomes/",
+                "/reports/",
+            ],
         ),
         "admin": (people["admin"], ["/patients/", "/reports/"]),
     }
 
 
-def violations(page) -> list[str]:
+def violations(browser_page) -> list[str]:
+    """axe-core's WCAG 2.1 A/AA violations on the page as shown, one line per element."""
     from axe_playwright_python.sync_playwright import Axe
 
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_A_AA}})
+    results = Axe().run(browser_page, options={"runOnly": {"type": "tag", "values": WCAG_A_AA}})
     return [
         f"{v['id']} ({v['impact']}): {node['target']} {node.get('failureSummary', '')[:200]!r}"
         for v in results.response["violations"]
@@ -82,3 +95,43 @@ def test_axe_finds_no_wcag_violation_on_any_page_of_any_role(page, live_server, 
             found[f"{role} {path}"] = violations(page)
     found = {where: problems for where, problems in found.items() if problems}
     assert found == {}, "\n".join(f"{where}: {problems}" for where, problems in found.items())
+
+
+@pytest.mark.parametrize("page", LANGUAGES, indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_save_moves_the_focus_to_a_summary_linking_each_invalid_field(page, live_server, people, patient):  # noqa: F811
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    dutch = page.evaluate("navigator.language") == "nl-NL"
+    signed_in(page, live_server, people["nurse_a"])
+
+    # Enrolment sent empty: the summary has the focus and names every required field.
+    page.goto(f"{live_server.url}/patients/new/")
+    page.locator("form.crf-form button[type=submit]").click()
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_focused()
+    expect(summary).to_contain_text("Er is niets opgeslagen" if dutch else "Nothing was saved")
+    links = summary.locator("a[data-field]")
+    invalid = page.locator("form.crf-form .is-invalid:not([type=hidden])")
+    expect(links).to_have_count(invalid.count())
+    assert links.count() >= 5
+    # The first link takes the focus into its field; the field's message is beside it, not in the summary.
+    first = links.first.get_attribute("data-field")
+    links.first.click()
+    expect(page.locator(f'form.crf-form [name="{first}"]')).to_be_focused()
+    assert summary.locator(".invalid-feedback").count() == 0
+    assert violations(page) == []
+    shot(page, f"a11y-error-summary-enrol-{'nl' if dutch else 'en'}")
+
+    # A complete form changed to an impossible CRP: every problem in one summary, each linked.
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/forms/week_8/")
+    page.locator('form.crf-form [name="crp_mg_l"]').fill("900")
+    page.get_by_role("button", name="Opslaan" if dutch else "Save", exact=True).click()
+    expect(summary).to_be_focused()
+    crp = summary.locator('a[data-field="crp_mg_l"]')
+    expect(crp).to_have_text("C-reactief proteïne (mg/L)" if dutch else "C-reactive protein (mg/L)")
+    crp.click()
+    expect(page.locator('form.crf-form [name="crp_mg_l"]')).to_be_focused()
+    assert violations(page) == []
+    shot(page, f"a11y-error-summary-week8-{'nl' if dutch else 'en'}")

@@ -160,6 +160,23 @@
     }
   }
 
+  // After a failed save the focus goes to the error summary at the top (read out, one Tab from its
+  // first link); each link puts the focus in its field, its label in view.
+  var summary = document.getElementById("error-summary");
+  if (summary) {
+    summary.focus();
+    summary.querySelectorAll("a[data-field]").forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        var field = document.getElementById(link.getAttribute("href").slice(1));
+        if (!field) return;
+        event.preventDefault();
+        var label = document.querySelector('label[for="' + field.id + '"]');
+        (label || field).scrollIntoView({ block: "start" });
+        field.focus({ preventScroll: true });
+      });
+    });
+  }
+
   // Removing a row asks for confirmation, and for a reason when the row was complete.
   document.querySelectorAll("form.js-confirm").forEach(function (form) {
     form.addEventListener("submit", function (event) {
