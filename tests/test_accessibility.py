@@ -135,3 +135,38 @@ def test_a_failed_save_moves_the_focus_to_a_summary_linking_each_invalid_field(p
     expect(page.locator('form.crf-form [name="crp_mg_l"]')).to_be_focused()
     assert violations(page) == []
     shot(page, f"a11y-error-summary-week8-{'nl' if dutch else 'en'}")
+
+
+SMALL_SCREENS = {"tablet": 768, "phone": 390}
+
+
+def scrolls_sideways(browser_page) -> bool:
+    return browser_page.evaluate("document.scrollingElement.scrollWidth > window.innerWidth")
+
+
+# The elements that stick out on the right, outermost first: what to fix when a page scrolls.
+STICKING_OUT = """Array.from(document.querySelectorAll("body *"))
+  .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+  .filter(el => !(el.parentElement.closest(".table-responsive")))
+  .slice(0, 4).map(el => `${el.tagName.toLowerCase()}#${el.id}.${el.className}`).join(" > ")"""
+
+
+@pytest.mark.parametrize("page", LANGUAGES, indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_no_page_scrolls_sideways_on_a_tablet_or_a_phone(page, live_server, people, patient):  # noqa: F811
+    language = "nl" if page.evaluate("navigator.language") == "nl-NL" else "en"
+    kinds = pages_per_role(people, patient)
+    checked = {"nurse": kinds["nurse"], "coordinator": kinds["coordinator"]}
+    wide = []
+    for width_name, width in SMALL_SCREENS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        for role, (user, paths) in checked.items():
+            signed_in(page, live_server, user)
+            for path in paths:
+                page.goto(f"{live_server.url}{path}")
+                if scrolls_sideways(page):
+                    width_now = page.evaluate("document.scrollingElement.scrollWidth")
+                    wide.append(f"{role} {path} at {width} px: {width_now} px, {page.evaluate(STICKING_OUT)}")
+                name = path.strip("/").replace("/", "-") or "home"
+                shot(page, f"a11y-{width_name}-{language}-{role}-{name}")
+    assert wide == [], "\n".join(wide)
