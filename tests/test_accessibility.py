@@ -5,12 +5,15 @@ to each field it names. Screenshots go to test-output/screenshots/ (a11y-*), to 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from django.utils import timezone
 
 from cohort.choices import Role
 from cohort.models import Assessment
 from cohort.queries import raise_query
-from tests.base import make_user
+from tests.base import make_patient, make_record, make_user
 from tests.test_browser import TIMEOUT_MS, page, shot  # noqa: F401 (page is a fixture)
 from tests.test_browser_queries import signed_in
 
@@ -18,8 +21,18 @@ WCAG_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 LANGUAGES = ["en-GB", "nl-NL"]
 
 
+def late_patient(people):
+    """A second patient, re-induced 170 days ago, whose week 8 and 20 visits are missing: the list
+    shows its next visit and the overdue count (the widest of its cells)."""
+    t0 = timezone.localdate() - dt.timedelta(days=170)
+    late = make_record(make_patient(people["centre_a"], people["nurse_a"]), t0=t0)
+    Assessment.objects.filter(patient=late, visit__in=["week_8", "week_20", "week_52"]).delete()
+    return late
+
+
 def pages_per_role(people, patient) -> dict:
     """(user, [paths]) per role: every page kind the role may open."""
+    late_patient(people)
     study_id = patient.study_id
     casebook = f"/patients/{study_id}/"
     week_8 = Assessment.objects.get(patient=patient, visit="week_8")
