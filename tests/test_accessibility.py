@@ -65,7 +65,10 @@ def pages_per_role(people, patient) -> dict:
                 "/accounts/mfa/",
             ],
         ),
-        "investigator": (investigator, ["/patients/", casebook, f"{casebook}forms/week_8/", "/outcomes/"]),
+        "investigator": (
+            investigator,
+            ["/patients/", casebook, f"{casebook}forms/week_8/", f"{casebook}sign/", "/outcomes/", "/reports/"],
+        ),
         "coordinator": (
             people["coordinator"],
             [
@@ -79,7 +82,10 @@ def pages_per_role(people, patient) -> dict:
                 "/reports/",
             ],
         ),
-        "admin": (people["admin"], ["/patients/", "/reports/"]),
+        "admin": (
+            people["admin"],
+            ["/patients/", "/reports/", "/admin/", "/admin/cohort/membership/", "/admin/cohort/centre/add/"],
+        ),
     }
 
 
@@ -164,9 +170,24 @@ STICKING_OUT = """Array.from(document.querySelectorAll("body *"))
   .slice(0, 4).map(el => `${el.tagName.toLowerCase()}#${el.id}.${el.className}`).join(" > ")"""
 
 
+# The patient list's cells a nurse must see on any screen, by their place in a row.
+KEY_CELLS = {"study ID": 1, "next visit": 4, "overdue": 5, "flags": 6, "queries": 7}
+
+
+def key_columns_in_view(browser_page, width: int) -> list[str]:
+    """The key cells of the list's rows that are hidden or off-screen (none should be)."""
+    missing = []
+    for name, position in KEY_CELLS.items():
+        for cell in browser_page.locator(f"#patients tbody tr > td:nth-child({position})").all():
+            box = cell.bounding_box()
+            if not cell.is_visible() or box is None or box["x"] + box["width"] > width:
+                missing.append(name)
+    return missing
+
+
 @pytest.mark.parametrize("page", LANGUAGES, indirect=True)
 @pytest.mark.django_db(transaction=True)
-def test_no_page_scrolls_sideways_on_a_tablet_or_a_phone(page, live_server, people, patient):  # noqa: F811
+def test_no_sideways_scroll_on_a_tablet_or_phone_and_the_lists_key_columns_show(page, live_server, people, patient):  # noqa: F811
     language = "nl" if page.evaluate("navigator.language") == "nl-NL" else "en"
     kinds = pages_per_role(people, patient)
     checked = {"nurse": kinds["nurse"], "coordinator": kinds["coordinator"]}
@@ -180,6 +201,40 @@ def test_no_page_scrolls_sideways_on_a_tablet_or_a_phone(page, live_server, peop
                 if scrolls_sideways(page):
                     width_now = page.evaluate("document.scrollingElement.scrollWidth")
                     wide.append(f"{role} {path} at {width} px: {width_now} px, {page.evaluate(STICKING_OUT)}")
+                if path == "/patients/":
+                    assert key_columns_in_view(page, width) == [], (role, width)
                 name = path.strip("/").replace("/", "-") or "home"
                 shot(page, f"a11y-{width_name}-{language}-{role}-{name}")
     assert wide == [], "\n".join(wide)
+
+
+@pytest.mark.parametrize("page", LANGUAGES, indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_the_first_tab_offers_a_skip_link_and_focus_is_visible_on_the_navbar(page, live_server, people, patient):  # noqa: F811
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    dutch = page.evaluate("navigator.language") == "nl-NL"
+    signed_in(page, live_server, people["nurse_a"])
+    page.goto(f"{live_server.url}/patients/{patient.study_id}/forms/week_8/")
+
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Direct naar de inhoud" if dutch else "Skip to main content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_visible()
+    assert skip.bounding_box()["width"] > 50  # shown, not the 1 px of a visually hidden link
+    shot(page, f"a11y-skip-link-{'nl' if dutch else 'en'}")
+    page.keyboard.press("Enter")
+    expect(page.locator("main#main")).to_be_focused()
+    # The next Tab reaches the page's own content, not the navbar.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('main') !== null")
+
+    # A focused navbar link has a white outline, visible on the blue.
+    page.get_by_role("link", name="Patiënten" if dutch else "Patients", exact=True).first.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    outline = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineColor]; })()"
+    )
+    assert outline == ["solid", "rgb(255, 255, 255)"]
