@@ -25,7 +25,8 @@ def field_by_attname(model: type[models.Model], attname: str) -> models.Field | 
 
 def value_text(field: models.Field | None, value: object) -> str:
     """A code as its label, a number in the language's style (12,5 in Dutch: SPEC section 6), a
-    date as YYYY-MM-DD, missing as a dash. `value` may also be an audit event's JSON value."""
+    date in the language's one date style (date_text), missing as a dash. `value` may also be an
+    audit event's JSON value."""
     if value is None or value == "":
         return MISSING
     if field is not None and field.choices:
@@ -33,7 +34,12 @@ def value_text(field: models.Field | None, value: object) -> str:
     if isinstance(field, models.DateField) and isinstance(value, str):  # an audit event's ISO date
         value = dt.date.fromisoformat(value[:10])
     if isinstance(value, dt.date):
-        return formats.date_format(value)
+        return date_text(value)
     if field is not None and is_number(field):
         return formats.localize(value)
     return str(value)
+
+
+def date_text(value: dt.date) -> str:
+    """A date in the active language's one style (cohort/formats): "1 Mar 2022", "1 mrt 2022"."""
+    return formats.date_format(value)

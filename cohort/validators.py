@@ -279,7 +279,8 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
             Problem(
                 dose,
                 "dose_date",
-                gettext("the re-induction must be after the initial induction (%(date)s).") % {"date": initial},
+                gettext("the re-induction must be after the initial induction (%(date)s).")
+                % {"date": display.date_text(initial)},
             )
         )
 
@@ -291,7 +292,8 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
                     Problem(
                         course,
                         "stop_date",
-                        gettext("must be before the first ustekinumab dose (%(date)s).") % {"date": first_dose},
+                        gettext("must be before the first ustekinumab dose (%(date)s).")
+                        % {"date": display.date_text(first_dose)},
                     )
                 )
 
@@ -315,7 +317,7 @@ def cross_form_problems(record: PatientRecord) -> list[Problem]:
                     follow_up,
                     "last_follow_up_date",
                     gettext("must be on or after every assessment date (the %(visit)s assessment is on %(date)s).")
-                    % {"visit": latest.get_visit_display(), "date": latest.assessment_date},
+                    % {"visit": latest.get_visit_display(), "date": display.date_text(latest.assessment_date)},
                 )
             )
     return problems
@@ -363,7 +365,7 @@ def _reinduction_problems(form: Reinduction, initial: dt.date | None, t0: dt.dat
                 gettext(
                     "must lie between the initial induction (%(initial)s) and the re-induction (%(t0)s) dose dates."
                 )
-                % {"initial": initial, "t0": t0},
+                % {"initial": display.date_text(initial), "t0": display.date_text(t0)},
             )
         ]
     return []
@@ -376,9 +378,8 @@ def _after_t0(row: Any, name: str, t0: dt.date | None) -> list[Problem]:
     if t0 is None:
         return [Problem(row, name, gettext("record the re-induction dose first: this date must be on or after it."))]
     if value < t0:
-        return [
-            Problem(row, name, gettext("must be on or after the re-induction dose date (%(date)s).") % {"date": t0})
-        ]
+        said = gettext("must be on or after the re-induction dose date (%(date)s).")
+        return [Problem(row, name, said % {"date": display.date_text(t0)})]
     return []
 
 
@@ -407,7 +408,7 @@ def _assessment_problems(record: PatientRecord, t0: dt.date | None) -> list[Prob
                         assessment,
                         "assessment_date",
                         gettext("the week 0 assessment must be within 14 days of the re-induction dose (%(date)s).")
-                        % {"date": t0},
+                        % {"date": display.date_text(t0)},
                     )
                 )
         else:

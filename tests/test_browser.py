@@ -299,7 +299,7 @@ def test_it_takes_a_nurse_through_a_patient_record(page, live_server):
     expect(total).to_have_value("3")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(error_beside(page, "assessment_date")).to_have_text(
-        "must be on or after the re-induction dose date (2022-03-01)."
+        "must be on or after the re-induction dose date (1 Mar 2022)."
     )
     expect(error_beside(page, "hbi_pain")).to_have_count(0)
     expect(total).to_have_value("3")

@@ -268,7 +268,7 @@ def test_cross_form_rule_from_the_browser(nurse, patient):
     )
     response = nurse.post(url, data)
     assert response.status_code == 200
-    assert response.context["form"].errors["stop_date"] == ["must be before the first ustekinumab dose (2021-03-02)."]
+    assert response.context["form"].errors["stop_date"] == ["must be before the first ustekinumab dose (2 Mar 2021)."]
     assert PriorBiologic.objects.filter(patient=patient).count() == 2
 
 

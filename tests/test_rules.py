@@ -13,6 +13,7 @@ import time_machine
 from django.db import IntegrityError, transaction
 
 from cohort import crf, validators
+from cohort.display import date_text as shown
 from cohort.models import (
     HBI_COMPONENTS,
     AdverseEvent,
@@ -371,7 +372,7 @@ def test_it_requires_the_reinduction_after_the_initial_induction(patient):
     assert (
         "UstekinumabDose",
         "dose_date",
-        f"the re-induction must be after the initial induction ({INITIAL}).",
+        f"the re-induction must be after the initial induction ({shown(INITIAL)}).",
     ) in (problems)
 
 
@@ -410,7 +411,8 @@ def test_it_requires_the_loss_of_response_between_the_two_inductions(patient, lo
             (
                 "Reinduction",
                 "lor_date",
-                f"must lie between the initial induction ({INITIAL}) and the re-induction ({T0}) dose dates.",
+                f"must lie between the initial induction ({shown(INITIAL)}) and the re-induction ({shown(T0)})"
+                " dose dates.",
             )
         ]
     )
@@ -436,7 +438,7 @@ def test_it_requires_prior_biologics_to_stop_before_the_first_ustekinumab_dose(p
     record = patient_record(patient)
     record.prior_biologics[1].stop_date = INITIAL
     assert _problems(record) == [
-        ("PriorBiologic", "stop_date", f"must be before the first ustekinumab dose ({INITIAL}).")
+        ("PriorBiologic", "stop_date", f"must be before the first ustekinumab dose ({shown(INITIAL)}).")
     ]
     record.prior_biologics[1].stop_date = INITIAL - dt.timedelta(days=1)
     assert _problems(record) == []
@@ -473,7 +475,7 @@ def test_it_requires_adverse_events_on_or_after_the_reinduction(patient):
     record = patient_record(patient)
     record.adverse_events[0].onset_date = T0 - dt.timedelta(days=1)
     assert _problems(record) == [
-        ("AdverseEvent", "onset_date", f"must be on or after the re-induction dose date ({T0}).")
+        ("AdverseEvent", "onset_date", f"must be on or after the re-induction dose date ({shown(T0)}).")
     ]
 
 
@@ -509,14 +511,15 @@ def test_it_requires_follow_up_on_or_after_the_reinduction_and_every_assessment(
         (
             "FollowUp",
             "last_follow_up_date",
-            f"must be on or after every assessment date (the week 52 assessment is on {T0 + dt.timedelta(364)}).",
+            "must be on or after every assessment date"
+            f" (the week 52 assessment is on {shown(T0 + dt.timedelta(364))}).",
         )
     ]
     record.follow_up.status = "discontinued"
     record.follow_up.last_follow_up_date = T0 + dt.timedelta(days=400)
     record.follow_up.discontinuation_date = T0 - dt.timedelta(days=1)
     assert _problems(record) == [
-        ("FollowUp", "discontinuation_date", f"must be on or after the re-induction dose date ({T0}).")
+        ("FollowUp", "discontinuation_date", f"must be on or after the re-induction dose date ({shown(T0)}).")
     ]
 
 
@@ -527,7 +530,7 @@ def test_it_refuses_dates_after_today_and_years_after_this_year(patient):
     row.birth_year = 2025
     problems = {(p.field, p.message) for p in validators.row_problems(row)}
     assert problems == {
-        ("enrolment_date", "must not be after today (2024-06-01)."),
+        ("enrolment_date", "must not be after today (1 Jun 2024)."),
         ("birth_year", "must not be after this year (2024)."),
     }
 
@@ -618,7 +621,7 @@ def test_check_runs_the_rows_rules_and_the_records_unless_a_cell_was_skipped(pat
     follow_up = record.follow_up
     follow_up.last_follow_up_date = T0 - dt.timedelta(days=1)  # fine in its row, before the re-induction
     cross_form = {(p.field, p.message) for p in validators.check(record, [follow_up])}
-    assert ("last_follow_up_date", f"must be on or after the re-induction dose date ({T0}).") in cross_form
+    assert ("last_follow_up_date", f"must be on or after the re-induction dose date ({shown(T0)}).") in cross_form
     assert validators.check(record, [follow_up], cross_form=False) == []
     # An unreadable import cell: already reported, so the rules that read it and the cross-form
     # rules (which would repeat it in other words) are left out.
