@@ -20,7 +20,11 @@ from cohort.validators import check, soft_flags
 pytestmark = pytest.mark.django_db
 
 CENTRE_CODES = ["AMC", "EMC", "UMCU"]
-ACCOUNTS = ["admin", "coordinator", "nurse.amc", "nurse.emc", "nurse.umcu"]
+ACCOUNTS = [
+    "admin",
+    "coordinator",
+    *(f"{role}.{code}" for role in ("nurse", "investigator") for code in ("amc", "emc", "umcu")),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +73,7 @@ def test_it_seeds_patients_accounts_and_memberships(logins_file):
     expected = {("admin", code, "admin") for code in CENTRE_CODES}
     expected |= {("coordinator", code, "coordinator") for code in CENTRE_CODES}
     expected |= {(f"nurse.{code.lower()}", code, "nurse") for code in CENTRE_CODES}
+    expected |= {(f"investigator.{code.lower()}", code, "investigator") for code in CENTRE_CODES}
     assert roles == expected
     nurse = User.objects.get(username="nurse.amc")
     assert not nurse.is_staff
@@ -81,7 +86,7 @@ def test_it_seeds_patients_accounts_and_memberships(logins_file):
     for role, username, password in lines:
         assert User.objects.get(username=username).check_password(password)
         assert password in output
-        assert role in {"admin", "coordinator", "nurse"}
+        assert role in {"admin", "coordinator", "nurse", "investigator"}
 
 
 def test_it_seeds_records_that_break_no_rule(logins_file):

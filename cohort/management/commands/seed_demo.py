@@ -163,6 +163,10 @@ def _accounts(centres: list[Centre]) -> tuple[dict[str, tuple[str, str]], dict[i
         nurse = account(f"nurse.{centre.code.lower()}", "nurse", first_name="Demo", last_name=f"Nurse {centre.code}")
         nurses[centre.pk] = nurse
         wanted.append((nurse, centre, Role.NURSE))
+        # The centre's principal investigator, who signs its casebooks (SPEC section 10).
+        code = centre.code.lower()
+        investigator = account(f"investigator.{code}", "investigator", first_name="Demo", last_name=f"PI {centre.code}")
+        wanted.append((investigator, centre, Role.INVESTIGATOR))
     existing = set(Membership.objects.filter(centre__in=centres).values_list("user_id", "centre_id"))
     Membership.objects.bulk_create(
         Membership(user=user, centre=centre, role=role)
