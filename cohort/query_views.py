@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from cohort import access, crf, queries
 from cohort.models import QUERY_WAITING_FOR_SITE, QueryAction, QueryCheck, QueryMessage, QueryState
+from cohort.views import form_url
 
 PAGE_SIZE = 50
 AGES = (7, 14, 30, 60)  # "open longer than N days" filter choices
@@ -31,11 +32,8 @@ WAITING = "waiting"  # open or re-opened: the site's turn
 
 def form_page(query) -> str:
     """The page of the form the query is about (the row's, for a repeating form)."""
-    case_form = crf.form(query.form)
-    if case_form.repeating:
-        url = reverse("cohort:rows", args=[query.patient.study_id, query.form])
-        return f"{url}?edit={query.row_id}" if query.row_id else url
-    return reverse("cohort:form", args=[query.patient.study_id, query.form])
+    url = form_url(query.patient, query.form)
+    return f"{url}?edit={query.row_id}" if crf.form(query.form).repeating and query.row_id else url
 
 
 def _filtered(request: HttpRequest):
@@ -147,13 +145,17 @@ def _csv(rows: list[dict]) -> HttpResponse:
                 query.field,
                 query.state,
                 query.raised_by.get_username() if query.raised_by else f"data_checks:{query.rule}",
-                query.raised_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                query.updated_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                _utc(query.raised_at),
+                _utc(query.updated_at),
                 row["age"],
                 query.last_text or "",
             )
         )
     return response
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _back(request: HttpRequest, query) -> str:
