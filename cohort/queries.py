@@ -280,22 +280,17 @@ def waiting_on(patient: Patient, form_key: str, row_id: int | None) -> list[Quer
     return list(found.order_by("raised_at", "id"))
 
 
-def of_form(patient: Patient, form_key: str) -> list[Query]:
-    """A form's queries (every row's) with their messages and authors, oldest first. Three queries."""
-    found = Query.objects.filter(patient=patient, form=form_key).select_related("raised_by")
-    return list(found.prefetch_related("messages__author").order_by("raised_at", "id"))
+def conversations(patient: Patient, form_key: str | None = None) -> list[Query]:
+    """A patient's queries (of one form, every row's, when `form_key` is given) with their messages
+    and authors, oldest first: the form page, the casebook PDF. Three queries."""
+    found = Query.objects.filter(patient=patient, **({"form": form_key} if form_key else {}))
+    found = found.select_related("raised_by").prefetch_related("messages__author")
+    return list(found.order_by("raised_at", "id"))
 
 
 def on_row(found: list[Query], row_id: int | None) -> list[Query]:
     """Of a form's queries, those about one row (and those about the form as a whole)."""
     return [query for query in found if query.row_id is None or query.row_id == row_id]
-
-
-def conversations(patient: Patient) -> list[Query]:
-    """Every query of a patient with its messages and their authors, oldest first (the casebook
-    PDF). Three queries."""
-    found = Query.objects.filter(patient=patient).select_related("raised_by")
-    return list(found.prefetch_related("messages__author").order_by("raised_at", "id"))
 
 
 def not_closed(patient: Patient) -> list[Query]:

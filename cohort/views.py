@@ -367,7 +367,7 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
         for field in form.fields.values():
             field.disabled = True
     record = services.patient_record(patient)
-    form_queries = queries.of_form(patient, key)
+    form_queries = queries.conversations(patient, key)
     for query in form_queries:
         query.label = queries.field_label(crf.form(key), query.field)
     row_id = instance.pk if rows is None else editing
