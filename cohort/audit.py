@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Iterator
@@ -111,52 +112,72 @@ def _json(text: str | None) -> dict:
     return {} if text is None else json.loads(text)
 
 
+@functools.lru_cache(maxsize=4096)
+def _context(text: str | None) -> dict:
+    """A context's metadata, parsed once: a request's or a command's events share it (a seeded
+    cohort's two million events have one). Read only, never changed by the callers."""
+    return _json(text)
+
+
+# Rows fetched from the server-side cursor at a time: the trail of 100,000 patients is two million
+# events, read and handed on in chunks so memory stays that of a chunk (docs/benchmarks.md).
+CHUNK = 5000
+
+
 def entries(patient_ids: Iterable[int], *, tracked: Iterable[type[models.Model]] = PATIENT_MODELS) -> list[dict]:
     """Every audit event of these patients and of their rows, oldest first (then by model and event),
-    in one query. An entry: at (aware, UTC), action (insert, update, delete), model (class name),
-    form (its verbose name), file (the data dictionary form, None for a model outside it), event
-    (the event's id in its table), record (the row's id, text), visit (an assessment's), study_id,
-    user, user_id, reason, source, and changes {column: (old, new)} without the bookkeeping columns."""
+    in one query: `iter_entries` as a list, for the readers of one patient's trail."""
+    return list(iter_entries(patient_ids, tracked=tracked))
+
+
+def iter_entries(
+    patient_ids: Iterable[int], *, tracked: Iterable[type[models.Model]] = PATIENT_MODELS
+) -> Iterator[dict]:
+    """Every audit event of these patients and of their rows, oldest first (then by model and event),
+    in one query read through a server-side cursor. An entry: at (aware, UTC), action (insert, update,
+    delete), model (class name), form (its verbose name), file (the data dictionary form, None for a
+    model outside it), event (the event's id in its table), record (the row's id, text), visit (an
+    assessment's), study_id, user, user_id, reason, source, and changes {column: (old, new)} without
+    the bookkeeping columns."""
     ids = list(patient_ids)
     tracked = tuple(tracked)
     if not ids or not tracked:
-        return []
+        return
     by_kind = {_kind(model): model for model in tracked}
     files = {form.model: name for name, form in crf.FILES.items()}
     hidden = {model: _hidden(model) for model in tracked}
-    with connection.cursor() as cursor:
+    with connection.chunked_cursor() as cursor:
         cursor.execute(_sql(tracked), {"ids": ids})
-        events = cursor.fetchall()
-    trail = []
-    for kind, event_id, created_at, action, record_id, study_id, data_text, previous_text, context_text in events:
-        model = by_kind[kind]
-        data, previous, context = _json(data_text), _json(previous_text), _json(context_text)
-        if action == "update":
-            changes = {key: (previous.get(key), value) for key, value in data.items() if previous.get(key) != value}
-        elif action == "insert":
-            changes = {key: (None, value) for key, value in data.items()}
-        else:
-            changes = {key: (value, None) for key, value in data.items()}
-        trail.append(
-            {
-                "at": created_at.astimezone(dt.UTC),
-                "action": action,
-                "model": model.__name__,
-                "form": str(model._meta.verbose_name),
-                "file": files.get(model),
-                "event": event_id,
-                "record": str(record_id),
-                "visit": data.get("visit") or previous.get("visit"),
-                "study_id": study_id,
-                "user": context.get("username"),
-                "user_id": context.get("user"),
-                "reason": context.get("reason", ""),
-                "source": context.get("source") or context.get("url", ""),
-                "changes": {
-                    key: change
-                    for key, change in changes.items()
-                    if not key.startswith("pgh_") and key not in hidden[model]
-                },
-            }
-        )
-    return trail
+        while events := cursor.fetchmany(CHUNK):
+            for event in events:
+                yield _entry(event, by_kind, files, hidden)
+
+
+def _entry(event: tuple, by_kind: dict, files: dict, hidden: dict) -> dict:
+    kind, event_id, created_at, action, record_id, study_id, data_text, previous_text, context_text = event
+    model = by_kind[kind]
+    data, previous, context = _json(data_text), _json(previous_text), _context(context_text)
+    if action == "update":
+        changes = {key: (previous.get(key), value) for key, value in data.items() if previous.get(key) != value}
+    elif action == "insert":
+        changes = {key: (None, value) for key, value in data.items()}
+    else:
+        changes = {key: (value, None) for key, value in data.items()}
+    return {
+        "at": created_at.astimezone(dt.UTC),
+        "action": action,
+        "model": model.__name__,
+        "form": str(model._meta.verbose_name),
+        "file": files.get(model),
+        "event": event_id,
+        "record": str(record_id),
+        "visit": data.get("visit") or previous.get("visit"),
+        "study_id": study_id,
+        "user": context.get("username"),
+        "user_id": context.get("user"),
+        "reason": context.get("reason", ""),
+        "source": context.get("source") or context.get("url", ""),
+        "changes": {
+            key: change for key, change in changes.items() if not key.startswith("pgh_") and key not in hidden[model]
+        },
+    }

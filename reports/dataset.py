@@ -11,6 +11,7 @@ so there a yes/no is 1 = yes, 0 = no and a choice is its position in the diction
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
@@ -18,7 +19,7 @@ from django.db.models import QuerySet
 from cohort import dictionary
 from cohort.models import Assessment, Patient
 from reports import outcomes
-from reports.loaders import load_records
+from reports.loaders import iter_records
 from reports.outcomes import PatientData
 from reports.services import thresholds
 
@@ -246,11 +247,20 @@ def _visit_values(
 def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
     """One row per patient (ordered by study ID): the patients form, then the derived variables.
     Values are Python values with the dictionary's string codes; dates are dates."""
-    columns = _columns()
+    columns, rows = wide_stream(patients)
+    return columns, list(rows)
+
+
+def wide_stream(patients: QuerySet) -> tuple[list[Column], Iterator[list]]:
+    """`wide_dataset` with its rows made as they are read (reports.loaders.iter_records, in chunks
+    of patients): for the export files, which write each row as it comes."""
+    return _columns(), _wide_rows(patients)
+
+
+def _wide_rows(patients: QuerySet) -> Iterator[list]:
     limits = thresholds()  # study settings, as for the outcome tables
     patient_variables = dictionary.forms()["patients"]
-    rows = []
-    for data, entered, assessments in load_records(patients):
+    for data, entered, assessments in iter_records(patients):
         row: list = []
         keys = {"study_id": data.study_id, "centre": data.centre}
         for variable in patient_variables:
@@ -297,8 +307,7 @@ def wide_dataset(patients: QuerySet) -> tuple[list[Column], list[list]]:
             sum(1 for e in data.adverse_events if e.led_to_discontinuation),
             *(sum(1 for e in data.adverse_events if e.category == code) for code in AE_CODES),
         ]
-        rows.append(row)
-    return columns, rows
+        yield row
 
 
 DICTIONARY_HEADER = ["form", "variable", "label", "type", "choices", "min", "max", "required", "notes", "numeric_codes"]

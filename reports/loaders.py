@@ -13,6 +13,7 @@ couple of seconds: per-row Python work is what costs at that size (docs/benchmar
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from django.core.exceptions import EmptyResultSet
@@ -100,6 +101,26 @@ def load_records(patients: QuerySet) -> list[Record]:
     """The (not deleted) patients of the queryset with their entered values, ordered by study ID."""
     data, entered = _load(_where(ALL_SCOPE, patients), details=True)
     return [Record(patient, *values) for patient, values in zip(data, entered, strict=True)]
+
+
+# Patients per chunk of `iter_records`: memory for 5,000 records, 7 queries per chunk.
+CHUNK = 5000
+
+
+def iter_records(patients: QuerySet, *, chunk: int = CHUNK) -> Iterator[Record]:
+    """`load_records` of the queryset in chunks of patients by study ID (keyset: each chunk the next
+    `chunk` study IDs), so an export of 100,000 patients holds one chunk's records at a time. The
+    same rows in the same order as `load_records`; with fewer patients than `chunk`, the same 7
+    queries."""
+    patients = patients.active().order_by("study_id")
+    after = None
+    while True:
+        page = patients if after is None else patients.filter(study_id__gt=after)
+        records = load_records(page[:chunk])
+        yield from records
+        if len(records) < chunk:
+            return
+        after = records[-1].data.study_id
 
 
 def _load(where: tuple[str, list] | None, *, details: bool) -> tuple[list[PatientData], list[tuple[dict, dict]]]:
