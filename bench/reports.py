@@ -8,7 +8,7 @@ Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_de
 (reports.exports.write_export for the 7 export kinds, reports.pdf.render_cohort_report with the
 outcomes computed from the current data, reports.pdf.render_casebook), writing to a temporary file,
 and runs in a fresh Python subprocess that joins the same server: so its peak RSS
-(getrusage ru_maxrss) is its own and not a high-water mark left by an earlier job. The RSS of that
+(VmHWM) is its own and not a high-water mark left by an earlier job. The RSS of that
 process after Django's set-up and before the job is printed beside it ("base"). Best of `--repeat`
 runs (each in its own process). Targets (issue 14): at 100,000 patients the wide CSV under 10 s,
 the XLSX under 60 s, the cohort PDF under 3 s, every export with memory bounded by streaming.
@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,10 @@ JOBS = ("cohort_pdf", "casebook_pdf", *EXPORT_KINDS)
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory (Linux VmHWM). Not getrusage's ru_maxrss: that keeps
+    the high-water mark of the parent it was forked from, which had seeded the database."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
 def warm_up() -> None:
