@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 from cohort import dictionary
 from cohort.models import Assessment, Patient
@@ -215,6 +215,13 @@ def _columns() -> list[Column]:
     return patient_columns + derived
 
 
+def _unsaved(model: type[Model], values: dict) -> Model:
+    """A model instance with these field values, for its rules only (never saved). Through
+    Model.from_db, the positional path: the keyword constructor looks up every other field's
+    default, which made up a third of the wide export's time at 100,000 patients."""
+    return model.from_db(None, list(values), list(values.values()))
+
+
 def _visit_values(
     patient: PatientData, entered: dict | None, visit: str, at_visit: outcomes.VisitOutcome | None
 ) -> list:
@@ -223,7 +230,7 @@ def _visit_values(
     if entered is None:
         values: list = [None] * 10
     else:
-        assessment = Assessment(visit=visit, **entered)  # not saved: for its rules (HBI total, window)
+        assessment = _unsaved(Assessment, {"visit": visit, **entered})  # for its rules (HBI total, window)
         done = assessment.not_done != "yes"
         values = [
             assessment.not_done,
@@ -275,7 +282,7 @@ def _wide_rows(patients: QuerySet) -> Iterator[list]:
             _flag(included),
             t0.year - data.birth_year if t0 else None,
             t0.year - data.diagnosis_year if t0 else None,
-            Patient(birth_year=data.birth_year, diagnosis_year=data.diagnosis_year).montreal_age,
+            _unsaved(Patient, {"birth_year": data.birth_year, "diagnosis_year": data.diagnosis_year}).montreal_age,
             anti_tnf,
             _flag(anti_tnf >= 2),
             _flag("vedolizumab" in data.prior_agents),
