@@ -246,6 +246,8 @@ def cell_text(value: object) -> str:
     files (wide dataset, audit trail) write their cells with it too."""
     if value is None:
         return ""
+    if type(value) is str:  # most cells, and the wide export writes millions: no isinstance chain
+        return value
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):

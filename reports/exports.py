@@ -62,11 +62,13 @@ AUDIT_HEADER = [
 # Writers
 
 
-def _write_csv(out: Path, header: list[str], rows: Iterable[Iterable[object]]) -> None:
+def _write_csv(out: Path, header: list[str], rows: Iterable[Iterable[object]], *, text: bool = False) -> None:
+    """Cells as the import format writes them (cell_text); `text`: the rows are strings already
+    (the audit trail's), written as they come: 25 million cells at 100,000 patients."""
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows([cell_text(value) for value in row] for row in rows)
+        writer.writerows(rows if text else ([cell_text(value) for value in row] for row in rows))
 
 
 def _write_xlsx(out: Path, columns: list[Column], rows: Iterable[list]) -> None:
@@ -272,7 +274,7 @@ def write_export(kind: str, out: Path, *, patients: QuerySet, progress: Progress
         _write_csv(out, DICTIONARY_HEADER, dictionary_rows())
     elif kind == "audit_csv":
         report(10, "Reading and writing the audit trail")
-        _write_csv(out, AUDIT_HEADER, iter_audit_rows(patients))
+        _write_csv(out, AUDIT_HEADER, iter_audit_rows(patients), text=True)
     else:
         report(10, "Reading and writing the analysis dataset")
         columns, rows = wide_stream(patients)
