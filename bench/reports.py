@@ -85,15 +85,19 @@ def run_job(job: str, out: Path) -> dict:
     return {"seconds": seconds, "bytes": out.stat().st_size, "base_mib": base, "peak_mib": peak_rss_mib()}
 
 
-def in_child(job: str, out: Path) -> dict:
+def in_child(job: str, out: Path) -> dict | None:
+    """The job's figures from a fresh process; None (its error printed) if it failed, so one
+    failing job does not cost the others' figures and the seeding."""
     env = os.environ | {"BENCH_CHILD": "1"}
     done = subprocess.run(
         [sys.executable, __file__, "--child", job, "--out", str(out)],
         env=env,
-        check=True,
         capture_output=True,
         text=True,
     )
+    if done.returncode != 0:
+        print(f"{job} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+        return None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -132,7 +136,9 @@ def main() -> None:
         for job in jobs:
             suffix = ".pdf" if job.endswith("_pdf") else EXPORT_KINDS[job][0]
             path = out / f"{job}-{size}{suffix}"
-            runs = [in_child(job, path) for _ in range(args.repeat)]
+            runs = [run for run in (in_child(job, path) for _ in range(args.repeat)) if run]
+            if not runs:
+                continue
             best = min(runs, key=lambda run: run["seconds"])
             print(
                 f"{size:>9,}  {job:<15} {best['seconds']:8.2f}  {size_text(best['bytes']):>10}  "
