@@ -12,10 +12,13 @@ couple of seconds: per-row Python work is what costs at that size (docs/benchmar
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import QuerySet
@@ -23,7 +26,8 @@ from django.db.models import QuerySet
 from cohort import crf
 from cohort.access import ALL_SCOPE
 from cohort.models import ACTIVE_PATIENT_SQL
-from reports.outcomes import AdverseEventData, AssessmentData, FollowUpData, PatientData
+from reports import outcome_columns
+from reports.outcomes import ANTI_TNF_AGENTS, NONRESPONSE, AdverseEventData, AssessmentData, FollowUpData, PatientData
 
 PATIENTS = """
     SELECT p.id, p.study_id, c.code, p.sex, p.birth_year, p.diagnosis_year, p.montreal_location,
@@ -39,25 +43,36 @@ FORM = """
     WHERE p.{active} {scope}
 """
 PRIOR_AGENTS = "SELECT x.patient_id, array_agg(x.agent ORDER BY x.id)" + FORM + " GROUP BY x.patient_id"
-DOSES = (
-    "SELECT x.patient_id,"
-    " min(x.dose_date) FILTER (WHERE x.phase = 'initial_induction'),"
-    " min(x.dose_date) FILTER (WHERE x.phase = 'reinduction'),"
-    " count(*) FILTER (WHERE x.phase = 'maintenance')" + FORM + " GROUP BY x.patient_id"
+# A patient's doses as PatientData has them: the two induction dates and the maintenance count.
+DOSE_VALUES = (
+    "min(x.dose_date) FILTER (WHERE x.phase = 'initial_induction')",
+    "min(x.dose_date) FILTER (WHERE x.phase = 'reinduction')",
+    "count(*) FILTER (WHERE x.phase = 'maintenance')",
 )
+DOSES = "SELECT x.patient_id, " + ", ".join(DOSE_VALUES) + FORM + " GROUP BY x.patient_id"
 REINDUCTION = (
     "SELECT x.patient_id, x.interval_before, x.interval_after, x.corticosteroids = 'yes', x.immunomodulator" + FORM
 )
 # hbi: the SQL form of the model's rule (cohort/models.py Assessment.hbi_total): the component sum
-# when all five are given, else the entered total.
+# when all five are given, else the entered total. The other values as AssessmentData has them.
+ASSESSMENT_VALUES = {
+    "not_done": "{x}.not_done = 'yes'",
+    "assessment_date": "{x}.assessment_date",
+    "hbi": "CASE WHEN {x}.hbi_wellbeing IS NOT NULL AND {x}.hbi_pain IS NOT NULL AND {x}.hbi_stools IS NOT NULL"
+    " AND {x}.hbi_mass IS NOT NULL AND {x}.hbi_complications IS NOT NULL"
+    " THEN {x}.hbi_wellbeing + {x}.hbi_pain + {x}.hbi_stools + {x}.hbi_mass + {x}.hbi_complications ELSE {x}.hbi END",
+    "crp_mg_l": "{x}.crp_mg_l::float8",
+    "fcal_ug_g": "{x}.fcal_ug_g::float8",
+    "endoscopy_done": "CASE WHEN {x}.endoscopy_done = '' THEN NULL ELSE {x}.endoscopy_done = 'yes' END",
+    "ses_cd": "{x}.ses_cd",
+    "corticosteroids": "CASE WHEN {x}.corticosteroids = '' THEN NULL ELSE {x}.corticosteroids = 'yes' END",
+}
+assert tuple(ASSESSMENT_VALUES) == AssessmentData._fields[1:]
 ASSESSMENTS = (
-    "SELECT x.patient_id, x.visit, x.not_done = 'yes', x.assessment_date,"
-    " CASE WHEN x.hbi_wellbeing IS NOT NULL AND x.hbi_pain IS NOT NULL AND x.hbi_stools IS NOT NULL"
-    "  AND x.hbi_mass IS NOT NULL AND x.hbi_complications IS NOT NULL"
-    "  THEN x.hbi_wellbeing + x.hbi_pain + x.hbi_stools + x.hbi_mass + x.hbi_complications ELSE x.hbi END,"
-    " x.crp_mg_l::float8, x.fcal_ug_g::float8,"
-    " CASE WHEN x.endoscopy_done = '' THEN NULL ELSE x.endoscopy_done = 'yes' END, x.ses_cd,"
-    " CASE WHEN x.corticosteroids = '' THEN NULL ELSE x.corticosteroids = 'yes' END {details}" + FORM
+    "SELECT x.patient_id, x.visit, "
+    + ", ".join(value.format(x="x") for value in ASSESSMENT_VALUES.values())
+    + " {details}"
+    + FORM
 )
 FOLLOW_UP = (
     "SELECT x.patient_id, x.status, x.last_follow_up_date, x.discontinuation_date, x.discontinuation_reason" + FORM
@@ -178,3 +193,248 @@ def _load(where: tuple[str, list] | None, *, details: bool) -> tuple[list[Patien
             )
         )
     return result, details_of
+
+
+# ---------------------------------------------------------------------------------------------
+# The scope as columns (reports/outcome_columns.py) for the recompute. What costs at 100,000
+# patients is per-row work, in PostgreSQL as in Python: joining and grouping 2 million form rows
+# in SQL took longer than reading them. So each table is read once, in its own plain query, and
+# sent in PostgreSQL's binary COPY format with every value a fixed-width int4 or float8 (NULL
+# replaced by outcome_columns' sentinels): a query's answer is one numpy structured array, read
+# without a Python object per value. numpy then puts each form row on its patient's row (a table
+# from patient ID to row) and counts per patient (`np.bincount`). Five queries whatever the number
+# of patients; a centre's rows are found through the patient_id indexes, not by reading every row.
+
+NULL_INT = outcome_columns.NULL_INT
+NULL_SQL = {"i4": f"{outcome_columns.NULL_INT}", "f8": "'NaN'"}
+SQL_TYPE = {"i4": "int4", "f8": "float8"}
+VISITS = ("week_0", *outcome_columns.FOLLOW_UP_VISITS)
+# The codes the other forms' rows are sent as (position + 1; 0 for another value).
+AGENTS = (*sorted(ANTI_TNF_AGENTS), "vedolizumab")
+
+
+def _days(value: str) -> str:
+    """A date as days since 1970-01-01 (outcome_columns' dates)."""
+    return f"({value}) - DATE '1970-01-01'"
+
+
+def _code(value: str, codes: tuple[str, ...]) -> tuple[str, list]:
+    """The value's position in `codes` plus one, 0 for another value (NULL stays NULL)."""
+    return f"CASE WHEN {value} IS NULL THEN NULL ELSE coalesce(array_position(%s::text[], {value}::text), 0) END", [
+        list(codes)
+    ]
+
+
+def _patient_columns() -> list[tuple[str, str, str, list]]:
+    """(column, type, SQL expression, parameters) of the patients query: the patient and the
+    one-per-patient rows (the induction doses i and t, reinduction r, follow_up f)."""
+    codes = outcome_columns.CODES
+    columns = [("id", "i4", "p.id", [])]
+    for name, value in (
+        ("sex", "p.sex"),
+        ("birth_year", "p.birth_year"),
+        ("diagnosis_year", "p.diagnosis_year"),
+        ("montreal_location", "p.montreal_location"),
+        ("upper_gi", "p.upper_gi = 'yes'"),
+        ("montreal_behaviour", "p.montreal_behaviour"),
+        ("perianal", "p.perianal = 'yes'"),
+        ("prior_resection", "p.prior_resection = 'yes'"),
+        ("smoking", "p.smoking"),
+        ("initial_induction_date", _days("i.dose_date")),
+        ("reinduction_date", _days("t.dose_date")),
+        ("interval_before", "r.interval_before"),
+        ("interval_after", "r.interval_after"),
+        ("corticosteroids_at_reinduction", "r.corticosteroids = 'yes'"),
+        ("immunomodulator", "r.immunomodulator"),
+        ("follow_up", "f.id IS NOT NULL"),
+        ("discontinued", "f.status = 'discontinued'"),
+        ("last_follow_up_date", _days("f.last_follow_up_date")),
+        ("discontinuation_date", _days("f.discontinuation_date")),
+    ):
+        expression, params = _code(value, codes[name]) if name in codes else (value, [])
+        columns.append((name, "i4", expression, params))
+    columns.append(("nonresponse", "i4", "f.discontinuation_reason = %s", [NONRESPONSE]))
+    return columns
+
+
+def _assessment_columns() -> list[tuple[str, str, str, list]]:
+    visit, params = _code("x.visit", VISITS)
+    columns = [("patient_id", "i4", "x.patient_id", []), ("visit", "i4", visit, params)]
+    for name in outcome_columns.VISIT_VALUES[1:]:
+        value = ASSESSMENT_VALUES[name].format(x="x")
+        kind = "f8" if name in outcome_columns.FLOAT_VALUES else "i4"
+        columns.append((name, kind, _days(value) if name == "assessment_date" else value, []))
+    return columns
+
+
+def _queries() -> dict[str, tuple[list[tuple[str, str, str, list]], str, list]]:
+    """Per query: its columns, its FROM clause ({scope}: the rows of the scope's patients) and
+    that clause's own parameters (after the scope's)."""
+    agent, agent_params = _code("x.agent", AGENTS)
+    category, category_params = _code("x.category", outcome_columns.AE_CATEGORIES)
+    done = f"({ASSESSMENT_VALUES['not_done'].format(x='x')}) IS NOT TRUE"
+    return {
+        "patients": (
+            _patient_columns(),
+            "FROM cohort_patient p JOIN cohort_centre c ON c.id = p.centre_id"
+            " LEFT JOIN cohort_reinduction r ON r.patient_id = p.id LEFT JOIN cohort_followup f ON f.patient_id = p.id"
+            # At most one of each induction dose per patient: read through their unique indexes.
+            " LEFT JOIN cohort_ustekinumabdose i ON i.patient_id = p.id AND i.phase = 'initial_induction'"
+            " LEFT JOIN cohort_ustekinumabdose t ON t.patient_id = p.id AND t.phase = 'reinduction'"
+            " WHERE p.{active} {condition} ORDER BY p.id",
+            [],
+        ),
+        # The number of doses per patient, from the patient_id index alone: those that are not
+        # one of the two induction doses (on the patients query's rows) are maintenance doses,
+        # the phase being one of three (a check constraint).
+        "doses": (
+            [("patient_id", "i4", "x.patient_id", []), ("doses", "i4", "count(*)", [])],
+            "FROM cohort_ustekinumabdose x {scope} GROUP BY x.patient_id",
+            [],
+        ),
+        "agents": (
+            [("patient_id", "i4", "x.patient_id", []), ("agent", "i4", agent, agent_params)],
+            "FROM cohort_priorbiologic x {scope}",
+            [],
+        ),
+        "adverse_events": (
+            [
+                ("patient_id", "i4", "x.patient_id", []),
+                ("category", "i4", category, category_params),
+                ("serious", "i4", "x.serious = 'yes'", []),
+                ("led_to_discontinuation", "i4", "x.led_to_discontinuation = 'yes'", []),
+            ],
+            "FROM cohort_adverseevent x {scope}",
+            [],
+        ),
+        "assessments": (_assessment_columns(), "FROM cohort_assessment x {scope} AND " + done, []),
+    }
+
+
+def _query(
+    columns: list[tuple[str, str, str, list]], sources: str, source_params: list, scope: str
+) -> tuple[str, list, np.dtype]:
+    """COPY of the query in binary, its parameters, and the numpy type of its rows."""
+    select = ", ".join(
+        f"coalesce(({expression})::{SQL_TYPE[kind]}, {NULL_SQL[kind]})" for _name, kind, expression, _params in columns
+    )
+    params = [param for *_rest, column_params in columns for param in column_params]
+    condition, scope_params = ("", []) if scope == ALL_SCOPE else ("AND c.code = %s", [scope])
+    patients = (
+        "SELECT p.id FROM cohort_patient p JOIN cohort_centre c ON c.id = p.centre_id"
+        f" WHERE p.{ACTIVE_PATIENT_SQL} {condition}"
+    )
+    # All: every row (those of deleted patients find no patient row and are left out below).
+    # A centre: its patients' rows, found through the patient_id index (one bitmap scan).
+    rows_of_scope = "WHERE true" if scope == ALL_SCOPE else f"WHERE x.patient_id = ANY(ARRAY({patients}))"
+    sql = sources.format(active=ACTIVE_PATIENT_SQL, condition=condition, scope=rows_of_scope)
+    params += scope_params + source_params
+    dtype = np.dtype([(name, kind) for name, kind, *_rest in columns])
+    return f"COPY (SELECT {select} {sql}) TO STDOUT (FORMAT binary)", params, dtype
+
+
+def load_columns(scope: str = ALL_SCOPE) -> dict[str, np.ndarray]:
+    """Every (not deleted) patient of the scope ('all' or a centre code) in outcome_columns'
+    columns, ordered by the patients' primary key."""
+    tables = {}
+    with connection.cursor() as cursor:
+        for table, (columns, sources, source_params) in _queries().items():
+            sql, params, dtype = _query(columns, sources, source_params, scope)
+            tables[table] = _binary_rows(_copy_binary(cursor, sql, params), dtype)
+    return _assemble(tables)
+
+
+def _assemble(tables: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One value per patient and column: the patients query's values, and the other tables' rows
+    put on their patient's row (rows of patients outside the scope, such as deleted ones, are left
+    out)."""
+    patients = tables["patients"]
+    ids = patients["id"]
+    count = len(ids)
+    columns = outcome_columns.null_columns(count)
+    columns.update((name, values) for name, values in patients.items() if name != "id")
+
+    # Row number by patient ID: a direct table (IDs are a sequence; deleted ones are gaps).
+    row_of = np.full(int(ids.max(initial=0)) + 2, -1, dtype=np.int64)
+    row_of[ids] = np.arange(count)
+
+    def place(table: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The table's rows that belong to a patient of the scope, and that patient's row number."""
+        position = row_of[np.minimum(table["patient_id"], len(row_of) - 1)]
+        found = position >= 0
+        return {name: values[found] for name, values in table.items()}, position[found]
+
+    doses, at = place(tables["doses"])
+    inductions = (columns["initial_induction_date"] != NULL_INT).astype(np.int32)
+    inductions += columns["reinduction_date"] != NULL_INT
+    all_doses = np.bincount(at, weights=doses["doses"], minlength=count).astype(np.int32)
+    columns["maintenance_doses"] = all_doses - inductions
+
+    # outcomes.distinct_anti_tnf (each agent once) and 'vedolizumab in prior_agents'.
+    agents, at = place(tables["agents"])
+    given = np.zeros((count, len(AGENTS) + 1), dtype=bool)
+    given[at, agents["agent"]] = True
+    columns["anti_tnf_agents"] = given[:, 1 : len(AGENTS)].sum(axis=1, dtype=np.int32)
+    columns["vedolizumab"] = given[:, len(AGENTS)].astype(np.int32)
+
+    events, at = place(tables["adverse_events"])
+
+    def per_patient(rows: np.ndarray) -> np.ndarray:
+        return np.bincount(rows, minlength=count).astype(np.int32)
+
+    columns["adverse_events"] = per_patient(at)
+    columns["serious_adverse_events"] = per_patient(at[events["serious"] == 1])
+    columns["adverse_events_led_to_discontinuation"] = per_patient(at[events["led_to_discontinuation"] == 1])
+    for code, category in enumerate(outcome_columns.AE_CATEGORIES, start=1):
+        columns[f"adverse_events_{category}"] = per_patient(at[events["category"] == code])
+    columns["adverse_events_unknown_category"] = per_patient(at[events["category"] == 0])
+
+    # Each visit's done assessment (at most one per patient and visit: a database constraint).
+    assessments, at = place(tables["assessments"])
+    for code, visit in enumerate(VISITS, start=1):
+        of_visit = assessments["visit"] == code
+        here = at[of_visit]
+        if visit == "week_0":
+            names = outcome_columns.WEEK_0_VALUES
+        else:
+            columns[f"{visit}_done"][here] = 1
+            names = outcome_columns.VISIT_VALUES[1:]
+        for name in names:
+            columns[f"{visit}_{name}"][here] = assessments[name][of_visit]
+    return columns
+
+
+def _copy_binary(cursor, sql: str, params: list) -> bytes:
+    """COPY ... TO STDOUT through psycopg2, logged and error-wrapped as cursor.execute would be
+    (so the query counts of the tests and the benchmark see it)."""
+    raw = cursor.cursor
+    statement = raw.mogrify(sql, params).decode()
+    buffer = io.BytesIO()
+    logged = cursor.debug_sql(statement) if hasattr(cursor, "debug_sql") else contextlib.nullcontext()
+    with logged, connection.wrap_database_errors:
+        raw.copy_expert(statement, buffer)
+    return buffer.getvalue()
+
+
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _binary_rows(data: bytes, dtype: np.dtype) -> dict[str, np.ndarray]:
+    """PostgreSQL's binary COPY stream (a header, then per row a field count and each field's
+    length and big-endian value; a trailer) as one array per field of `dtype`, every field
+    fixed-width."""
+    if not data.startswith(COPY_SIGNATURE):
+        raise ValueError("not a binary COPY stream")
+    start = 19 + int.from_bytes(data[15:19], "big")
+    wire = np.dtype(
+        [("fields", ">i2")]
+        + [item for name in dtype.names for item in ((f"{name}__length", ">i4"), (name, dtype[name].newbyteorder(">")))]
+    )
+    count = (len(data) - start - 2) // wire.itemsize
+    if start + count * wire.itemsize + 2 != len(data):
+        raise ValueError("binary COPY stream of an unexpected row width")
+    rows = np.frombuffer(data, dtype=wire, count=count, offset=start)
+    for name in dtype.names:
+        if np.any(rows[f"{name}__length"] != dtype[name].itemsize):
+            raise ValueError(f"binary COPY stream: {name} is not a fixed-width value")
+    return {name: rows[name].astype(dtype[name]) for name in dtype.names}

@@ -1,9 +1,11 @@
 """The study's outcomes (SPEC section 5, binding): pure functions over plain data, no ORM.
 
 `compute(patients, scope=...)` returns the SPEC's outcome dict. The loader (reports/loaders.py)
-turns the database into these dataclasses; the Celery task, the `outcomes` command, the dashboard
-and the PDF all call this same function. Standard library only (no numpy at runtime); the statistics
-are checked against numpy, statsmodels and lifelines in tests/test_statistics.py.
+turns the database into these dataclasses; the `outcomes` command, the dashboard and the PDF call
+this function. Standard library only; the statistics are checked against numpy, statsmodels and
+lifelines in tests/test_statistics.py. The recompute a worker stores uses the same definitions
+over columns (reports/outcome_columns.py: numpy, for 100,000 patients in well under a second), held
+to this module's results digit for digit by tests/test_outcome_columns.py.
 
 Past 500 lines on purpose: SPEC section 5 is binding, and keeping every definition and the small
 statistics they use in one module is what lets the export and the tables share them (visit_outcomes).
@@ -86,6 +88,8 @@ AE_CATEGORIES = (
 INTERVAL_CODES = ("q4w", "q6w", "q8w", "q12w", "other")
 SMOKING_CODES = ("current", "former", "never", "unknown")
 IMMUNOMODULATOR_TYPES = ("thiopurine", "methotrexate", "other")
+# SPEC 5 'nonresponse': the follow-up's discontinuation reason.
+NONRESPONSE = "nonresponse"
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,11 @@ def loglog_interval(estimate: float, greenwood: float, z: float = Z95) -> tuple[
 
 def survival_at(steps: Sequence[SurvivalStep], times: Sequence[int], day: int) -> dict:
     """S(day) with its log-log CI and the number at risk (time >= day)."""
-    at_risk = sum(1 for time in times if time >= day)
+    return survival_at_risk(steps, sum(1 for time in times if time >= day), day)
+
+
+def survival_at_risk(steps: Sequence[SurvivalStep], at_risk: int, day: int) -> dict:
+    """survival_at, given the number at risk at `day` (reports/outcome_columns.py counts it in numpy)."""
     previous = [step for step in steps if step.day <= day]
     if not previous:  # before any observed time (or no patients): nothing has happened yet
         estimate, greenwood = (1.0, 0.0) if steps else (None, 0.0)
@@ -550,7 +558,7 @@ def compute(patients: Iterable[PatientData], *, scope: str = "all", thresholds: 
         "biochemical_remission": {w: _tally(at_visit[w].biochemical) for w in FOLLOW_UP_VISITS},
         "endoscopic_remission": {w: _tally(at_visit[w].endoscopic) for w in FOLLOW_UP_VISITS},
         "nonresponse": proportion(
-            sum(1 for p in included if p.follow_up.discontinuation_reason == "nonresponse"), len(included)
+            sum(1 for p in included if p.follow_up.discontinuation_reason == NONRESPONSE), len(included)
         ),
         "adverse_events": adverse_event_table(included),
     }

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cohort.access import ALL_SCOPE
-from reports import background, loaders, outcomes
+from reports import background, loaders, outcome_columns, outcomes
 from reports.models import OutcomeSnapshot, RecomputeRequest
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,14 @@ def scope_outcomes(scope: str) -> ScopeOutcomes:
 
 
 def compute_scope(scope: str) -> tuple[dict, float, float]:
-    """The outcome dict of a scope from the current data, with load and compute seconds."""
-    computed = scope_outcomes(scope)
-    return computed.result, computed.load_seconds, computed.compute_seconds
+    """The outcome dict of a scope from the current data, with load and compute seconds: what a
+    recompute stores. Read and computed as columns (loaders.load_columns, reports/outcome_columns.py),
+    the same dict as scope_outcomes gives, in a fraction of the time at 100,000 patients."""
+    started = time.perf_counter()
+    columns = loaders.load_columns(scope)
+    loaded = time.perf_counter()
+    result = outcome_columns.compute(columns, scope=scope, thresholds=thresholds())
+    return result, loaded - started, time.perf_counter() - loaded
 
 
 def _debounce() -> dt.timedelta:
