@@ -1,14 +1,15 @@
 """The study data as plain rows for reports/outcomes.py, in a fixed number of queries (one per
 form) whatever the number of patients. Soft-deleted patients are left out (SPEC section 4).
 
-The one loader of the study data: the outcome recompute reads a scope (all, or a centre), an export
+The one loader of the study data: the cohort report reads a scope (all, or a centre), an export
 reads the queryset of patients its user may see (`patients=`); `load_records` adds what the wide
 export writes beyond the outcome module's view (the forms' values as entered), in the same queries.
+The outcome recompute reads a scope as columns instead (`load_columns`, below: numpy arrays for
+reports/outcome_columns.py, sent by PostgreSQL in its binary COPY format).
 
 The queries do the cheap reshaping in PostgreSQL (codes to booleans, decimals to floats, the HBI
 total, doses reduced to the two induction dates and a count) so that 100,000 patients load in a
-couple of seconds: per-row Python work is what costs at that size (docs/benchmarks.md).
-"""
+couple of seconds: per-row Python work is what costs at that size (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
