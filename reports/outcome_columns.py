@@ -257,38 +257,16 @@ def kaplan_meier(times: np.ndarray, events: np.ndarray) -> list[SurvivalStep]:
 
 
 def drug_survival(c: Columns) -> dict:
-    """outcomes.drug_survival."""
+    """outcomes.drug_survival (survival_time of every patient, then the same table)."""
     stopped = _stopped(c)
     event = stopped != NULL_INT
     times = np.where(event, stopped, c["last_follow_up_date"]) - c["reinduction_date"]
-    steps = kaplan_meier(times, event)
-    if steps and steps[0].day > 0:
-        steps = [SurvivalStep(0, len(times), 0, 0, 1.0, 0.0), *steps]
-    curve = []
-    for step in steps:
-        low, high = outcomes.loglog_interval(step.estimate, step.greenwood)
-        curve.append(
-            {
-                "day": step.day,
-                "estimate": step.estimate,
-                "ci_low": low,
-                "ci_high": high,
-                "at_risk": step.at_risk,
-                "events": step.events,
-                "censored": step.censored,
-            }
-        )
-    return {
-        "n": len(times),
-        "events": int(np.count_nonzero(event)),
-        "week_20": _survival_at(steps, times, NOMINAL_DAY["week_20"]),
-        "week_52": _survival_at(steps, times, NOMINAL_DAY["week_52"]),
-        "curve": curve,
-    }
-
-
-def _survival_at(steps: Sequence[SurvivalStep], times: np.ndarray, day: int) -> dict:
-    return outcomes.survival_at_risk(steps, int(np.count_nonzero(times >= day)), day)
+    return outcomes.survival_table(
+        kaplan_meier(times, event),
+        len(times),
+        int(np.count_nonzero(event)),
+        lambda day: int(np.count_nonzero(times >= day)),
+    )
 
 
 def visit_flags(c: Columns, visit: str, thresholds: Thresholds) -> dict[str, np.ndarray]:

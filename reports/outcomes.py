@@ -59,7 +59,7 @@ import datetime as dt
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import NamedTuple
@@ -256,7 +256,7 @@ def survival_at(steps: Sequence[SurvivalStep], times: Sequence[int], day: int) -
 
 
 def survival_at_risk(steps: Sequence[SurvivalStep], at_risk: int, day: int) -> dict:
-    """survival_at, given the number at risk at `day` (reports/outcome_columns.py counts it in numpy)."""
+    """survival_at, given the number at risk at `day`."""
     previous = [step for step in steps if step.day <= day]
     if not previous:  # before any observed time (or no patients): nothing has happened yet
         estimate, greenwood = (1.0, 0.0) if steps else (None, 0.0)
@@ -393,8 +393,15 @@ def drug_survival(patients: Sequence[PatientData]) -> dict:
     observations = [survival_time(p) for p in patients]
     times = [time for time, _ in observations]
     steps = kaplan_meier(times, [event for _, event in observations])
+    events = sum(1 for _, event in observations if event)
+    return survival_table(steps, len(times), events, lambda day: sum(1 for time in times if time >= day))
+
+
+def survival_table(steps: list[SurvivalStep], n: int, events: int, at_risk: Callable[[int], int]) -> dict:
+    """The drug_survival dict from the Kaplan-Meier steps of n patients; `at_risk(day)`: how many
+    have time >= day (reports/outcome_columns.py counts it in numpy)."""
     if steps and steps[0].day > 0:  # the curve starts at day 0 (S = 1) for the figure
-        steps = [SurvivalStep(0, len(times), 0, 0, 1.0, 0.0), *steps]
+        steps = [SurvivalStep(0, n, 0, 0, 1.0, 0.0), *steps]
     curve = []
     for step in steps:
         low, high = loglog_interval(step.estimate, step.greenwood)
@@ -410,10 +417,10 @@ def drug_survival(patients: Sequence[PatientData]) -> dict:
             }
         )
     return {
-        "n": len(times),
-        "events": sum(1 for _, event in observations if event),
-        "week_20": survival_at(steps, times, NOMINAL_DAY["week_20"]),
-        "week_52": survival_at(steps, times, NOMINAL_DAY["week_52"]),
+        "n": n,
+        "events": events,
+        "week_20": survival_at_risk(steps, at_risk(NOMINAL_DAY["week_20"]), NOMINAL_DAY["week_20"]),
+        "week_52": survival_at_risk(steps, at_risk(NOMINAL_DAY["week_52"]), NOMINAL_DAY["week_52"]),
         "curve": curve,
     }
 
