@@ -58,23 +58,7 @@ def centre_completeness(scope: str, patients: Sequence[outcomes.PatientData]) ->
         forms = {code: (total, complete, last) for code, total, complete, last in cursor.fetchall()}
     progress = monitoring.by_centre(_centres_of(scope))
 
-    enrolled: Counter[str] = Counter()
-    with_t0: Counter[str] = Counter()
-    with_follow_up: Counter[str] = Counter()
-    included: Counter[str] = Counter()
-    recorded: Counter[tuple[str, str]] = Counter()
-    expected: Counter[tuple[str, str]] = Counter()
-    for patient in patients:
-        enrolled[patient.centre] += 1
-        with_t0[patient.centre] += patient.reinduction_date is not None
-        with_follow_up[patient.centre] += patient.follow_up is not None
-        if not outcomes.is_included(patient):
-            continue
-        included[patient.centre] += 1
-        done = outcomes.visits_recorded(patient)
-        for visit in outcomes.VISIT_DAY:
-            recorded[patient.centre, visit] += visit in done
-            expected[patient.centre, visit] += outcomes.visit_expected(patient, visit, recorded=visit in done)
+    enrolled, with_t0, with_follow_up, included, recorded, expected = _patient_counts(patients)
 
     rows = []
     for code, name, active in centres:
@@ -101,6 +85,41 @@ def centre_completeness(scope: str, patients: Sequence[outcomes.PatientData]) ->
             }
         )
     return rows
+
+
+def _patient_counts(patients: Sequence[outcomes.PatientData]) -> tuple[Counter, ...]:
+    """Per centre: patients enrolled, with a re-induction dose, with a follow-up form, included;
+    per (centre, visit): visits recorded and expected of the included patients.
+
+    The patients are tallied by their facts first (a C-level Counter over a few distinct tuples:
+    centres times the combinations of the facts), then the tallies are added up: one cheap tuple
+    per patient instead of a dozen Counter updates, which took ~1.5 s at 100,000 patients."""
+    facts = Counter(
+        (
+            patient.centre,
+            patient.reinduction_date is not None,
+            patient.follow_up is not None,
+            outcomes.visits_followed(patient) if outcomes.is_included(patient) else None,
+        )
+        for patient in patients
+    )
+    enrolled: Counter[str] = Counter()
+    with_t0: Counter[str] = Counter()
+    with_follow_up: Counter[str] = Counter()
+    included: Counter[str] = Counter()
+    recorded: Counter[tuple[str, str]] = Counter()
+    expected: Counter[tuple[str, str]] = Counter()
+    for (centre, has_t0, has_follow_up, visits), n in facts.items():
+        enrolled[centre] += n
+        with_t0[centre] += n * has_t0
+        with_follow_up[centre] += n * has_follow_up
+        if visits is None:
+            continue
+        included[centre] += n
+        for visit, (done, due) in zip(outcomes.VISIT_DAY, visits, strict=True):
+            recorded[centre, visit] += n * done
+            expected[centre, visit] += n * due
+    return enrolled, with_t0, with_follow_up, included, recorded, expected
 
 
 def _centres_of(scope: str):

@@ -594,4 +594,18 @@ def visits_recorded(patient: PatientData) -> set[str]:
 def visit_expected(patient: PatientData, visit: str, *, recorded: bool) -> bool:
     """A visit is expected of an included patient followed up on ustekinumab to its nominal day,
     and of anyone who has it recorded."""
-    return recorded or follow_up_end(patient) >= patient.reinduction_date + dt.timedelta(days=VISIT_DAY[visit])
+    return recorded or _followed_to(survival_time(patient)[0], visit)
+
+
+def visits_followed(patient: PatientData) -> tuple[tuple[bool, bool], ...]:
+    """(recorded, expected) of every visit, in VISIT_DAY's order, of an included patient: what the
+    completeness table counts of each patient. The follow-up's end is worked out once, not once
+    per visit (`visit_expected`): the table visits every patient of the cohort."""
+    done = visits_recorded(patient)
+    days, _stopped = survival_time(patient)
+    return tuple((visit in done, visit in done or _followed_to(days, visit)) for visit in VISIT_DAY)
+
+
+def _followed_to(days: int, visit: str) -> bool:
+    """Followed up on ustekinumab `days` after t0 (`follow_up_end`): up to the visit's nominal day."""
+    return days >= VISIT_DAY[visit]
