@@ -26,6 +26,9 @@ from reports.outcomes import (
     PatientData,
     Thresholds,
     compute,
+    visit_expected,
+    visits_followed,
+    visits_recorded,
 )
 
 T0 = dt.date(2020, 1, 1)
@@ -605,3 +608,24 @@ def test_it_reproduces_the_published_figures_of_the_31_patients():
     assert nN(result["nonresponse"]) == (5, 31)  # 16%
     assert result["adverse_events"]["patients"] == 4
     assert json.loads(json.dumps(result, allow_nan=False)) == result
+
+
+def test_the_completeness_facts_of_a_patient_are_those_of_each_visit():
+    # visits_followed (the completeness table's one call per patient) agrees with visits_recorded
+    # and visit_expected: followed to its nominal day, stopped before it, on the day itself, or
+    # recorded although the follow-up ended earlier.
+    cases = [
+        patient(follow_up=ongoing(400)),
+        patient(follow_up=stopped(100), assessments=(visit("week_0", 0), visit("week_8", 56))),
+        patient(follow_up=ongoing(140), assessments=(visit("week_20", 150), not_done("week_8"))),
+        patient(follow_up=stopped(30, last=200), assessments=(visit("week_52", 364),)),
+    ]
+    for case in cases:
+        done = visits_recorded(case)
+        expected = tuple(
+            (name in done, visit_expected(case, name, recorded=name in done))
+            for name in ("week_0", "week_8", "week_20", "week_52")
+        )
+        assert visits_followed(case) == expected
+    assert visits_followed(cases[1]) == ((True, True), (True, True), (False, False), (False, False))
+    assert visits_followed(cases[2])[2] == (True, True)  # on day 140 exactly, and recorded
