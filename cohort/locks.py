@@ -75,8 +75,10 @@ def covering(patient: Patient, row: models.Model | None = None, **kwargs) -> Loc
     return found[0] if found else None
 
 
-def refuse_if_locked(patient: Patient, row: models.Model | None = None) -> None:
-    lock = covering(patient, row)
+def refuse_if_locked(patient: Patient, row: models.Model | None = None, *, among: list[Lock] | None = None) -> None:
+    """Raise Locked if an active lock covers the patient's casebook or `row` of it. `among`: the
+    active locks already read with the patient's record (services), else they are read now."""
+    lock = covering(patient, row, among=among)
     if lock is not None:
         raise Locked(lock)
 

@@ -6,6 +6,7 @@ read-only role writing); writes go through cohort.services. No view changes data
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from django import forms
@@ -229,7 +230,9 @@ def flag_confirm(request: HttpRequest, study_id: str) -> HttpResponse:
 
 def _answers(request, patient, key: str, row) -> list[tuple]:
     """The nurse's replies, typed on the form's page, to the queries on this form (row) that wait
-    for the site: [(query, reply)]."""
+    for the site: [(query, reply)]. A POST without a reply field has none to read."""
+    if not any(name.startswith("answer_") for name in request.POST):
+        return []
     waiting = queries.waiting_on(patient, key, row.pk) if access.can_write(request.user, patient) else []
     replies = [(query, request.POST.get(f"answer_{query.pk}", "").strip()) for query in waiting]
     return [(query, reply) for query, reply in replies if reply]
@@ -247,7 +250,8 @@ def _save(request, form, patient, row, key: str) -> HttpResponse | None:
     if answers and changed:
         reason = queries.reason_citing([query for query, _reply in answers], answers[0][1], reason)
     try:
-        with transaction.atomic():
+        # Only replies need a transaction of their own around the save's (which has one).
+        with transaction.atomic() if answers else contextlib.nullcontext():
             # The answers first: one request is one audit context, whose reason is the last one
             # given, and the data change's (citing the queries) is the one to keep.
             for query, reply in answers:

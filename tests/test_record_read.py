@@ -1,0 +1,79 @@
+"""A save reads the patient's record in one round trip (services.locked_record: the row lock, then
+every form as JSON), and must see exactly what the pages read through the ORM: the same rows in the
+same order, the same values of the same types, and the active locks that may cover the patient."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import transaction
+
+from cohort import crf, locks, services
+from cohort.models import FollowUp, Patient
+from tests.base import make_patient, make_record, personae
+
+pytestmark = pytest.mark.django_db
+
+
+def orm_record(patient: Patient) -> crf.PatientRecord:
+    prefetched = services.with_forms(Patient.objects.filter(pk=patient.pk)).get()
+    return services.patient_record(prefetched, confirmations=False)
+
+
+def assert_same_rows(read: list, expected: list) -> None:
+    assert [(type(row), row.pk) for row in read] == [(type(row), row.pk) for row in expected]
+    for row, other in zip(read, expected, strict=True):
+        assert not row._state.adding
+        for field in type(row)._meta.concrete_fields:
+            value, wanted = getattr(row, field.attname), getattr(other, field.attname)
+            assert (value, type(value)) == (wanted, type(wanted)), (type(row).__name__, field.name)
+            if isinstance(value, dt.datetime):
+                assert value.utcoffset() == dt.timedelta(0)
+
+
+def test_the_locked_record_is_the_record_the_pages_read(django_assert_num_queries):
+    people = personae()
+    patient = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    FollowUp.objects.filter(patient=patient).update(discontinuation_date=None, next_therapy="")
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))  # another patient's rows stay out
+
+    with transaction.atomic(), django_assert_num_queries(1):
+        record, active = services.locked_record(patient.pk)
+
+    expected = orm_record(patient)
+    assert_same_rows([record.patient], [expected.patient])
+    assert (record.patient.centre.pk, record.patient.centre.code) == (people["centre_a"].pk, "AMC")
+    for form in crf.FILES.values():
+        assert_same_rows(record.held(form), expected.held(form))
+        assert all(row.patient is record.patient for row in record.held(form) if form.model is not Patient)
+    assert record.patient.follow_up is record.follow_up
+    assert record.confirmed == frozenset()
+    assert active == []
+
+
+def test_a_bare_patient_has_no_rows_and_its_locks_are_read_with_it(django_assert_num_queries):
+    people = personae()
+    patient = make_patient(people["centre_a"], people["nurse_a"])
+    other = make_patient(people["centre_b"], people["nurse_b"])
+    own, _new = locks.lock(by=people["coordinator"], reason="SDV", patient=patient)
+    locks.lock(by=people["coordinator"], reason="SDV", patient=other)
+    centre, _new = locks.lock(by=people["coordinator"], reason="audit", centre=people["centre_b"])
+
+    with transaction.atomic(), django_assert_num_queries(1):
+        record, active = services.locked_record(patient.pk)
+
+    assert_same_rows(record.rows(), orm_record(patient).rows())
+    assert (record.reinduction, record.follow_up, record.doses) == (None, None, [])
+    # The centre lock of another centre is read (all_covering decides what covers): it does not cover.
+    assert sorted(lock.pk for lock in active) == sorted([own.pk, centre.pk])
+    assert locks.covering(record.patient, among=active).pk == own.pk
+
+
+def test_a_removed_patient_has_no_record():
+    people = personae()
+    patient = make_patient(people["centre_a"], people["nurse_a"])
+    services.patient_soft_delete(patient=patient, by=people["nurse_a"], reason="enrolled twice")
+
+    with transaction.atomic(), pytest.raises(Patient.DoesNotExist):
+        services.locked_record(patient.pk)
