@@ -178,7 +178,29 @@ def enqueue(scopes: list[str]) -> int:
 def wake_workers_on_commit(scopes: list[str] | None = None) -> None:
     """After the current transaction commits, wake workers for `scopes` (the ones the change asked
     for, when the caller knows them), or for every scope with a waiting request."""
-    transaction.on_commit(lambda: enqueue(pending_scopes() if scopes is None else scopes))
+    transaction.on_commit(lambda: enqueue(pending_scopes()) if scopes is None else wake_once(scopes))
+
+
+# When this process last woke a worker for each scope (time.monotonic(), read before sending).
+_woken: dict[str, float] = {}
+
+
+def wake_once(scopes: list[str]) -> int:
+    """Wake a worker for each of `scopes`, but not for a scope this process woke one for less than
+    the wake-up's countdown (DEBOUNCE) ago: that task starts no sooner than the countdown after it
+    was sent and takes every request committed by then, so a change committed meanwhile (as the
+    caller's is: this runs after its commit) needs no message of its own. A burst of saves sends
+    one per scope and process, not one per save; the sweep re-sends whatever is left waiting."""
+    countdown = _debounce().total_seconds()
+    sent = 0
+    for scope in scopes:
+        now = time.monotonic()
+        if now - _woken.get(scope, -countdown) < countdown:
+            continue
+        if background.wake(RECOMPUTE_TASK, scope, countdown=countdown):
+            _woken[scope] = now
+            sent += 1
+    return sent
 
 
 def on_data_changed(sender, *, scopes: list[str] | None, patients: list[int] | None = None, **kwargs) -> None:

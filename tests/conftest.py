@@ -437,15 +437,17 @@ def celery_on_redis(settings, redis_server):
     """`cohort.celery.app` sends to the test Redis (not eager, no result backend, as in production)
     for this test; restored afterwards. `point_at(app, url)` moves it to another broker."""
     from cohort.celery import app
-    from reports import background
+    from reports import background, services
 
     # Read the app's configuration before the settings change: its first read loads them.
     keys = ("broker_url", "result_backend", "task_always_eager")
     saved = {key: app.conf[key] for key in keys}
     settings.CELERY_BROKER_URL = redis_server
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    # An earlier test's broker outage must not keep this one's wake-ups from being sent.
+    # An earlier test's broker outage must not keep this one's wake-ups from being sent, nor its
+    # wake-ups (purged at its end) stand for this one's.
     background._broker_down_until = 0.0
+    services._woken.clear()
     # Celery's process-wide "inside a task" flag: an eager task run by another thread of an earlier
     # test (the live server) can leave it set, and then result.get() refuses to wait.
     from celery._state import _set_task_join_will_block

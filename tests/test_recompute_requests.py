@@ -3,10 +3,13 @@ another centre's open transaction, and a burst of requests is claimed and recomp
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import threading
 
 import pytest
+import redis
 from django.db import connection, connections, transaction
 
 from cohort.models import Assessment
@@ -161,3 +164,31 @@ def test_the_wake_ups_name_tasks_every_process_has_registered():
     assert app.tasks[jobs.RUN_TASK].name == jobs.RUN_TASK
     with pytest.raises(KeyError):  # a wrong name is a bug, not a broker outage
         background.wake("reports.tasks.no_such_task", "all")
+
+
+def queued_tasks(redis_url: str) -> list[tuple[str, list]]:
+    """(task name, args) of the messages waiting on the broker's default queue, oldest first."""
+    messages = [json.loads(message) for message in reversed(redis.Redis.from_url(redis_url).lrange("celery", 0, -1))]
+    return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
+
+
+def test_a_burst_of_saves_wakes_each_scope_once_and_checks_each_patient(
+    people, celery_on_redis, redis_server, monkeypatch
+):
+    # A countdown longer than the test: the two saves are within it however slow the machine.
+    monkeypatch.setattr(services, "DEBOUNCE", dt.timedelta(seconds=60))
+    first = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    second = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    redis.Redis.from_url(redis_server).delete("celery")  # the set-up's own wake-ups, forgotten
+    services._woken.clear()
+
+    # The first save's wake-up task starts after the countdown and takes the second save's request too.
+    save_week_8(first, people["nurse_a"], hbi=11)
+    save_week_8(second, people["nurse_a"], hbi=12)
+
+    recomputes = [args for task, args in queued_tasks(redis_server) if task == services.RECOMPUTE_TASK]
+    checks = [args for task, args in queued_tasks(redis_server) if task == services.DATA_CHECKS_TASK]
+    assert sorted(recomputes) == [["AMC"], ["all"]]
+    assert checks == [[[first.pk]], [[second.pk]]]
+    pending = RecomputeRequest.objects.filter(status=RecomputeRequest.Status.PENDING)
+    assert pending.filter(scope="AMC").count() == pending.filter(scope="all").count() >= 2
