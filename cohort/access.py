@@ -8,12 +8,13 @@ to change data gets 403.
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
 from cohort.choices import Role
-from cohort.models import Centre, Patient, Query
+from cohort.models import Centre, Membership, Patient, Query
 
 
 def _roles(user: User | AnonymousUser) -> list[tuple[int, str]]:
@@ -22,9 +23,18 @@ def _roles(user: User | AnonymousUser) -> list[tuple[int, str]]:
         return []
     cached = getattr(user, "_ecrf_roles", None)
     if cached is None:
-        cached = list(user.memberships.filter(centre__active=True).values_list("centre_id", "role"))
+        cached = list(_memberships(user).values_list("centre_id", "role"))
         user._ecrf_roles = cached  # type: ignore[union-attr]
     return cached
+
+
+def _memberships(user: User) -> QuerySet[Membership]:
+    """The memberships that give the user a role: those at active centres."""
+    return user.memberships.filter(centre__active=True)
+
+
+def _roles_unread(user: User | AnonymousUser) -> bool:
+    return user.is_authenticated and user.is_active and getattr(user, "_ecrf_roles", None) is None
 
 
 def is_coordinator(user: User | AnonymousUser) -> bool:
@@ -107,6 +117,43 @@ def get_patient_for_user(user: User | AnonymousUser, study_id: str, *, write: bo
     if write and not can_write(user, patient):
         raise PermissionDenied("Your role at this centre is read-only.")
     return patient
+
+
+def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write: bool = False, **match):
+    """The stored row of a one-row form of the patient (its follow-up, a visit's assessment: `match`)
+    with the patient and its centre, if the user may read that patient (as get_patient_for_user);
+    None when there is no such row, or no such patient for this user: then ask get_patient_for_user,
+    which tells 404 from 403. One query: the user's roles, if this request has not read them yet,
+    come with the row (both arrays in membership order)."""
+    rows = model.objects.select_related("patient__centre").filter(
+        patient__in=Patient.objects.filter(study_id=study_id), **match
+    )
+    unread = _roles_unread(user)
+    if unread:
+        memberships = _memberships(user).order_by("pk")  # type: ignore[arg-type]
+        rows = rows.annotate(
+            ecrf_role_centres=ArraySubquery(memberships.values("centre_id")),
+            ecrf_role_names=ArraySubquery(memberships.values("role")),
+        )
+    # At most one row (one per patient, or per patient and visit): no ORDER BY ... LIMIT, which
+    # could have the planner walk the table's primary key instead of the study ID's index.
+    found = list(rows)
+    if not found:
+        return None
+    row = found[0]
+    if unread:
+        user._ecrf_roles = list(zip(row.ecrf_role_centres, row.ecrf_role_names, strict=True))  # type: ignore[union-attr]
+    readable = readable_centre_ids(user)
+    if readable is not None and row.patient.centre_id not in readable:
+        return None
+    if write and not can_write(user, row.patient):
+        raise PermissionDenied("Your role at this centre is read-only.")
+    relation = model._meta.get_field("patient")
+    if relation.one_to_one:
+        # The patient must not hold the row as its own: a form changes the row before it is saved,
+        # and the page shown again after a refused save reads the patient's stored record.
+        relation.remote_field.delete_cached_value(row.patient)
+    return row
 
 
 ALL_SCOPE = "all"

@@ -98,12 +98,17 @@ class CaseForm:
         """More than one row per patient in the form's file (repeating forms; one per visit)."""
         return self.repeating or self.visit is not None
 
+    @property
+    def row_match(self) -> dict[str, str]:
+        """What tells a one-row form's row among the model's rows of one patient: its visit."""
+        return {"visit": self.visit} if self.visit else {}
+
     def single_row(self, patient: Patient) -> models.Model:
         """The patient's row of a one-row form (the patient, a visit's assessment, ...): the stored
         one, or a new one to fill in. One query at most."""
         if self.model is Patient:
             return patient
-        match = {"visit": self.visit} if self.visit else {}
+        match = self.row_match
         return self.model.objects.filter(patient=patient, **match).first() or self.model(patient=patient, **match)
 
     def rows(self, record: PatientRecord) -> list[Any]:

@@ -338,9 +338,9 @@ def _report_rules(form, patient) -> None:
 def form_edit(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
     """A one-per-patient form (enrolment, re-induction, follow-up) or the assessment of a visit."""
     write = request.method == "POST"
-    patient = access.get_patient_for_user(request.user, study_id, write=write)
     case_form = crf.form(key)
-    form = form_class(case_form)(request.POST or None, instance=case_form.single_row(patient))
+    patient, row = _single_row(request, study_id, case_form, write=write)
+    form = form_class(case_form)(request.POST or None, instance=row)
     if write and form.is_valid():
         response = _save(request, form, patient, form.instance, key)
         if response:
@@ -348,6 +348,19 @@ def form_edit(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
     elif write and form.is_bound:
         _report_rules(form, patient)
     return _render_form(request, patient, key, form)
+
+
+def _single_row(request, study_id: str, case_form: crf.CaseForm, *, write: bool) -> tuple[Patient, models.Model]:
+    """The patient and its row of a one-row form: a stored row comes with its patient in one query
+    (cohort.access); else the patient, and a new row to fill in."""
+    if case_form.model is not Patient:
+        row = access.get_row_for_user(request.user, study_id, case_form.model, write=write, **case_form.row_match)
+        if row is not None:
+            return row.patient, row
+    patient = access.get_patient_for_user(request.user, study_id, write=write)
+    if case_form.model is Patient:
+        return patient, patient
+    return patient, case_form.model(patient=patient, **case_form.row_match)
 
 
 def _lock_context(request, covering: list, *, kind: str, row=None) -> dict:
