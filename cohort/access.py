@@ -7,10 +7,15 @@ to change data gets 403.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AnonymousUser, User
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
+from django.db.models.query import get_related_populators
 from django.http import Http404
 
 from cohort.choices import Role
@@ -28,9 +33,9 @@ def _roles(user: User | AnonymousUser) -> list[tuple[int, str]]:
     return cached
 
 
-def _memberships(user: User) -> QuerySet[Membership]:
-    """The memberships that give the user a role: those at active centres."""
-    return user.memberships.filter(centre__active=True)
+def _memberships(user: User | int) -> QuerySet[Membership]:
+    """The memberships that give the user (or the user of this id) a role: those at active centres."""
+    return Membership.objects.filter(user=user, centre__active=True)
 
 
 def _roles_unread(user: User | AnonymousUser) -> bool:
@@ -125,19 +130,9 @@ def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write:
     None when there is no such row, or no such patient for this user: then ask get_patient_for_user,
     which tells 404 from 403. One query: the user's roles, if this request has not read them yet,
     come with the row (both arrays in membership order)."""
-    rows = model.objects.select_related("patient__centre").filter(
-        patient__in=Patient.objects.filter(study_id=study_id), **match
-    )
     unread = _roles_unread(user)
-    if unread:
-        memberships = _memberships(user).order_by("pk")  # type: ignore[arg-type]
-        rows = rows.annotate(
-            ecrf_role_centres=ArraySubquery(memberships.values("centre_id")),
-            ecrf_role_names=ArraySubquery(memberships.values("role")),
-        )
-    # At most one row (one per patient, or per patient and visit): no ORDER BY ... LIMIT, which
-    # could have the planner walk the table's primary key instead of the study ID's index.
-    found = list(rows)
+    statement = _row_statement(model, tuple(sorted(match)), with_roles=unread)
+    found = statement.run({_STUDY_ID: study_id, _USER_ID: user.pk, **{_placeholder(k): v for k, v in match.items()}})
     if not found:
         return None
     row = found[0]
@@ -154,6 +149,83 @@ def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write:
         # and the page shown again after a refused save reads the patient's stored record.
         relation.remote_field.delete_cached_value(row.patient)
     return row
+
+
+# Placeholder values the row query is compiled with, replaced by the request's values at each run.
+_STUDY_ID = "\x00study_id"
+_USER_ID = -7_000_001
+
+
+def _placeholder(field: str) -> str:
+    return f"\x00match:{field}"
+
+
+@functools.cache
+def _row_statement(model, match_fields: tuple[str, ...], *, with_roles: bool) -> _CompiledRows:
+    """get_row_for_user's query, composed by the ORM once per process and form (placeholders for the
+    study ID, the user and the visit): composing it cost more CPU than running it. The rule of who
+    has a role stays the one in _memberships."""
+    rows = model.objects.select_related("patient__centre").filter(
+        patient__in=Patient.objects.filter(study_id=_STUDY_ID), **{k: _placeholder(k) for k in match_fields}
+    )
+    if with_roles:
+        memberships = _memberships(_USER_ID).order_by("pk")
+        rows = rows.annotate(
+            ecrf_role_centres=ArraySubquery(memberships.values("centre_id")),
+            ecrf_role_names=ArraySubquery(memberships.values("role")),
+        )
+    # At most one row (one per patient, or per patient and visit): no ORDER BY ... LIMIT, which
+    # could have the planner walk the table's primary key instead of the study ID's index.
+    return _CompiledRows.of(rows)
+
+
+@dataclass(frozen=True)
+class _CompiledRows:
+    """A model queryset's SQL compiled once, run with other values in place of its placeholders;
+    its rows become instances as the ORM's ModelIterable makes them (select_related, annotations)."""
+
+    query: object
+    sql: str
+    params: tuple
+    slots: tuple[tuple[int, object], ...]  # (position in params, placeholder)
+    compiled: tuple  # the compiler's select, klass_info, annotation_col_map and col_count
+
+    @classmethod
+    def of(cls, queryset: QuerySet) -> _CompiledRows:
+        compiler = queryset.query.get_compiler(using=DEFAULT_DB_ALIAS)
+        sql, params = compiler.as_sql()
+        placeholders = (_STUDY_ID, _USER_ID)
+        slots = tuple(
+            (index, value)
+            for index, value in enumerate(params)
+            if value in placeholders or (isinstance(value, str) and value.startswith("\x00match:"))
+        )
+        compiled = (compiler.select, compiler.klass_info, compiler.annotation_col_map, compiler.col_count)
+        return cls(queryset.query, sql, tuple(params), slots, compiled)
+
+    def run(self, values: dict) -> list:
+        params = list(self.params)
+        for index, placeholder in self.slots:
+            params[index] = values[placeholder]
+        connection = connections[DEFAULT_DB_ALIAS]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            fetched = cursor.fetchall()
+        compiler = self.query.get_compiler(connection=connection)
+        compiler.select, compiler.klass_info, compiler.annotation_col_map, compiler.col_count = self.compiled
+        select, klass_info, annotations = self.compiled[:3]
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        init_list = [column[0].target.attname for column in select[start:end]]
+        populators = get_related_populators(klass_info, select, DEFAULT_DB_ALIAS)
+        found = []
+        for values_ in compiler.results_iter(results=[fetched]):
+            obj = klass_info["model"].from_db(DEFAULT_DB_ALIAS, init_list, values_[start:end])
+            for populator in populators:
+                populator.populate(values_, obj)
+            for name, position in annotations.items():
+                setattr(obj, name, values_[position])
+            found.append(obj)
+        return found
 
 
 ALL_SCOPE = "all"
