@@ -133,3 +133,31 @@ def test_a_refused_save_shows_the_stored_record_not_the_values_typed(client):
     # The casebook cell and the flags of the page are the stored record's: the patient does not
     # hold the form's changed row as its own.
     assert response.context["patient"]._state.fields_cache.get("follow_up") is not response.context["form"].instance
+
+
+def test_the_row_query_composed_once_answers_each_user_and_visit_with_their_own():
+    """cohort.access runs one compiled statement per form for every request of the process: the
+    values of each call (study ID, user, visit) must be the ones it runs with."""
+    from django.contrib.auth.models import User
+
+    from cohort import access
+    from cohort.models import Assessment
+
+    people = personae()
+    patient = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    other = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    visits = list(Assessment.objects.filter(patient=patient).order_by("pk").values_list("visit", flat=True))
+    assert len(visits) >= 2
+    for visit in visits:
+        row = access.get_row_for_user(
+            User.objects.get(pk=people["nurse_a"].pk), patient.study_id, Assessment, visit=visit
+        )
+        assert_same_rows([row], [Assessment.objects.get(patient=patient, visit=visit)])
+        assert (row.patient.pk, row.patient.centre.pk) == (patient.pk, people["centre_a"].pk)
+    row = access.get_row_for_user(User.objects.get(pk=people["coordinator"].pk), other.study_id, FollowUp)
+    assert_same_rows([row], [FollowUp.objects.get(patient=other)])
+    # Another centre's nurse: no row (roles read with it), then with the roles already read.
+    nurse_b = User.objects.get(pk=people["nurse_b"].pk)
+    assert access.get_row_for_user(nurse_b, patient.study_id, FollowUp) is None
+    assert access.get_row_for_user(nurse_b, patient.study_id, FollowUp) is None
+    assert access.writable_centre_ids(nurse_b) == {people["centre_b"].pk}
