@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.contrib.auth.models import User
@@ -345,22 +346,46 @@ def _instances(model, text: str | None) -> list:
     if text is None:
         return []
     data = json.loads(text, parse_float=Decimal)
-    fields = model._meta.concrete_fields
-    names = [field.attname for field in fields]
+    names, readers = _json_readers(model)
     return [
-        model.from_db(DEFAULT_DB_ALIAS, names, [_value(field, item[field.column]) for field in fields])
+        model.from_db(DEFAULT_DB_ALIAS, names, [read(item[column]) for column, read in readers])
         for item in (data if isinstance(data, list) else [data])
     ]
 
 
-def _value(field, value):
-    if value is None:
-        return None
+@functools.cache
+def _json_readers(model) -> tuple[list[str], list[tuple[str, Callable]]]:
+    """The model's attribute names and, per column, what turns its JSON value into the ORM's value:
+    chosen once per process, not per value (a record has thousands)."""
+    fields = model._meta.concrete_fields
+    return [field.attname for field in fields], [(field.column, _json_reader(field)) for field in fields]
+
+
+def _json_reader(field) -> Callable:
     if isinstance(field, models.DateTimeField):
-        return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+        return lambda value: None if value is None else dt.datetime.fromisoformat(value).astimezone(dt.UTC)
     if isinstance(field, models.DecimalField):
-        return value if isinstance(value, Decimal) else Decimal(value)
-    return field.to_python(value)
+        return lambda value: value if value is None or isinstance(value, Decimal) else Decimal(value)
+    # JSON already gives these their Python type (to_python would return the value itself).
+    kept = _JSON_TYPES.get(type(field.target_field if field.is_relation else field))
+    to_python = field.to_python
+    if kept is not None:
+        return lambda value: value if value is None or type(value) is kept else to_python(value)
+    return lambda value: None if value is None else to_python(value)
+
+
+_JSON_TYPES = {
+    models.CharField: str,
+    models.TextField: str,
+    models.IntegerField: int,
+    models.PositiveIntegerField: int,
+    models.PositiveSmallIntegerField: int,
+    models.SmallIntegerField: int,
+    models.BigIntegerField: int,
+    models.AutoField: int,
+    models.BigAutoField: int,
+    models.BooleanField: bool,
+}
 
 
 def _snapshot(model, pk, version) -> dict | None:
