@@ -189,6 +189,9 @@ class _CompiledRows:
     params: tuple
     slots: tuple[tuple[int, object], ...]  # (position in params, placeholder)
     compiled: tuple  # the compiler's select, klass_info, annotation_col_map and col_count
+    init_list: list[str]  # the attribute names of the model's own columns, at `span` of each row
+    span: tuple[int, int]
+    populators: list  # the select_related objects (patient, centre) of each row
 
     @classmethod
     def of(cls, queryset: QuerySet) -> _CompiledRows:
@@ -200,8 +203,12 @@ class _CompiledRows:
             for index, value in enumerate(params)
             if value in placeholders or (isinstance(value, str) and value.startswith("\x00match:"))
         )
-        compiled = (compiler.select, compiler.klass_info, compiler.annotation_col_map, compiler.col_count)
-        return cls(queryset.query, sql, tuple(params), slots, compiled)
+        select, klass_info = compiler.select, compiler.klass_info
+        compiled = (select, klass_info, compiler.annotation_col_map, compiler.col_count)
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        init_list = [column[0].target.attname for column in select[start:end]]
+        populators = get_related_populators(klass_info, select, DEFAULT_DB_ALIAS)
+        return cls(queryset.query, sql, tuple(params), slots, compiled, init_list, (start, end), populators)
 
     def run(self, values: dict) -> list:
         params = list(self.params)
@@ -213,14 +220,12 @@ class _CompiledRows:
             fetched = cursor.fetchall()
         compiler = self.query.get_compiler(connection=connection)
         compiler.select, compiler.klass_info, compiler.annotation_col_map, compiler.col_count = self.compiled
-        select, klass_info, annotations = self.compiled[:3]
-        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-        init_list = [column[0].target.attname for column in select[start:end]]
-        populators = get_related_populators(klass_info, select, DEFAULT_DB_ALIAS)
+        model, annotations = self.compiled[1]["model"], self.compiled[2]
+        start, end = self.span
         found = []
         for values_ in compiler.results_iter(results=[fetched]):
-            obj = klass_info["model"].from_db(DEFAULT_DB_ALIAS, init_list, values_[start:end])
-            for populator in populators:
+            obj = model.from_db(DEFAULT_DB_ALIAS, self.init_list, values_[start:end])
+            for populator in self.populators:
                 populator.populate(values_, obj)
             for name, position in annotations.items():
                 setattr(obj, name, values_[position])
