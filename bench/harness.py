@@ -1,0 +1,194 @@
+"""What the load benchmarks share (bench/form_save.py, bench/pages.py): a signed-in browser over
+http.client, the percentile, and starting and stopping gunicorn and a throwaway redis-server.
+
+Imported by the benchmark scripts (bench/ is their sys.path[0]) and, inside gunicorn, through
+--pythonpath bench."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import http.client
+import math
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+TOKEN_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+class Failure(Exception):
+    pass
+
+
+class Browser:
+    """One signed-in user's cookies over http.client (a new connection per request, as gunicorn's
+    sync workers close it)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookies: dict[str, str] = {}
+        self.token = ""
+
+    def request(self, method: str, url: str, data: dict | None = None, headers: dict | None = None):
+        """Status, Location, the X-Bench-Queries header and the body of one request."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            send = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
+            body = None
+            if data is not None:
+                body = urllib.parse.urlencode(data)
+                send["Content-Type"] = "application/x-www-form-urlencoded"
+            conn.request(method, url, body=body, headers=send)
+            response = conn.getresponse()
+            content = response.read()
+            for header in response.msg.get_all("Set-Cookie") or []:
+                for name, morsel in SimpleCookie(header).items():
+                    # A browser would show the flash message on the next page; not followed here.
+                    if name != "messages":
+                        self.cookies[name] = morsel.value
+            return (
+                response.status,
+                response.getheader("Location", ""),
+                response.getheader("X-Bench-Queries", ""),
+                content,
+            )
+        finally:
+            conn.close()
+
+    def post_form(self, url: str, data: dict) -> tuple[int, str]:
+        """GET a form page for its CSRF token, then POST `data` to it; status and Location."""
+        status, _, _, page = self.request("GET", url)
+        token = TOKEN_RE.search(page.decode())
+        if status != 200 or token is None:
+            raise Failure(f"{url}: HTTP {status}, no form with a CSRF token")
+        status, location, _, _ = self.request("POST", url, {**data, "csrfmiddlewaretoken": token.group(1)})
+        return status, location
+
+    def login(self, username: str, password: str) -> None:
+        """Through the login page (django-axes, the password checked), as a browser."""
+        status, location = self.post_form("/accounts/login/", {"username": username, "password": password})
+        if status != 302 or "sessionid" not in self.cookies:
+            raise Failure(f"login of {username} refused: HTTP {status} {location}")
+
+
+def counting_queries(django_app):
+    """The WSGI application `django_app`, plus (only on requests that ask for it with the header
+    X-Bench-Count-Queries: 1) its SQL statements counted by kind in the X-Bench-Queries header."""
+    from django.db import connection
+
+    def application(environ, start_response):
+        if environ.get("HTTP_X_BENCH_COUNT_QUERIES") != "1":
+            return django_app(environ, start_response)
+        kinds: collections.Counter[str] = collections.Counter()
+
+        def count(execute, sql, params, many, context):
+            statement = sql.lstrip()
+            if statement.startswith("SELECT set_config('pghistory"):  # pghistory's audit context, prefixed
+                statement = statement.split(";", 1)[-1].lstrip()
+            kinds[statement.split(None, 1)[0].upper() if statement else "?"] += 1
+            return execute(sql, params, many, context)
+
+        started: list = []
+        with connection.execute_wrapper(count):
+            body = django_app(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+        status, headers = started[0]
+        summary = " ".join(f"{kind}={n}" for kind, n in kinds.most_common())
+        start_response(status, [*headers, ("X-Bench-Queries", f"{sum(kinds.values())} {summary}")])
+        return body
+
+    return application
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(fraction * len(ordered)))) - 1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(check, seconds: float, what: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise Failure(f"{what} exited with status {process.returncode}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    raise Failure(f"{what} did not start within {seconds:.0f} s")
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def start_redis(work: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """A throwaway redis-server on a Unix socket under `work`, and the broker settings naming it."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise Failure("redis-server not found (make redis)")
+    sock = work / "redis.sock"
+    process = subprocess.Popen(
+        [server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--save", "",
+         "--appendonly", "no", "--dir", str(work), "--logfile", str(work / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def ping() -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            s.connect(str(sock))
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    wait_for(ping, 15, "redis-server", process)
+    url = f"redis+socket://{sock}"
+    return process, {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
+
+
+def redis_messages(work: Path) -> int | None:
+    """Messages waiting in the broker's default queue (None without a broker)."""
+    sock = work / "redis.sock"
+    if not sock.exists():
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        s.connect(str(sock))
+        s.sendall(b"LLEN celery\r\n")
+        reply = s.recv(64)
+    return int(reply[1:].split(b"\r\n")[0]) if reply.startswith(b":") else None
+
+
+def start_gunicorn(app: str, workers: int, env: dict[str, str], log: Path, root: Path) -> tuple[subprocess.Popen, int]:
+    """gunicorn (sync workers) serving `app` ("module:callable", bench/ and the repository on its
+    path) on a free loopback port, once the login page answers; the process and its port."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+             "--worker-class", "sync", "--timeout", "60", "--graceful-timeout", "5", "--no-control-socket",
+             "--log-level", "warning", "--pythonpath", f"{root / 'bench'},{root}", app],
+            cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip
+    wait_for(lambda: Browser(port).request("GET", "/accounts/login/")[0] == 200, 60, "gunicorn", process)
+    return process, port

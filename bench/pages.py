@@ -1,0 +1,474 @@
+"""Benchmark: every page kind under load, served as in production, at two cohort sizes, against its floor.
+
+Run: .venv/bin/python bench/pages.py [--sizes 1000,100000] [--seconds 30] [--floor-seconds 15] [--workers 2]
+
+Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_demo (8 centres) up to
+each size (not timed). After seeding: the automatic data checks (cohort/data_checks.py, which raise
+the open queries) of the measured centre's patients, and the outcome snapshots of the scopes the
+clients read ("all" and that centre), as a worker would have left them.
+
+Server: gunicorn (`--workers` sync workers) on a free loopback port with DEBUG off (a random
+SECRET_KEY; SECURE_SSL_REDIRECT and secure cookies off, the only production settings changed, as
+the benchmark speaks plain HTTP), static files collected into a temporary STATIC_ROOT by
+collectstatic (compressed and hashed) and served by WhiteNoise; a throwaway redis-server is the
+broker, with no worker. This script is the WSGI module: the project's URLconf plus the floor view.
+
+Clients: 9 threads, each a browser over http.client (a new connection per request): 8 research nurses
+of ONE centre (the demo's nurse and 7 more accounts made here), signed in through the login page, and
+the coordinator (signed in with the password, then a TOTP code computed from a device made here).
+Each client requests page kinds at random (uniformly among the kinds its role reaches), each for a
+random patient of the centre where it needs one: the patient list (first page, a random page, a
+search by part of a study ID, a monitoring filter), the casebook, every form page, the patient's
+history, the query list, the outcomes dashboard, the reports page, the enrolment form, the account
+pages; the coordinator also the list of all centres, the locks pages. Every answer must be HTTP 200.
+A warm-up pass requests every kind once per client (and the pages' static files once) untimed; then
+`--seconds` of load. Latency is the client's wall clock (connect to last byte).
+
+Floor: for each page kind, a bare Django view behind the same middleware (session, login, django-otp,
+the account checks, pghistory, messages, axes) rendering a plain Django form with as many fields as
+the page has inputs, and a table with as many rows and cells as the page's tables (counted on the
+page itself during warm-up), in a bare HTML page. The floors are loaded the same way for
+`--floor-seconds` after each size's pages.
+
+Printed per size: requests/s, p50 and p95 per page kind, the SQL statements of one request of the
+kind (counted in the server), and the floor's p95; then per kind the 100,000/1,000 ratio of p95.
+Targets (SPEC section 9, issue 14): p95 under 100 ms or within 1.5x of the floor's p95; the ratio
+of the largest to the smallest size under 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STARTED = time.monotonic()
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("BENCH_PAGES_SERVER") == "1"  # imported by gunicorn as the WSGI module
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohort.settings")
+if not SERVER:
+    os.environ["DEBUG"] = "1"  # the parent seeds and checks; the server runs with DEBUG off
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        os.environ.pop(name, None)
+    os.environ["EMBEDDED_PG_DIR"] = tempfile.mkdtemp(prefix="bench-pages-pg-")
+    os.environ["EMBEDDED_PG_THROWAWAY"] = "1"
+
+import django  # noqa: E402
+
+django.setup()
+
+import harness  # noqa: E402
+from django import forms  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.template import engines  # noqa: E402
+from django.urls import include, path  # noqa: E402
+from django.views.decorators.http import require_safe  # noqa: E402
+from harness import Browser, Failure, percentile, stop  # noqa: E402
+
+FLOOR_URL = "/bench/floor/"
+FLOOR_PAGE = engines["django"].from_string(
+    """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title></head>
+<body><main><h1>{{ title }}</h1>
+<form method="post">{% csrf_token %}{{ form }}<button type="submit">Save</button></form>
+<table><tbody>{% for row in rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table></main></body></html>"""
+)
+
+
+def _count(request: HttpRequest, name: str) -> int:
+    return max(0, min(int(request.GET.get(name) or 0), 5000))
+
+
+@require_safe
+def floor(request: HttpRequest) -> HttpResponse:
+    """The floor of a page kind: a plain form with `fields` fields and a table of `rows` x `cells`."""
+    fields, rows, cells = _count(request, "fields"), _count(request, "rows"), _count(request, "cells")
+    form_class = type("Floor", (forms.Form,), {f"field_{i}": forms.CharField(required=False) for i in range(fields)})
+    table = [[f"{r}.{c}" for c in range(cells)] for r in range(rows)]
+    return HttpResponse(FLOOR_PAGE.render({"title": "floor", "form": form_class(), "rows": table}, request))
+
+
+urlpatterns = [
+    path(FLOOR_URL.strip("/") + "/", floor, name="bench-floor"),
+    path("", include("cohort.site_urls")),
+]
+# This module is the URLconf (the project's plus the floor view), in the server and in the parent.
+settings.ROOT_URLCONF = __name__
+
+if SERVER:
+    from django.core.wsgi import get_wsgi_application
+
+    application = harness.counting_queries(get_wsgi_application())
+
+
+# --- the load generator (parent process) ---------------------------------------------------------
+
+NURSES = 8
+STATIC_RE = re.compile(r'(?:href|src)="(/static/[^"]+)"')
+FIELD_RE = re.compile(r"<(?:select|textarea)\b|<input\b(?![^>]*type=\"hidden\")")
+
+
+@dataclass
+class Kind:
+    """A page kind: its name and how to make a URL of it for a client (rng, the centre's data)."""
+
+    name: str
+    url: object  # (random.Random, Cohort) -> str
+    shape: str = ""  # the floor's query string, counted on the page during warm-up
+
+
+@dataclass
+class Cohort:
+    """What the clients pick their URLs from, read after each size is seeded."""
+
+    study_ids: list[str]  # a sample of the measured centre's patients
+    all_study_ids: list[str]  # a sample of every centre's patients (the coordinator's)
+    pages: int  # pages of the nurses' patient list
+    all_pages: int  # pages of the coordinator's list
+    query_ids: list[int] = field(default_factory=list)  # open queries of the centre
+
+
+def nurse_kinds() -> list[Kind]:
+    from cohort import crf, monitoring
+
+    def patient(suffix: str):
+        return lambda rng, c: f"/patients/{rng.choice(c.study_ids)}/{suffix}"
+
+    kinds = [
+        Kind("patient list", lambda rng, c: "/patients/"),
+        Kind("patient list, page n", lambda rng, c: f"/patients/?page={rng.randint(1, c.pages)}"),
+        Kind("patient list, search", lambda rng, c: f"/patients/?q={rng.choice(c.study_ids)[-3:]}"),
+        Kind("patient list, filter", lambda rng, c: f"/patients/?filter={rng.choice(list(monitoring.FILTERS))}"),
+        Kind("casebook", patient("")),
+        Kind("history", patient("history/")),
+    ]
+    for case_form in crf.FORMS:
+        where = "rows" if case_form.repeating else "forms"
+        kinds.append(Kind(f"form {case_form.key}", patient(f"{where}/{case_form.key}/")))
+    kinds += [
+        Kind("query list", lambda rng, c: "/queries/"),
+        Kind("query", lambda rng, c: f"/queries/{rng.choice(c.query_ids)}/"),
+        Kind("outcomes dashboard", lambda rng, c: "/outcomes/"),
+        Kind("reports", lambda rng, c: "/reports/"),
+        Kind("enrolment form", lambda rng, c: "/patients/new/"),
+        Kind("password change", lambda rng, c: "/accounts/password/change/"),
+        Kind("two-factor page", lambda rng, c: "/accounts/mfa/"),
+    ]
+    return kinds
+
+
+def coordinator_kinds() -> list[Kind]:
+    from cohort import monitoring
+
+    def patient(suffix: str):
+        return lambda rng, c: f"/patients/{rng.choice(c.all_study_ids)}/{suffix}"
+
+    return [
+        Kind("coord: patient list", lambda rng, c: "/patients/"),
+        Kind("coord: patient list, page n", lambda rng, c: f"/patients/?page={rng.randint(1, c.all_pages)}"),
+        Kind("coord: patient list, filter", lambda rng, c: f"/patients/?filter={rng.choice(list(monitoring.FILTERS))}"),
+        Kind("coord: casebook", patient("")),
+        Kind("coord: form follow_up", patient("forms/follow_up/")),
+        Kind("coord: query list", lambda rng, c: "/queries/"),
+        Kind("coord: outcomes dashboard", lambda rng, c: "/outcomes/"),
+        Kind("coord: reports", lambda rng, c: "/reports/"),
+        Kind("coord: locks", lambda rng, c: "/locks/"),
+    ]
+
+
+def floor_shape(page: str) -> str:
+    """The floor's query string for a page: its input fields, its table rows and cells per row."""
+    fields = len(FIELD_RE.findall(page))
+    rows = page.count("<tr")
+    cells = round((page.count("<td") + page.count("<th")) / rows) if rows else 0
+    return f"fields={fields}&rows={rows}&cells={cells}"
+
+
+class Client(threading.Thread):
+    """One signed-in user requesting its kinds at random until the deadline."""
+
+    def __init__(self, browser: Browser, kinds: list[Kind], seed: int):
+        super().__init__(daemon=True)
+        self.browser, self.kinds, self.rng = browser, kinds, random.Random(seed)
+        self.cohort: Cohort | None = None
+        self.floors = False
+        self.deadline = 0.0
+        self.latencies: dict[str, list[float]] = {}
+        self.failures: list[str] = []
+
+    def fetch(self, kind: Kind) -> tuple[float, bytes]:
+        url = FLOOR_URL + "?" + kind.shape if self.floors else kind.url(self.rng, self.cohort)
+        started = time.perf_counter()
+        status, location, _, body = self.browser.request("GET", url)
+        elapsed = time.perf_counter() - started
+        if status != 200:
+            self.failures.append(f"{kind.name}: GET {url}: HTTP {status} {location}")
+        return elapsed, body
+
+    def run(self) -> None:
+        while time.monotonic() < self.deadline:
+            kind = self.rng.choice(self.kinds)
+            try:
+                elapsed, _ = self.fetch(kind)
+            except OSError as error:
+                self.failures.append(f"{kind.name}: {error!r}")
+                continue
+            self.latencies.setdefault(kind.name, []).append(elapsed)
+
+
+def load(clients: list[Client], seconds: float, floors: bool) -> tuple[dict[str, list[float]], float]:
+    """Every client requesting at random for `seconds`; the latencies per kind and the wall time."""
+    threads = []
+    for client in clients:
+        thread = Client(client.browser, client.kinds, client.rng.randrange(2**32))
+        thread.cohort, thread.floors, thread.deadline = client.cohort, floors, time.monotonic() + seconds
+        threads.append(thread)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies: dict[str, list[float]] = {}
+    for thread in threads:
+        client_failures = thread.failures
+        if client_failures:
+            raise Failure(f"{len(client_failures)} failed requests, first: {client_failures[:3]}")
+        for name, values in thread.latencies.items():
+            latencies.setdefault(name, []).extend(values)
+    return latencies, wall
+
+
+def warm_up(clients: list[Client], static_checked: set[str]) -> dict[str, str]:
+    """Every kind once per client, untimed; each page's static files once (through WhiteNoise);
+    each kind's floor shape from its page; the SQL statements of one request of each kind."""
+    queries = {}
+    for client in clients:
+        for kind in client.kinds:
+            url = kind.url(client.rng, client.cohort)
+            status, location, counted, body = client.browser.request("GET", url, headers={"X-Bench-Count-Queries": "1"})
+            if status != 200:
+                raise Failure(f"{kind.name}: GET {url}: HTTP {status} {location}")
+            page = body.decode()
+            kind.shape = kind.shape or floor_shape(page)
+            queries.setdefault(kind.name, counted.split(" ")[0])
+            for asset in set(STATIC_RE.findall(page)) - static_checked:
+                static_checked.add(asset)
+                if client.browser.request("GET", asset)[0] != 200:
+                    raise Failure(f"static file {asset} not served")
+    return queries
+
+
+def setup_accounts(logins: dict[str, tuple[str, str]]):
+    """The demo nurse of the first centre and NURSES - 1 more there; the coordinator with a TOTP
+    device. (username, password) pairs, and the coordinator's (username, password, device)."""
+    from django.contrib.auth.models import User
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from cohort.choices import Role
+    from cohort.models import Membership
+
+    demo = Membership.objects.filter(role=Role.NURSE).select_related("user", "centre").order_by("centre__code")[0]
+    nurses = [(demo.user.username, logins[demo.user.username][1])]
+    for number in range(2, NURSES + 1):
+        username, password = f"bench.nurse{number}.{demo.centre.code.lower()}", secrets.token_urlsafe(12)
+        user = User.objects.create_user(username=username, password=password, email=f"{username}@example.org")
+        Membership.objects.create(user=user, centre=demo.centre, role=Role.NURSE)
+        nurses.append((username, password))
+    coordinator = Membership.objects.filter(role=Role.COORDINATOR).select_related("user").first().user
+    device = TOTPDevice.objects.create(user=coordinator, name="bench device", confirmed=True)
+    return demo.centre, nurses, (coordinator.username, logins[coordinator.username][1], device)
+
+
+def sign_in_coordinator(browser: Browser, username: str, password: str, device) -> None:
+    from django_otp.oath import totp
+
+    browser.login(username, password)
+    code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    status, location = browser.post_form("/accounts/mfa/verify/", {"token": f"{code:0{device.digits}d}"})
+    if status != 302:
+        raise Failure(f"coordinator's TOTP code refused: HTTP {status} {location}")
+
+
+def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
+    """seed_demo up to `size` patients, then the data checks of `centre` and the outcome snapshots."""
+    from django.core.management import call_command
+
+    from cohort import data_checks
+    from cohort.models import Patient
+    from reports import services
+
+    missing = size - Patient.objects.count()
+    started = time.monotonic()
+    if missing > 0:
+        with contextlib.redirect_stdout(io.StringIO()):
+            call_command("seed_demo", patients=missing, centres=8, seed=size, logins_file=str(work / "demo_logins.txt"))
+    if centre is not None:
+        data_checks.run(Patient.objects.filter(centre=centre).values_list("pk", flat=True))
+        for scope in ("all", centre.code):
+            services.recompute(scope)
+            if services.latest_snapshot(scope) is None:
+                raise Failure(f"no outcome snapshot of {scope}")
+    return Patient.objects.count(), time.monotonic() - started
+
+
+def cohort_of(centre) -> Cohort:
+    from cohort.models import Patient, Query, QueryState
+    from cohort.views import PAGE_SIZE
+
+    rng = random.Random(1)
+    mine = list(Patient.objects.filter(centre=centre).values_list("study_id", flat=True))
+    every = list(Patient.objects.values_list("study_id", flat=True))
+    open_queries = list(
+        Query.objects.filter(patient__centre=centre, state=QueryState.OPEN).values_list("pk", flat=True)[:500]
+    )
+    if not open_queries:
+        raise Failure("the data checks raised no open query at the measured centre")
+    return Cohort(
+        study_ids=rng.sample(mine, min(500, len(mine))),
+        all_study_ids=rng.sample(every, min(500, len(every))),
+        pages=-(-len(mine) // PAGE_SIZE),
+        all_pages=-(-len(every) // PAGE_SIZE),
+        query_ids=open_queries,
+    )
+
+
+def report(size: int, results: dict, floors: dict, queries: dict, wall: float, kinds: list[Kind]) -> None:
+    total = sum(len(v) for v in results.values())
+    print(f"\n{size:,} patients: {total} requests in {wall:.1f} s, {total / wall:.1f} requests/s")
+    print(
+        f"{'page kind':<30} {'n':>5} {'p50 ms':>7} {'p95 ms':>7} {'SQL':>4} {'floor p95':>9} {'x floor':>7}  floor shape"
+    )
+    for kind in kinds:
+        values, floor_values = results.get(kind.name, []), floors.get(kind.name, [])
+        if not values:
+            print(f"{kind.name:<30} (no requests)")
+            continue
+        p95 = percentile(values, 0.95) * 1000
+        floor_p95 = percentile(floor_values, 0.95) * 1000 if floor_values else float("nan")
+        verdict = "" if p95 < 100 or p95 <= 1.5 * floor_p95 else "  MISSED"
+        print(
+            f"{kind.name:<30} {len(values):>5} {statistics.median(values) * 1000:>7.1f} {p95:>7.1f} "
+            f"{queries.get(kind.name, '?'):>4} {floor_p95:>9.1f} {p95 / floor_p95:>6.2f}x  {kind.shape}{verdict}"
+        )
+    everything = [v for values in results.values() for v in values]
+    print(f"{'all pages':<30} {len(everything):>5} {statistics.median(everything) * 1000:>7.1f} "
+          f"{percentile(everything, 0.95) * 1000:>7.1f}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,100000", help="cohort sizes, ascending (default 1000,100000)")
+    parser.add_argument("--seconds", type=float, default=30, help="seconds of page load per size (default 30)")
+    parser.add_argument("--floor-seconds", type=float, default=15, help="seconds of floor load per size")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+
+    from django.core.management import call_command
+
+    from cohort.management.commands.seed_demo import _read_logins
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="bench-pages-"))
+    broker = server = None
+    server_log = work / "gunicorn.log"
+    ok = False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            call_command("migrate", verbosity=0)
+        seeded, seconds = seed_to(sizes[0], work, None)
+        centre, nurses, (coordinator, password, device) = setup_accounts(_read_logins(work / "demo_logins.txt"))
+        broker, broker_env = harness.start_redis(work)
+        env = {
+            **os.environ,
+            **broker_env,
+            "BENCH_PAGES_SERVER": "1",
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "0",
+            "SECURE_COOKIES": "0",
+            "STATIC_ROOT": str(work / "static"),
+            "LOG_LEVEL": "WARNING",  # no line per request or login in the server log
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+        )
+        server, port = harness.start_gunicorn("pages:application", args.workers, env, server_log, ROOT)
+        browsers = []
+        for username, secret in nurses:
+            browsers.append(Browser(port))
+            browsers[-1].login(username, secret)
+        browsers.append(Browser(port))
+        sign_in_coordinator(browsers[-1], coordinator, password, device)
+        nurse_kinds_, coordinator_kinds_ = nurse_kinds(), coordinator_kinds()
+        clients = [Client(b, nurse_kinds_, i) for i, b in enumerate(browsers[:-1])]
+        clients.append(Client(browsers[-1], coordinator_kinds_, NURSES))
+        kinds = nurse_kinds_ + coordinator_kinds_
+        print(
+            f"pages benchmark: {os.cpu_count()} CPUs; gunicorn {args.workers} sync workers, DEBUG off, WhiteNoise; "
+            f"redis-server broker, no worker; {NURSES} nurses of {centre.code} and a coordinator (TOTP); "
+            f"{args.seconds:.0f} s of pages and {args.floor_seconds:.0f} s of floors per size"
+        )
+        p95s: dict[int, dict[str, float]] = {}
+        static_checked: set[str] = set()
+        for size in sizes:
+            seeded, seconds = seed_to(size, work, centre)
+            cohort = cohort_of(centre)
+            for client in clients:
+                client.cohort = cohort
+            queries = warm_up(clients, static_checked)
+            results, wall = load(clients, args.seconds, floors=False)
+            floors, _ = load(clients, args.floor_seconds, floors=True)
+            print(f"\n(seeded {seeded:,} patients, data checks and snapshots in {seconds:.0f} s; "
+                  f"{len(cohort.query_ids)} open queries at {centre.code})")  # fmt: skip
+            report(seeded, results, floors, queries, wall, kinds)
+            p95s[seeded] = {name: percentile(values, 0.95) for name, values in results.items()}
+        if len(p95s) > 1:
+            small, large = min(p95s), max(p95s)
+            print(f"\np95 ratio {large:,} / {small:,} patients (target < 1.2):")
+            for kind in kinds:
+                if kind.name in p95s[small] and kind.name in p95s[large]:
+                    ratio = p95s[large][kind.name] / p95s[small][kind.name]
+                    print(f"  {kind.name:<30} {ratio:>5.2f}{'' if ratio < 1.2 else '  MISSED'}")
+        print(f"\nwhole run: {time.monotonic() - STARTED:.0f} s (database start, migrate and seed included)")
+        ok = True
+        return 0
+    except Failure as error:
+        print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout.flush()
+        stop(server)
+        stop(broker)
+        text = server_log.read_text(errors="replace") if server_log.exists() else ""
+        # One JSON line per request is the production request log (cohort/operations.py), not a problem.
+        log = "\n".join(line for line in text.splitlines() if not line.startswith('{"event":"request"')).strip()
+        if log:
+            print(f"server log ({len(log.splitlines())} lines):", file=sys.stderr)
+            print("\n".join(log.splitlines()[-20:]), file=sys.stderr)
+        if ok and not log:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept for inspection: {work}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
