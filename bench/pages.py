@@ -352,9 +352,8 @@ def cohort_of(centre) -> Cohort:
 def report(size: int, results: dict, floors: dict, queries: dict, wall: float, kinds: list[Kind]) -> None:
     total = sum(len(v) for v in results.values())
     print(f"\n{size:,} patients: {total} requests in {wall:.1f} s, {total / wall:.1f} requests/s")
-    print(
-        f"{'page kind':<30} {'n':>5} {'p50 ms':>7} {'p95 ms':>7} {'SQL':>4} {'floor p95':>9} {'x floor':>7}  floor shape"
-    )
+    columns = ("page kind", "n", "p50 ms", "p95 ms", "SQL", "floor p95", "x floor")
+    print("{:<30} {:>5} {:>7} {:>7} {:>4} {:>9} {:>7}  floor shape".format(*columns))
     for kind in kinds:
         values, floor_values = results.get(kind.name, []), floors.get(kind.name, [])
         if not values:
