@@ -304,6 +304,19 @@ class Patient(CrfRecord):
     class Meta:
         ordering = ["study_id"]
         base_manager_name = "all_objects"
+        # The patient list (cohort/views.py) counts and pages a user's patients from these alone
+        # (index-only scans in study ID order): a page costs the same at 1,000 and 100,000 patients.
+        indexes = [
+            models.Index(
+                fields=["centre", "study_id"],
+                include=["id"],
+                condition=Q(deleted_at__isnull=True),
+                name="patient_list_of_centre",
+            ),
+            models.Index(
+                fields=["study_id"], include=["id"], condition=Q(deleted_at__isnull=True), name="patient_list"
+            ),
+        ]
         constraints = [
             FieldCheck(
                 condition=Q(study_id__regex=STUDY_ID_PATTERN),

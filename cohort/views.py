@@ -71,14 +71,18 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     patients = monitoring.filtered(access.patients_for_user(request.user), chosen).order_by("study_id")
     if query:
         patients = patients.filter(study_id__contains=query)
-    page = Paginator(services.with_forms(patients), PAGE_SIZE).get_page(request.GET.get("page"))
+    # The page is chosen among the patients' ids (an index-only scan, Patient.Meta.indexes), then
+    # only its patients are read with their forms: sorting and skipping whole joined rows grew with
+    # the cohort (a page deep in 100,000 patients cost 130 ms of SQL).
+    page = Paginator(patients.values_list("pk", flat=True), PAGE_SIZE).get_page(request.GET.get("page"))
+    shown = list(services.with_forms(Patient.objects.filter(pk__in=page.object_list)).order_by("study_id"))
     today = timezone.localdate()
-    page_locks = locks.active_for(page)  # one query for the page
-    marks = sdv.marks_of_patients(page)  # one query for the page
-    open_counts = queries.open_counts(page)  # one query for the page
-    signed = signatures.valid_of_patients(page)  # one query for the page
+    page_locks = locks.active_for(shown)  # one query for the page
+    marks = sdv.marks_of_patients(shown)  # one query for the page
+    open_counts = queries.open_counts(shown)  # one query for the page
+    signed = signatures.valid_of_patients(shown)  # one query for the page
     rows = []
-    for patient in page:
+    for patient in shown:
         record = services.patient_record(patient)
         rows.append(
             ListRow(
