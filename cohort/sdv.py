@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import BigIntegerField, Count, Exists, F, OuterRef, QuerySet, Sum, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from cohort import crf
 from cohort.audit import audit_context
-from cohort.models import Patient, Verification
+from cohort.models import Centre, CrfRowTally, Patient, Verification
 
 VERIFIED = "verified"
 CHANGED = "changed"
@@ -72,22 +73,32 @@ def not_verified(patients: QuerySet[Patient]) -> QuerySet[Patient]:
     return patients.filter(unverified)
 
 
-def rows_verified_by_centre(patients: QuerySet[Patient]) -> dict[str, tuple[int, int]]:
-    """(rows verified, rows) of these patients' CRF, by centre code: one query (a UNION of the
-    CRF tables), whatever the number of patients."""
+def rows_verified_by_centre(centres: QuerySet[Centre]) -> dict[str, tuple[int, int]]:
+    """(rows verified, rows) of the CRF of these centres' patients (not removed), by centre code, in
+    one query whatever the number of patients: the marks at their row's current version (a UNION
+    over the CRF tables, as many rows as marks), and the rows from the centres' tallies
+    (CrfRowTally, kept by triggers) rather than counted."""
+    patients = Patient.objects.filter(centre__in=centres.values("pk"))
     counted = []
     for model in crf.MODELS:
-        rows = (
-            patients.annotate(code=F("centre__code"))
-            if model is Patient
-            else model.objects.filter(patient__in=patients.values("pk")).annotate(code=F("patient__centre__code"))
-        )
+        current = model.objects.filter(pk=OuterRef("row_id"), version=OuterRef("row_version"))
         counted.append(
-            rows.order_by()
+            Verification.objects.filter(form=crf.file_of(model).name, patient__in=patients.values("pk"))
+            .filter(Exists(current))
+            .annotate(code=F("patient__centre__code"))
+            .order_by()
             .values("code")
-            .annotate(verified=Count("pk", filter=Q(row_verified(model))), rows=Count("pk"))
+            .annotate(verified=Count("pk"), rows=Value(0, output_field=BigIntegerField()))
             .values_list("code", "verified", "rows")
         )
+    counted.append(
+        CrfRowTally.objects.filter(centre__in=centres.values("pk"))
+        .annotate(code=F("centre__code"))
+        .order_by()
+        .values("code")
+        .annotate(verified=Value(0, output_field=BigIntegerField()), rows=Cast(Sum("crf_rows"), BigIntegerField()))
+        .values_list("code", "verified", "rows")
+    )
     totals: dict[str, tuple[int, int]] = {}
     for code, verified, rows in counted[0].union(*counted[1:], all=True):
         done, total = totals.get(code, (0, 0))

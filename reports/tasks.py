@@ -9,6 +9,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 
 from cohort import data_checks as checks
+from cohort import monitoring
 from cohort.models import Patient
 from reports import jobs, services
 
@@ -83,5 +84,9 @@ def sweep_report_jobs() -> int:
 )
 def data_checks(patient_ids: list[int] | None = None) -> str:
     """The automatic data queries (SPEC section 10) of these patients, or (None) of every patient:
-    hourly by beat, and after a save for the patient saved. Safe to run twice or at once."""
-    return str(checks.run(patients=patient_ids))
+    hourly by beat, and after a save for the patient saved. Safe to run twice or at once. The hourly
+    run also folds the centres' CRF row tallies (cohort.monitoring.fold_tallies)."""
+    summary = checks.run(patients=patient_ids)
+    if patient_ids is None:
+        monitoring.fold_tallies()
+    return str(summary)

@@ -1,0 +1,129 @@
+"""A centre's CRF rows counted by appended tallies (cohort.models.CrfRowTally), not by counting.
+
+Statement-level triggers with transition tables, as the recompute requests (reports/migrations/0002
+and 0004): each statement that inserts or deletes form rows, enrols or deletes patients, or removes
+or restores one (deleted_at) appends one tally per centre it changed, with the signed number of
+rows. Nothing is updated in place, so no write waits for another. The tallies are started from a
+count of the rows present.
+"""
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+CHILD_TABLES = [
+    "cohort_priorbiologic",
+    "cohort_ustekinumabdose",
+    "cohort_reinduction",
+    "cohort_assessment",
+    "cohort_followup",
+    "cohort_adverseevent",
+]
+OWN_ROWS = " + ".join(f"(SELECT count(*) FROM {table} WHERE patient_id = patient)" for table in CHILD_TABLES)
+
+FUNCTIONS = f"""
+-- A patient's CRF rows: the patient row and its forms' rows.
+CREATE OR REPLACE FUNCTION cohort_crf_rows_of(patient bigint) RETURNS bigint AS $$
+    SELECT 1 + {OWN_ROWS}
+$$ LANGUAGE sql STABLE;
+
+CREATE OR REPLACE FUNCTION cohort_form_rows_tallied() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
+    SELECT p.centre_id, CASE TG_OP WHEN 'INSERT' THEN count(*) ELSE -count(*) END
+    FROM changed_rows r JOIN cohort_patient p ON p.id = r.patient_id
+    WHERE p.deleted_at IS NULL
+    GROUP BY p.centre_id;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+-- Enrolled: one row (its forms come later). Deleted: its rows, if it was not removed before (the
+-- ORM deletes the forms' rows first, which tallied them). Removed, restored or moved: all its rows.
+CREATE OR REPLACE FUNCTION cohort_patient_rows_tallied() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
+        SELECT centre_id, count(*) FROM new_rows WHERE deleted_at IS NULL GROUP BY centre_id;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
+        SELECT centre_id, -sum(cohort_crf_rows_of(id)) FROM old_rows WHERE deleted_at IS NULL GROUP BY centre_id;
+    ELSE
+        INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
+        SELECT centre_id, sum(n) FROM (
+            SELECT o.centre_id, -cohort_crf_rows_of(o.id) AS n FROM old_rows o JOIN new_rows c ON c.id = o.id
+            WHERE o.deleted_at IS NULL AND (c.deleted_at IS NOT NULL OR c.centre_id <> o.centre_id)
+            UNION ALL
+            SELECT c.centre_id, cohort_crf_rows_of(c.id) FROM old_rows o JOIN new_rows c ON c.id = o.id
+            WHERE c.deleted_at IS NULL AND (o.deleted_at IS NOT NULL OR c.centre_id <> o.centre_id)
+        ) AS moved
+        GROUP BY centre_id;
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+TRIGGERS = "\n".join(
+    [
+        "CREATE TRIGGER cohort_rows_tallied_insert AFTER INSERT ON cohort_patient REFERENCING NEW TABLE AS new_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION cohort_patient_rows_tallied();",
+        "CREATE TRIGGER cohort_rows_tallied_update AFTER UPDATE ON cohort_patient "
+        "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION cohort_patient_rows_tallied();",
+        "CREATE TRIGGER cohort_rows_tallied_delete AFTER DELETE ON cohort_patient REFERENCING OLD TABLE AS old_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION cohort_patient_rows_tallied();",
+        *(
+            f"CREATE TRIGGER cohort_rows_tallied_{event.lower()} AFTER {event} ON {table} "
+            f"REFERENCING {'NEW' if event == 'INSERT' else 'OLD'} TABLE AS changed_rows "
+            "FOR EACH STATEMENT EXECUTE FUNCTION cohort_form_rows_tallied();"
+            for table in CHILD_TABLES
+            for event in ("INSERT", "DELETE")
+        ),
+    ]
+)
+
+START = f"""
+INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
+SELECT p.centre_id, count(*)
+FROM (SELECT id AS patient_id FROM cohort_patient
+      {" ".join(f"UNION ALL SELECT patient_id FROM {table}" for table in CHILD_TABLES)}) AS r
+JOIN cohort_patient p ON p.id = r.patient_id
+WHERE p.deleted_at IS NULL
+GROUP BY p.centre_id;
+"""
+
+BACKWARD = "\n".join(
+    [
+        *(
+            f"DROP TRIGGER IF EXISTS cohort_rows_tallied_{event} ON {table};"
+            for table in ["cohort_patient", *CHILD_TABLES]
+            for event in ("insert", "update", "delete")
+        ),
+        "DROP FUNCTION IF EXISTS cohort_patient_rows_tallied();",
+        "DROP FUNCTION IF EXISTS cohort_form_rows_tallied();",
+        "DROP FUNCTION IF EXISTS cohort_crf_rows_of(bigint);",
+    ]
+)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("cohort", "0012_patient_list_indexes"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="CrfRowTally",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("crf_rows", models.BigIntegerField()),
+                (
+                    "centre",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="cohort.centre"
+                    ),
+                ),
+            ],
+        ),
+        migrations.RunSQL(FUNCTIONS + TRIGGERS + START, BACKWARD),
+    ]
