@@ -1,4 +1,4 @@
-"""A centre's CRF rows counted by appended tallies (cohort.models.CrfRowTally), not by counting.
+"""A centre's patients and CRF rows counted by appended tallies (cohort.models.CrfRowTally), not by counting.
 
 Statement-level triggers with transition tables, as the recompute requests (reports/migrations/0002
 and 0004): each statement that inserts or deletes form rows, enrols or deletes patients, or removes
@@ -28,8 +28,8 @@ $$ LANGUAGE sql STABLE;
 
 CREATE OR REPLACE FUNCTION cohort_form_rows_tallied() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
-    SELECT p.centre_id, CASE TG_OP WHEN 'INSERT' THEN count(*) ELSE -count(*) END
+    INSERT INTO cohort_crfrowtally (centre_id, crf_rows, patients)
+    SELECT p.centre_id, CASE TG_OP WHEN 'INSERT' THEN count(*) ELSE -count(*) END, 0
     FROM changed_rows r JOIN cohort_patient p ON p.id = r.patient_id
     WHERE p.deleted_at IS NULL
     GROUP BY p.centre_id;
@@ -42,18 +42,19 @@ $$ LANGUAGE plpgsql;
 CREATE OR REPLACE FUNCTION cohort_patient_rows_tallied() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
-        SELECT centre_id, count(*) FROM new_rows WHERE deleted_at IS NULL GROUP BY centre_id;
+        INSERT INTO cohort_crfrowtally (centre_id, crf_rows, patients)
+        SELECT centre_id, count(*), count(*) FROM new_rows WHERE deleted_at IS NULL GROUP BY centre_id;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
-        SELECT centre_id, -sum(cohort_crf_rows_of(id)) FROM old_rows WHERE deleted_at IS NULL GROUP BY centre_id;
+        INSERT INTO cohort_crfrowtally (centre_id, crf_rows, patients)
+        SELECT centre_id, -sum(cohort_crf_rows_of(id)), -count(*) FROM old_rows WHERE deleted_at IS NULL
+        GROUP BY centre_id;
     ELSE
-        INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
-        SELECT centre_id, sum(n) FROM (
-            SELECT o.centre_id, -cohort_crf_rows_of(o.id) AS n FROM old_rows o JOIN new_rows c ON c.id = o.id
+        INSERT INTO cohort_crfrowtally (centre_id, crf_rows, patients)
+        SELECT centre_id, sum(n), sum(m) FROM (
+            SELECT o.centre_id, -cohort_crf_rows_of(o.id) AS n, -1 AS m FROM old_rows o JOIN new_rows c ON c.id = o.id
             WHERE o.deleted_at IS NULL AND (c.deleted_at IS NOT NULL OR c.centre_id <> o.centre_id)
             UNION ALL
-            SELECT c.centre_id, cohort_crf_rows_of(c.id) FROM old_rows o JOIN new_rows c ON c.id = o.id
+            SELECT c.centre_id, cohort_crf_rows_of(c.id), 1 FROM old_rows o JOIN new_rows c ON c.id = o.id
             WHERE c.deleted_at IS NULL AND (o.deleted_at IS NOT NULL OR c.centre_id <> o.centre_id)
         ) AS moved
         GROUP BY centre_id;
@@ -83,10 +84,10 @@ TRIGGERS = "\n".join(
 )
 
 START = f"""
-INSERT INTO cohort_crfrowtally (centre_id, crf_rows)
-SELECT p.centre_id, count(*)
-FROM (SELECT id AS patient_id FROM cohort_patient
-      {" ".join(f"UNION ALL SELECT patient_id FROM {table}" for table in CHILD_TABLES)}) AS r
+INSERT INTO cohort_crfrowtally (centre_id, crf_rows, patients)
+SELECT p.centre_id, count(*), count(*) FILTER (WHERE r.own)
+FROM (SELECT id AS patient_id, true AS own FROM cohort_patient
+      {" ".join(f"UNION ALL SELECT patient_id, false FROM {table}" for table in CHILD_TABLES)}) AS r
 JOIN cohort_patient p ON p.id = r.patient_id
 WHERE p.deleted_at IS NULL
 GROUP BY p.centre_id;
@@ -117,6 +118,7 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("crf_rows", models.BigIntegerField()),
+                ("patients", models.BigIntegerField()),
                 (
                     "centre",
                     models.ForeignKey(
