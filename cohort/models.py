@@ -191,17 +191,20 @@ class Centre(models.Model):
 
 
 class CrfRowTally(models.Model):
-    """How many patients (not removed) a centre has, and how many CRF rows (each patient row and
-    its forms' rows) they have: the sums of its centre's tallies. Statement triggers on the CRF tables append one tally
-    per centre a statement changes (migration 0013), so the monitoring figures (cohort/monitoring.py)
-    read a few rows per centre instead of counting every row of the cohort (1.9 million at 100,000
-    patients: 1.4 s on every dashboard view). Appended, never updated, so that no write waits for
-    another's (as the recompute requests, reports/migrations/0004); `monitoring.fold_tallies` sums
-    them into one per centre now and then."""
+    """How many patients (not removed) a centre has, and how many CRF rows (each patient row and its
+    forms' rows) and data queries waiting for the site or answered they have: the sums of the
+    centre's tallies. Statement triggers on the CRF and query tables append one tally per centre a
+    statement changes (migration 0013), so the monitoring figures (cohort/monitoring.py) read a few
+    rows per centre instead of counting every row of the cohort (1.9 million at 100,000 patients:
+    1.4 s on every dashboard view). Appended, never updated, so that no write waits for another's
+    (as the recompute requests, reports/migrations/0004); `monitoring.fold_tallies` sums them into
+    one per centre now and then."""
 
     centre = models.ForeignKey(Centre, on_delete=models.CASCADE, related_name="+")
     crf_rows = models.BigIntegerField()
     patients = models.BigIntegerField()
+    waiting_queries = models.BigIntegerField()  # open or re-opened (QUERY_WAITING_FOR_SITE)
+    answered_queries = models.BigIntegerField()
 
     def __str__(self) -> str:
         return f"{self.centre_id}: {self.patients:+} patients, {self.crf_rows:+} CRF rows"

@@ -18,14 +18,11 @@ from django.utils.translation import gettext_lazy as _
 
 from cohort import locks, queries, sdv, signatures
 from cohort.models import (
-    QUERY_WAITING_FOR_SITE,
     Centre,
     CrfRowTally,
     Lock,
     LockKind,
     Patient,
-    Query,
-    QueryState,
     Signature,
 )
 
@@ -64,8 +61,9 @@ class CentreProgress:
 
 
 def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
-    """Each centre's figures by code, over its patients (not removed). Four queries: the centres
-    with their locks, the patients, the queries not closed and the rows verified."""
+    """Each centre's figures by code, over its patients (not removed). Three queries: the centres
+    with their locks; the patients and queries not closed (tallied), signatures and casebook locks;
+    the rows (tallied) and rows verified."""
     active = Lock.objects.filter(unlocked_at__isnull=True)
     listed = centres.order_by("code").annotate(
         study_lock=Exists(active.filter(kind=LockKind.STUDY)),
@@ -74,29 +72,17 @@ def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
     listed = listed.values_list("code", "name", "active", "study_lock", "centre_lock")
     patients = Patient.objects.filter(centre__in=centres.values("pk"))
     counted = _patients_signed_locked(centres, patients, active)
-    waiting: dict[str, int] = {}
-    answered: dict[str, int] = {}
-    for code, state, n in (
-        Query.objects.filter(patient__in=patients.values("pk"))
-        .exclude(state=QueryState.CLOSED)
-        .order_by()
-        .values("patient__centre__code", "state")
-        .annotate(n=Count("pk"))
-        .values_list("patient__centre__code", "state", "n")
-    ):
-        into = waiting if state in QUERY_WAITING_FOR_SITE else answered
-        into[code] = into.get(code, 0) + n
     verified = sdv.rows_verified_by_centre(centres)
     figures = {}
     for code, name, active_centre, study_lock, centre_lock in listed:
-        n, signed, casebooks = counted.get(code, (0, 0, 0))
+        n, signed, casebooks, waiting, answered = counted.get(code, (0, 0, 0, 0, 0))
         done, rows = verified.get(code, (0, 0))
         figures[code] = CentreProgress(
             name=name,
             active=active_centre,
             patients=n,
-            open_queries=waiting.get(code, 0),
-            answered_queries=answered.get(code, 0),
+            open_queries=waiting,
+            answered_queries=answered,
             rows_verified=done,
             rows=rows,
             signed=signed,
@@ -108,47 +94,43 @@ def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
 
 
 def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patient], active) -> dict:
-    """(patients, casebooks with a valid signature, casebooks locked) by centre code, in one query
-    whose cost is that of the signatures and locks, not of the patients: the patients from the
-    centres' tallies (CrfRowTally), the others counted from the signatures and locks themselves."""
+    """(patients, casebooks with a valid signature, casebooks locked, queries waiting for the site,
+    queries answered) by centre code, in one query whose cost is that of the signatures and locks,
+    not of the patients or queries: those come from the centres' tallies (CrfRowTally), the others
+    are counted from the valid signatures and active casebook locks themselves."""
     zero = Value(0, output_field=BigIntegerField())
+    columns = ("n", "signed", "casebooks", "waiting", "answered")
 
     def by_code(rows: QuerySet, code: str, **figures):
-        return (
-            rows.annotate(code=F(code))
-            .order_by()
-            .values("code")
-            .annotate(**figures)
-            .values_list("code", "n", "signed", "casebooks")
-        )
+        figures = {column: figures.get(column, zero) for column in columns}
+        return rows.annotate(code=F(code)).order_by().values("code").annotate(**figures).values_list("code", *columns)
+
+    def total(field: str):
+        return Cast(Sum(field), BigIntegerField())
 
     parts = [
         by_code(
             CrfRowTally.objects.filter(centre__in=centres.values("pk")),
             "centre__code",
-            n=Cast(Sum("patients"), BigIntegerField()),
-            signed=zero,
-            casebooks=zero,
+            n=total("patients"),
+            waiting=total("waiting_queries"),
+            answered=total("answered_queries"),
         ),
         by_code(
             Signature.objects.filter(invalidated_at__isnull=True, patient__in=patients.values("pk")),
             "patient__centre__code",
-            n=zero,
             signed=Count("patient", distinct=True),
-            casebooks=zero,
         ),
         by_code(
             active.filter(kind=LockKind.PATIENT, patient__in=patients.values("pk")),
             "patient__centre__code",
-            n=zero,
-            signed=zero,
             casebooks=Count("patient", distinct=True),
         ),
     ]
-    counted: dict[str, tuple[int, int, int]] = {}
-    for code, n, signed, casebooks in parts[0].union(*parts[1:], all=True):
-        before = counted.get(code, (0, 0, 0))
-        counted[code] = (before[0] + n, before[1] + signed, before[2] + casebooks)
+    counted: dict[str, tuple[int, ...]] = {}
+    for code, *figures in parts[0].union(*parts[1:], all=True):
+        before = counted.get(code, (0,) * len(columns))
+        counted[code] = tuple(a + b for a, b in zip(before, figures, strict=True))
     return counted
 
 
@@ -158,9 +140,10 @@ def fold_tallies() -> int:
     it deletes only the tallies it sees and inserts their sums. Returns the tallies left."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            "WITH folded AS (DELETE FROM cohort_crfrowtally RETURNING centre_id, crf_rows, patients)"
-            " INSERT INTO cohort_crfrowtally (centre_id, crf_rows, patients)"
-            " SELECT centre_id, sum(crf_rows), sum(patients) FROM folded GROUP BY centre_id"
+            "WITH folded AS (DELETE FROM cohort_crfrowtally RETURNING *)"
+            " INSERT INTO cohort_crfrowtally (centre_id, crf_rows, patients, waiting_queries, answered_queries)"
+            " SELECT centre_id, sum(crf_rows), sum(patients), sum(waiting_queries), sum(answered_queries)"
+            " FROM folded GROUP BY centre_id"
         )
         return CrfRowTally.objects.count()
 

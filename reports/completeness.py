@@ -128,7 +128,7 @@ def _centres_of(scope: str):
 
 def monitoring_rows(scope: str) -> list[dict]:
     """The monitoring figures of each centre of the scope that is active or has patients, in code
-    order, as the dashboard prints them (`monitoring_cells`). Four queries."""
+    order, as the dashboard prints them (`monitoring_cells`). Three queries."""
     return [
         {"code": code, "name": figures.name, **monitoring_cells(figures)}
         for code, figures in monitoring.by_centre(_centres_of(scope)).items()

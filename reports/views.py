@@ -3,7 +3,7 @@ Kaplan-Meier figure, and a small status document the page polls while a recomput
 
 A scope is "all" (coordinators only) or the code of a centre the user may read; any other scope
 answers 404, as for a scope that does not exist. The page reads one snapshot, asks one question
-about pending work and reads the centres' monitoring figures (four queries), so it runs a constant
+about pending work and reads the centres' monitoring figures (three queries), so it runs a constant
 number of queries whatever the cohort's size.
 
 What the page prints of the outcome dict is built by reports/presentation.py, which the PDF uses too.

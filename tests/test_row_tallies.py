@@ -1,13 +1,15 @@
-"""The monitoring figures' patient and CRF row counts come from appended tallies kept by triggers (migration
-0013), not from counting; they must always equal a count of the rows, through every kind of write."""
+"""The monitoring figures' counts of patients, CRF rows and queries come from appended tallies kept
+by triggers (migration 0013), not from counting; they must always equal a count, through every kind
+of write."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from cohort import monitoring, sdv
-from cohort.models import Centre, CrfRowTally, Patient, PriorBiologic
+from cohort.models import QUERY_WAITING_FOR_SITE, Centre, CrfRowTally, Patient, PriorBiologic, Query, QueryState
 from tests.base import make_patient, make_record, personae
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,20 +25,42 @@ WHERE p.deleted_at IS NULL GROUP BY c.code
 """
 
 
-def counted() -> dict[str, tuple[int, int]]:
-    """(patients, CRF rows) by centre code, counted."""
+def counted() -> dict[str, tuple[int, int, int, int]]:
+    """(patients, CRF rows, queries waiting for the site, answered) by centre code, counted."""
     with connection.cursor() as cursor:
         cursor.execute(COUNT)
         rows = dict(cursor.fetchall())
-    patients = {code: Patient.objects.filter(centre__code=code).count() for code in rows}
-    return {code: (patients[code], rows[code]) for code in rows}
+
+    def queries(code: str, states) -> int:
+        return Query.objects.filter(patient__in=Patient.objects.filter(centre__code=code), state__in=states).count()
+
+    return {
+        code: (
+            Patient.objects.filter(centre__code=code).count(),
+            rows[code],
+            queries(code, QUERY_WAITING_FOR_SITE),
+            queries(code, [QueryState.ANSWERED]),
+        )
+        for code in rows
+    }
 
 
-def tallied() -> dict[str, tuple[int, int]]:
-    """(patients, CRF rows) by centre code, as the monitoring figures read them from the tallies."""
+def tallied() -> dict[str, tuple[int, int, int, int]]:
+    """The same, as the monitoring figures read them from the tallies."""
     figures = monitoring.by_centre(Centre.objects.all())
     rows = sdv.rows_verified_by_centre(Centre.objects.all())
-    return {code: (figures[code].patients, rows[code][1]) for code in rows if rows[code][1]}
+    return {
+        code: (figures[code].patients, rows[code][1], figures[code].open_queries, figures[code].answered_queries)
+        for code in rows
+        if rows[code][1]
+    }
+
+
+def raise_query(patient: Patient, by, state: str = QueryState.OPEN) -> Query:
+    now = timezone.now()
+    return Query.objects.create(
+        patient=patient, form="patients", state=state, raised_by=by, raised_at=now, updated_at=now
+    )
 
 
 def test_the_tallies_follow_every_write_and_survive_a_fold():
@@ -45,7 +69,17 @@ def test_the_tallies_follow_every_write_and_survive_a_fold():
     first = make_record(make_patient(a, people["nurse_a"]))
     second = make_record(make_patient(a, people["nurse_a"]))
     other = make_record(make_patient(b, people["nurse_b"]))
-    assert tallied() == counted() and counted()[a.code] == (2, 2 * counted()[b.code][1])
+    assert tallied() == counted() and counted()[a.code][:2] == (2, 2 * counted()[b.code][1])
+
+    coordinator = people["coordinator"]
+    asked = [raise_query(second, coordinator), raise_query(second, coordinator), raise_query(other, coordinator)]
+    raise_query(first, coordinator, QueryState.ANSWERED)
+    assert tallied() == counted() and counted()[a.code][2:] == (2, 1)
+    Query.objects.filter(pk=asked[0].pk).update(state=QueryState.ANSWERED)  # answered
+    Query.objects.filter(pk=asked[1].pk).update(state=QueryState.CLOSED)  # closed
+    assert tallied() == counted() and counted()[a.code][2:] == (0, 2)
+    Query.objects.filter(pk=asked[1].pk).update(state=QueryState.REOPENED)  # re-opened
+    assert tallied() == counted()
 
     PriorBiologic.objects.filter(patient=first).first().delete()  # a form row removed
     assert tallied() == counted()
@@ -54,6 +88,8 @@ def test_the_tallies_follow_every_write_and_survive_a_fold():
     Patient.all_objects.filter(pk=second.pk).update(deleted_at=None)  # and restored
     assert tallied() == counted()
     Patient.all_objects.filter(pk=other.pk).update(centre=a)  # moved to another centre
+    assert tallied() == counted()
+    Query.objects.filter(patient=first).delete()
     assert tallied() == counted()
     Patient.all_objects.get(pk=first.pk).delete()  # deleted with its rows (the ORM's cascade)
     assert tallied() == counted()
