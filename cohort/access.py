@@ -22,13 +22,27 @@ from cohort.choices import Role
 from cohort.models import Centre, Membership, Patient, Query
 
 
+def memberships(user: User | AnonymousUser) -> list[tuple[int, str, bool]]:
+    """(centre id, role, whether the centre is active) of every membership of the user, read once per
+    request: the access rules below use those at active centres, the second-factor rule
+    (accounts.mfa_required_for, checked on every request) all of them, so one query serves both."""
+    if not user.is_authenticated:
+        return []
+    cached = getattr(user, "_ecrf_memberships", None)
+    if cached is None:
+        cached = list(user.memberships.values_list("centre_id", "role", "centre__active"))
+        user._ecrf_memberships = cached  # type: ignore[union-attr]
+    return cached
+
+
 def _roles(user: User | AnonymousUser) -> list[tuple[int, str]]:
-    """(centre id, role) of the user's memberships at active centres, read once per request."""
+    """(centre id, role) of the user's memberships at active centres."""
     if not user.is_authenticated or not user.is_active:
         return []
     cached = getattr(user, "_ecrf_roles", None)
     if cached is None:
-        cached = list(_memberships(user).values_list("centre_id", "role"))
+        # The rule of _memberships below (active centres), applied to the memberships read once.
+        cached = [(centre_id, role) for centre_id, role, active in memberships(user) if active]
         user._ecrf_roles = cached  # type: ignore[union-attr]
     return cached
 

@@ -30,6 +30,7 @@ from django.views.i18n import set_language
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
+from cohort import access
 from cohort.choices import Role
 from cohort.models import UserProfile
 
@@ -43,12 +44,13 @@ def mfa_required_for(user, roles: Iterable[str] | None = None) -> bool:
     """Coordinators and admins (at any centre), staff and superusers must use a second factor.
 
     `roles`: the user's roles when the caller has read them already (the access review's list);
-    otherwise they are queried."""
+    otherwise they are the memberships cohort.access reads once per request (at any centre, active
+    or not)."""
     if user.is_staff or user.is_superuser:
         return True
-    if roles is not None:
-        return any(role in SECOND_FACTOR_ROLES for role in roles)
-    return user.memberships.filter(role__in=SECOND_FACTOR_ROLES).exists()
+    if roles is None:
+        roles = [role for _centre_id, role, _active in access.memberships(user)]
+    return any(role in SECOND_FACTOR_ROLES for role in roles)
 
 
 def language_of(user) -> str | None:

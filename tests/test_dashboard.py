@@ -22,9 +22,9 @@ pytestmark = pytest.mark.django_db
 SVG = "{http://www.w3.org/2000/svg}"
 COMPUTED_AT = dt.datetime(2025, 3, 14, 9, 30, tzinfo=dt.UTC)  # 10:30 in Amsterdam
 
-# Pinned, raised only on purpose. 8 are the request itself for a nurse (session read and save with its
-# savepoint, user, TOTP device, the MFA role check (1 fewer for a verified coordinator), the memberships
-# cohort.access reads once); then the readable centres, the snapshot and the pending-request check;
+# Pinned, raised only on purpose. 7 are the request itself (session read and save with its savepoint,
+# user, TOTP device, the memberships cohort.access reads once, which the MFA role check of an unverified
+# nurse reads too since issue 14); then the readable centres, the snapshot and the pending-request check;
 # then the monitoring figures per centre (SPEC section 10, cohort.monitoring.by_centre): the centres
 # with their locks; the patients and queries not closed (the tallies), signed and locked casebooks; the
 # rows (the tallies) and rows verified. 14 since the queries not closed come with the tallies (issue 14).
