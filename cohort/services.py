@@ -103,6 +103,37 @@ def with_forms(
     return patients.select_related("centre", *single).prefetch_related(*prefetch)
 
 
+def records_of(patients: models.QuerySet[Patient]) -> list[PatientRecord]:
+    """The whole CRF of each of these patients (a page of a list), in their order and in a fixed
+    number of queries: the patients with their single forms joined, then each repeating form's rows
+    and the flag confirmations, one query each, grouped by patient here. The same records as
+    `with_forms` then `patient_record`, for half the CPU: Django's prefetch clones a queryset per
+    patient and form (a list page of 25 at 100,000 patients: 12 -> 6 ms)."""
+    single = [form.attribute for form in crf.FILES.values() if not form.many and form.model is not Patient]
+    shown = list(patients.select_related("centre", *single))
+    by_id = {patient.pk: patient for patient in shown}
+    many: dict[str, dict[int, list]] = {}
+    for form in crf.FILES.values():
+        if form.many:
+            grouped: dict[int, list] = {pk: [] for pk in by_id}
+            for row in form.model.objects.filter(patient_id__in=by_id).order_by(*_within_patient(form.model)):
+                row.patient = by_id[row.patient_id]  # as a prefetch leaves it: no query to reach it
+                grouped[row.patient_id].append(row)
+            many[form.attribute] = grouped
+    confirmed: dict[int, set] = {pk: set() for pk in by_id}
+    for confirmation in FlagConfirmation.objects.filter(patient_id__in=by_id):
+        confirmed[confirmation.patient_id].add(confirmation.key)
+    return [
+        PatientRecord(
+            patient=patient,
+            **{attribute: _one(patient, attribute) for attribute in single},
+            **{attribute: grouped[patient.pk] for attribute, grouped in many.items()},
+            confirmed=frozenset(confirmed[patient.pk]),
+        )
+        for patient in shown
+    ]
+
+
 def _within_patient(model: type[models.Model]) -> list[str]:
     """A repeating form's order within one patient: the model's, less its leading "patient". That
     is Patient's study_id, which made every prefetch join the whole patient table to sort by it,

@@ -75,15 +75,16 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     # only its patients are read with their forms: sorting and skipping whole joined rows grew with
     # the cohort (a page deep in 100,000 patients cost 130 ms of SQL).
     page = Paginator(patients.values_list("pk", flat=True), PAGE_SIZE).get_page(request.GET.get("page"))
-    shown = list(services.with_forms(Patient.objects.filter(pk__in=page.object_list)).order_by("study_id"))
+    records = services.records_of(Patient.objects.filter(pk__in=page.object_list).order_by("study_id"))
+    shown = [record.patient for record in records]
     today = timezone.localdate()
     page_locks = locks.active_for(shown)  # one query for the page
     marks = sdv.marks_of_patients(shown)  # one query for the page
     open_counts = queries.open_counts(shown)  # one query for the page
     signed = signatures.valid_of_patients(shown)  # one query for the page
     rows = []
-    for patient in shown:
-        record = services.patient_record(patient)
+    for record in records:
+        patient = record.patient
         rows.append(
             ListRow(
                 patient=patient,
