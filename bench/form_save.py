@@ -43,25 +43,20 @@ SPEC target (section 9): the form save's median latency within 2x of the bare vi
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import http.client
 import io
-import math
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 STARTED = time.monotonic()
@@ -90,6 +85,7 @@ if not SERVER:
 # In the server, DATABASE_URL (the parent's embedded server) and the broker come from the parent.
 
 import django  # noqa: E402
+import harness  # noqa: E402
 
 django.setup()
 
@@ -98,6 +94,7 @@ from django.contrib.admin.models import ADDITION, LogEntry  # noqa: E402
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect  # noqa: E402
 from django.urls import include, path  # noqa: E402
 from django.views.decorators.http import require_POST  # noqa: E402
+from harness import Failure, percentile, stop  # noqa: E402
 
 BARE_URL = "/bench/bare-write/"
 BARE_DONE = "/bench/bare-write/?done=1"
@@ -119,30 +116,8 @@ settings.ROOT_URLCONF = __name__
 
 if SERVER:
     from django.core.wsgi import get_wsgi_application
-    from django.db import connection
 
-    _django = get_wsgi_application()
-
-    def application(environ, start_response):
-        """Django, plus (only when the request asks for it) its SQL statements counted in a header."""
-        if environ.get("HTTP_X_BENCH_COUNT_QUERIES") != "1":
-            return _django(environ, start_response)
-        kinds: collections.Counter[str] = collections.Counter()
-
-        def count(execute, sql, params, many, context):
-            statement = sql.lstrip()
-            if statement.startswith("SELECT set_config('pghistory"):  # pghistory's audit context, prefixed
-                statement = statement.split(";", 1)[-1].lstrip()
-            kinds[statement.split(None, 1)[0].upper() if statement else "?"] += 1
-            return execute(sql, params, many, context)
-
-        started: list = []
-        with connection.execute_wrapper(count):
-            body = _django(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
-        status, headers = started[0]
-        summary = " ".join(f"{kind}={n}" for kind, n in kinds.most_common())
-        start_response(status, [*headers, ("X-Bench-Queries", f"{sum(kinds.values())} {summary}")])
-        return body
+    application = harness.counting_queries(get_wsgi_application())
 
 
 # --- the load generator (parent process) ---------------------------------------------------------
@@ -152,55 +127,8 @@ TOKEN_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 ERROR_RE = re.compile(r'class="[^"]*(?:invalid-feedback|alert-danger|errorlist)[^"]*"[^>]*>(.*?)</', re.S)
 
 
-class Failure(Exception):
-    pass
-
-
-class Browser:
-    """One signed-in user's cookies over http.client (a new connection per request)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.cookies: dict[str, str] = {}
-        self.token = ""
-
-    def request(self, method: str, url: str, data: dict | None = None, headers: dict | None = None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            send = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
-            body = None
-            if data is not None:
-                body = urllib.parse.urlencode(data)
-                send["Content-Type"] = "application/x-www-form-urlencoded"
-            conn.request(method, url, body=body, headers=send)
-            response = conn.getresponse()
-            content = response.read()
-            for header in response.msg.get_all("Set-Cookie") or []:
-                for name, morsel in SimpleCookie(header).items():
-                    # A browser would show the flash message on the next page; not followed here.
-                    if name != "messages":
-                        self.cookies[name] = morsel.value
-            return (
-                response.status,
-                response.getheader("Location", ""),
-                response.getheader("X-Bench-Queries", ""),
-                content,
-            )
-        finally:
-            conn.close()
-
-    def login(self, username: str, password: str) -> None:
-        status, _, _, page = self.request("GET", "/accounts/login/")
-        token = TOKEN_RE.search(page.decode())
-        if status != 200 or token is None:
-            raise Failure(f"login page: HTTP {status}")
-        status, location, _, _ = self.request(
-            "POST",
-            "/accounts/login/",
-            {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)},
-        )
-        if status != 302 or "sessionid" not in self.cookies:
-            raise Failure(f"login of {username} refused: HTTP {status} {location}")
+class Browser(harness.Browser):
+    """harness.Browser, plus the follow-up form's page opened for its CSRF token."""
 
     def open_form(self, url: str) -> None:
         """GET a form page as a browser would, taking its CSRF token (the cookie was rotated at login)."""
@@ -322,76 +250,14 @@ def run_phase(clients: list[Client], kind: str, total: int, deadline: float) -> 
     return latencies, time.perf_counter() - started
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(fraction * len(ordered)))) - 1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(check, seconds: float, what: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise Failure(f"{what} exited with status {process.returncode}")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.2)
-    raise Failure(f"{what} did not start within {seconds:.0f} s")
-
-
-def stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 def start_broker(kind: str, work: Path) -> tuple[subprocess.Popen | None, dict[str, str], str]:
     if kind == "eager":
         return None, {}, "none (recompute in-process, inside the request)"
-    server = shutil.which("redis-server")
-    if server is None:
-        raise Failure("redis-server not found (make redis), or run with --broker eager")
-    sock = work / "redis.sock"
-    process = subprocess.Popen(
-        [server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--save", "",
-         "--appendonly", "no", "--dir", str(work), "--logfile", str(work / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-
-    def ping() -> bool:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(1)
-            s.connect(str(sock))
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-
-    wait_for(ping, 15, "redis-server", process)
-    url = f"redis+socket://{sock}"
-    return process, {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}, "redis-server (Unix socket, no worker)"
-
-
-def redis_messages(work: Path) -> int | None:
-    sock = work / "redis.sock"
-    if not sock.exists():
-        return None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(2)
-        s.connect(str(sock))
-        s.sendall(b"LLEN celery\r\n")
-        reply = s.recv(64)
-    return int(reply[1:].split(b"\r\n")[0]) if reply.startswith(b":") else None
+    try:
+        process, env = harness.start_redis(work)
+    except Failure as error:
+        raise Failure(f"{error}, or run with --broker eager") from None
+    return process, env, "redis-server (Unix socket, no worker)"
 
 
 def prepare_database(work: Path) -> tuple[str, int]:
@@ -464,7 +330,7 @@ def measure(port: int, plan, args, work: Path) -> dict:
     versions_before = {f.study_id: f.version for c in clients for f in c.forms}
     events_before = FollowUp.pgh_event_model.objects.count()
     bare_before = LogEntry.objects.filter(object_repr="bench").count()
-    messages_before = redis_messages(work) if args.broker == "redis" else None
+    messages_before = harness.redis_messages(work) if args.broker == "redis" else None
     for client in clients:
         client.prepare()
 
@@ -494,7 +360,7 @@ def measure(port: int, plan, args, work: Path) -> dict:
         failures.append(f"{events} audit events written for {saves} saves")
     if bare_rows != bare_writes:
         failures.append(f"{bare_rows} rows written by the bare view for {bare_writes} successes")
-    messages = redis_messages(work) if args.broker == "redis" else None
+    messages = harness.redis_messages(work) if args.broker == "redis" else None
     return {
         "clients": clients,
         "results": results,
@@ -563,21 +429,13 @@ def main() -> int:
         pg_version, followup_triggers = prepare_database(WORK)
         logins = seed_up_to(sizes[0], WORK)
         broker, broker_env, broker_name = start_broker(args.broker, WORK)
-        port = free_port()
         # LOG_LEVEL: no INFO line per login (django-axes) in the server log; warnings and errors stay
         # (and one line per request, as in production: cohort/operations.py).
         env = {**os.environ, "BENCH_FORM_SAVE_SERVER": "1", "LOG_LEVEL": "WARNING", **broker_env}
         if args.broker == "eager":
             env.pop("CELERY_BROKER_URL", None)
             env.pop("CELERY_RESULT_BACKEND", None)
-        with server_log.open("wb") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-                 "--worker-class", "sync", "--timeout", "60", "--graceful-timeout", "5", "--no-control-socket",
-                 "--log-level", "warning", "--pythonpath", f"{BENCH},{ROOT}", "form_save:application"],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            )  # fmt: skip
-        wait_for(lambda: Browser(port).request("GET", "/accounts/login/")[0] == 200, 60, "gunicorn", server)
+        server, port = harness.start_gunicorn("form_save:application", args.workers, env, server_log, ROOT)
         print(
             f"form save benchmark: {os.cpu_count()} CPUs, embedded PostgreSQL {pg_version.split()[0]}; "
             f"gunicorn {args.workers} sync workers on 127.0.0.1:{port}, DEBUG off, static files collected "
