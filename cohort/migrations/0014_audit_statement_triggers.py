@@ -8,7 +8,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cohort', '0011_query_message_wording'),
+        ('cohort', '0013_crf_row_tallies'),
     ]
 
     operations = [
