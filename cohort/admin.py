@@ -35,6 +35,7 @@ from cohort.models import (
     AdverseEvent,
     Assessment,
     Centre,
+    CrfRowTally,
     FlagConfirmation,
     FollowUp,
     Lock,
@@ -290,6 +291,15 @@ class SignatureAdmin(ReadOnlyAdmin):
     list_display = ["patient", "signed_by", "signed_at", "invalidated_at", "invalidated_because"]
     list_select_related = ["patient", "signed_by"]
     search_fields = ["patient__study_id"]
+
+
+@admin.register(CrfRowTally)
+class CrfRowTallyAdmin(ReadOnlyAdmin):
+    """The per-centre tallies behind the monitoring figures, read here to check them; triggers append
+    them and the hourly data checks fold them (cohort.monitoring.fold_tallies)."""
+
+    list_display = ["centre", "patients", "crf_rows", "waiting_queries", "answered_queries"]
+    list_select_related = ["centre"]
 
 
 class QueryMessageInline(admin.TabularInline):
