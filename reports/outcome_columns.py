@@ -34,6 +34,7 @@ from reports.outcomes import (
     INTERVAL_CODES,
     NOMINAL_DAY,
     SMOKING_CODES,
+    AssessmentData,
     PatientData,
     SurvivalStep,
     Thresholds,
@@ -54,16 +55,8 @@ CODES = {
 }
 # The assessment values of each visit (the first done assessment of it; see outcomes.visit_outcomes).
 WEEK_0_VALUES = ("hbi", "crp_mg_l", "fcal_ug_g")
-VISIT_VALUES = (
-    "done",
-    "assessment_date",
-    "hbi",
-    "crp_mg_l",
-    "fcal_ug_g",
-    "endoscopy_done",
-    "ses_cd",
-    "corticosteroids",
-)
+# The outcome module's assessment values, "done" in place of its visit and not_done.
+VISIT_VALUES = ("done", *AssessmentData._fields[2:])
 FLOAT_VALUES = frozenset({"crp_mg_l", "fcal_ug_g"})
 
 
