@@ -525,15 +525,19 @@ class UstekinumabDose(PatientRow):
             ),
             between("weight_kg", 25, 250, prefix="dose"),
             # At most one of each; 'exactly one' is a rule of the complete record (validators).
+            # Their indexes carry the date, so the recompute reads each patient's two induction
+            # dates from them alone (an index-only scan), not from the table of every dose.
             models.UniqueConstraint(
                 fields=["patient"],
                 condition=Q(phase=Phase.INITIAL_INDUCTION),
+                include=["dose_date"],
                 name="dose_one_initial_induction",
                 violation_error_message=gettext_noop("The patient already has an initial induction dose."),
             ),
             models.UniqueConstraint(
                 fields=["patient"],
                 condition=Q(phase=Phase.REINDUCTION),
+                include=["dose_date"],
                 name="dose_one_reinduction",
                 violation_error_message=gettext_noop("The patient already has a re-induction dose."),
             ),
