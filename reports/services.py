@@ -9,6 +9,7 @@ a lost message is re-sent by `sweep`; a killed worker's claim stops beating and 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import gc
 import logging
@@ -56,6 +57,11 @@ def _without_cyclic_gc():
             gc.enable()
 
 
+# True inside data_snapshot's own transaction (not one it joined): one that sees committed data
+# only, so a second connection importing its snapshot sees exactly what it sees.
+_own_snapshot: contextvars.ContextVar[bool] = contextvars.ContextVar("own_snapshot", default=False)
+
+
 @contextlib.contextmanager
 def data_snapshot():
     """A read-only REPEATABLE READ transaction: every query inside sees the same committed data
@@ -66,7 +72,18 @@ def data_snapshot():
         if not outer:
             with transaction.get_connection().cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        yield
+        own = _own_snapshot.set(not outer)
+        try:
+            yield
+        finally:
+            _own_snapshot.reset(own)
+
+
+def shares_snapshot() -> bool:
+    """Whether the current transaction is data_snapshot's own (committed data only, read only), so
+    the loader may read it on two connections. Not in a transaction data_snapshot joined (a test
+    case's, whose uncommitted rows another connection cannot see), nor outside data_snapshot."""
+    return _own_snapshot.get() and transaction.get_connection().in_atomic_block
 
 
 class ScopeOutcomes(NamedTuple):
@@ -92,7 +109,7 @@ def compute_scope(scope: str) -> tuple[dict, float, float]:
     recompute stores. Read and computed as columns (loaders.load_columns, reports/outcome_columns.py),
     the same dict as scope_outcomes gives, in a fraction of the time at 100,000 patients."""
     started = time.perf_counter()
-    columns = loaders.load_columns(scope)
+    columns = loaders.load_columns(scope, share_snapshot=shares_snapshot())
     loaded = time.perf_counter()
     result = outcome_columns.compute(columns, scope=scope, thresholds=thresholds())
     return result, loaded - started, time.perf_counter() - loaded
