@@ -31,8 +31,8 @@ def committed_elsewhere(change) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("cohort31")
-def test_the_worker_reads_on_two_connections_the_same_outcomes(people, django_assert_num_queries):
+@pytest.mark.usefixtures("people", "cohort31")
+def test_the_worker_reads_on_two_connections_the_same_outcomes(django_assert_num_queries):
     for scope in ("all", "UMCU", "AMC"):
         with data_snapshot():
             assert shares_snapshot()
@@ -46,8 +46,8 @@ def test_the_worker_reads_on_two_connections_the_same_outcomes(people, django_as
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("cohort31")
-def test_the_second_connection_sees_the_snapshot_not_later_commits(people):
+@pytest.mark.usefixtures("people", "cohort31")
+def test_the_second_connection_sees_the_snapshot_not_later_commits():
     with data_snapshot():
         before = compute_scope("all")[0]  # takes the snapshot
         committed_elsewhere(lambda: UstekinumabDose.objects.filter(phase="maintenance").delete())
@@ -62,8 +62,8 @@ def test_the_second_connection_sees_the_snapshot_not_later_commits(people):
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("cohort31")
-def test_inside_a_test_case_transaction_the_recompute_stays_on_one_connection(people):
+@pytest.mark.usefixtures("people", "cohort31")
+def test_inside_a_test_case_transaction_the_recompute_stays_on_one_connection():
     # The test case's rows are not committed: a second connection would not see them.
     with data_snapshot():
         assert not shares_snapshot()
