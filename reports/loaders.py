@@ -207,6 +207,9 @@ def _load(where: tuple[str, list] | None, *, details: bool) -> tuple[list[Patien
 # without a Python object per value. numpy then puts each form row on its patient's row (a table
 # from patient ID to row) and counts per patient (`np.bincount`). Five queries whatever the number
 # of patients; a centre's rows are found through the patient_id indexes, not by reading every row.
+# In the worker's snapshot the five are split over two connections sharing it (load_columns), so
+# PostgreSQL produces them on two cores; the induction dates come from their doses' unique indexes
+# alone (cohort migration 0015), never from the table of every dose.
 
 NULL_INT = outcome_columns.NULL_INT
 NULL_SQL = {"i4": f"{outcome_columns.NULL_INT}", "f8": "'NaN'"}
