@@ -67,6 +67,15 @@ IV_DOSE_BANDS: tuple[tuple[Decimal, int], ...] = ((Decimal(55), 260), (Decimal(8
 IV_DOSE_ABOVE_BANDS = 520
 
 
+def iv_dose_for_weight(weight_kg: Decimal) -> int:
+    """The weight-band IV dose for this weight (UstekinumabDose.expected_iv_dose; the demo
+    generator calls it directly, without making a model instance per dose)."""
+    for upper, dose in IV_DOSE_BANDS:
+        if weight_kg <= upper:
+            return dose
+    return IV_DOSE_ABOVE_BANDS
+
+
 class FieldCheck(models.CheckConstraint):
     """A check constraint whose violation is reported at one field (not as a non-field error),
     so the admin, the web forms and the importer all show the message beside the variable."""
@@ -552,10 +561,7 @@ class UstekinumabDose(PatientRow):
         """The weight-band IV dose, or None when it cannot be told (SC dose or no weight)."""
         if self.route != Route.IV or self.weight_kg is None:
             return None
-        for upper, dose in IV_DOSE_BANDS:
-            if self.weight_kg <= upper:
-                return dose
-        return IV_DOSE_ABOVE_BANDS
+        return iv_dose_for_weight(self.weight_kg)
 
     @property
     def off_weight_band(self) -> bool:
@@ -631,6 +637,12 @@ MEASUREMENTS = (
     "ses_cd",
     "corticosteroids",
 )
+
+
+def hbi_component_sum(parts: list[int | None]) -> int | None:
+    """The sum of the five HBI components, or None while any is missing (Assessment.hbi_component_sum;
+    the demo generator calls it directly, without making a model instance per assessment)."""
+    return sum(parts) if all(part is not None for part in parts) else None
 
 
 def _all_hbi_components_given() -> Q:
@@ -783,8 +795,7 @@ class Assessment(PatientRow):
     @property
     def hbi_component_sum(self) -> int | None:
         """The sum of the five HBI components, or None while any is missing."""
-        parts = [getattr(self, name) for name in HBI_COMPONENTS]
-        return sum(parts) if all(part is not None for part in parts) else None
+        return hbi_component_sum([getattr(self, name) for name in HBI_COMPONENTS])
 
     @property
     def hbi_total(self) -> int | None:
