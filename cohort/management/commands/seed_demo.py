@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import multiprocessing
 import os
 import random
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from queue import Full, Queue
+from queue import Empty
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -32,7 +32,7 @@ from django.utils import timezone
 from cohort import signals
 from cohort.audit import audit_context
 from cohort.choices import FormStatus, Role
-from cohort.demo import PatientPlan, plan_patient
+from cohort.demo import plan_patient
 from cohort.models import (
     AdverseEvent,
     Assessment,
@@ -184,104 +184,123 @@ def _accounts(centres: list[Centre]) -> tuple[dict[str, tuple[str, str]], dict[i
 def _seed_patients(
     rng: random.Random, today: dt.date, count: int, centres: list[Centre], nurses: dict[int, User]
 ) -> dict[str, int]:
-    """Plans are drawn in a second thread while this one writes the previous batch: drawing is
-    Python work and writing mostly the database's (the audit triggers), so on two cores the two
-    overlap. The draws stay in one thread, in the same order: a seed gives the same cohort."""
-    counts = {"patients": 0} | {name: 0 for name, _ in CHILD_FORMS}
+    """Plans are drawn and written out as COPY text in a second process while this one sends the
+    previous batch to the database: drawing and encoding are Python work, writing is the
+    database's (the triggers), so on two cores the two overlap, and in a process of its own the
+    drawing does not share this one's interpreter lock. The draws stay in that one process, in
+    the same order: a seed gives the same cohort. The patients' ids are taken from their sequence
+    here first, so the second process can write the forms' rows without asking the database."""
     now = timezone.now()
     # Read here, in this thread's transaction (the centres may be new in it).
     next_number = {centre.pk: int(next_study_id(centre).rsplit("-", 1)[1]) for centre in centres}
-    batches = _planned_batches(rng, today, count, centres, nurses, next_number)
-    for patients, plans in _in_background(batches):
-        Patient.objects.bulk_create(patients)
-        counts["patients"] += len(patients)
-        for name, model in CHILD_FORMS:
-            rows = []
-            for patient, plan in zip(patients, plans, strict=True):
-                values = getattr(plan, name)
-                for row in [values] if isinstance(values, dict) else values or ():
-                    rows.append(row | {"patient_id": patient.pk})
-            _insert(model, rows, {"form_status": FormStatus.COMPLETE, "created_at": now, "updated_at": now})
-            counts[name] += len(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [Patient._meta.db_table, count],
+        )
+        ids = sorted(row[0] for row in cursor.fetchall())
+    batches = _encoded_batches(rng, today, count, centres, nurses, next_number, ids, now)
+    counts = {name: 0 for name, _ in TABLES}
+    with connection.cursor() as cursor:
+        for batch in _in_subprocess(batches):
+            cursor.execute("SELECT 1")  # sets the audit context for the COPY below (see _copy_columns)
+            for (name, model), (rows, chunks) in zip(TABLES, batch, strict=True):
+                copy = _copy_statement(model)
+                for chunk in chunks:
+                    cursor.copy_expert(copy, io.BytesIO(chunk))
+                counts[name] += rows
     return counts
 
 
-def _planned_batches(
+def _encoded_batches(
     rng: random.Random,
     today: dt.date,
     count: int,
     centres: list[Centre],
     nurses: dict[int, User],
     next_number: dict[int, int],
-) -> Iterator[tuple[list[Patient], list[PatientPlan]]]:
-    """Unsaved patients and their plans, BATCH_PATIENTS at a time; no database access (it runs in
-    a thread of its own, which has no part in the seeding transaction)."""
+    ids: list[int],
+    now: dt.datetime,
+) -> Iterator[list[tuple[int, list[bytes]]]]:
+    """BATCH_PATIENTS patients at a time with their forms' rows, as COPY text for each of TABLES:
+    (rows, chunks of at most INSERT_BATCH rows). No database access (it runs in a process of its
+    own, which has no part in the seeding transaction)."""
+    constants = {"form_status": FormStatus.COMPLETE, "created_at": now, "updated_at": now}
+    encoders = [_copy_encoder(model, constants) for _, model in TABLES]
     # Centres differ in size, as in real cohorts.
     weights = [1 / (1 + 0.35 * index) for index in range(len(centres))]
     # A few patients are left without a follow-up form ('excluded_incomplete' in the outcomes).
     incomplete = set(rng.sample(range(count), max(1 if count >= 20 else 0, round(0.03 * count))))
     for batch_start in range(0, count, BATCH_PATIENTS):
-        plans = []
-        patients = []
+        rows: list[list[dict[str, Any]]] = [[] for _ in TABLES]
         for index in range(batch_start, min(count, batch_start + BATCH_PATIENTS)):
             centre = rng.choices(centres, weights=weights)[0]
             plan = plan_patient(rng, today, with_follow_up=index not in incomplete)
             number = next_number[centre.pk]
             next_number[centre.pk] += 1
-            plans.append(plan)
-            patients.append(
-                Patient(
-                    study_id=f"{centre.code}-{number:03d}",
-                    centre=centre,
-                    created_by=nurses[centre.pk],
-                    form_status=FormStatus.COMPLETE,
+            patient_id = ids[index]
+            rows[0].append(
+                {
+                    "id": patient_id,
+                    "study_id": f"{centre.code}-{number:03d}",
+                    "centre_id": centre.pk,
+                    "created_by_id": nurses[centre.pk].pk,
                     **plan.patient,
-                )
+                }
             )
-        yield patients, plans
+            for (name, _), form_rows in zip(TABLES[1:], rows[1:], strict=True):
+                values = getattr(plan, name)
+                for row in [values] if isinstance(values, dict) else values or ():
+                    form_rows.append(row | {"patient_id": patient_id})
+        yield [(len(table_rows), encode(table_rows)) for table_rows, encode in zip(rows, encoders, strict=True)]
 
 
-def _in_background(items: Iterator[T]) -> Iterator[T]:
-    """The items of a generator made in a second thread, at most two ahead of the consumer.
-    An exception in the thread is raised here; the thread stops when the consumer does."""
-    queue: Queue = Queue(maxsize=2)
-    stop = threading.Event()
-    done = object()
+def _in_subprocess(items: Iterator[T]) -> Iterator[T]:
+    """The items of a generator made in a forked process, at most two ahead of the consumer.
+    An exception there is raised here; the process is ended when the consumer stops.
 
-    def put(entry: tuple) -> None:
-        while not stop.is_set():
-            try:
-                queue.put(entry, timeout=0.1)
-                return
-            except Full:
-                continue
+    Forked, so the generator and what it holds need not be pickled (its items are). The child
+    never touches the parent's database connection, and leaves by os._exit (multiprocessing's
+    fork start), so it closes nothing of the parent's."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue(maxsize=2)
+    done = "done"
 
     def produce() -> None:
         try:
             for item in items:
-                if stop.is_set():
-                    return
-                put((None, item))
-            put((None, done))
+                queue.put((None, item))
+            queue.put((None, done))
         except BaseException as error:  # handed to the consumer, which raises it
-            put((error, done))
+            queue.put((error, done))
 
-    thread = threading.Thread(target=produce, name="seed-demo-plans", daemon=True)
-    thread.start()
+    process = context.Process(target=produce, name="seed-demo-plans", daemon=True)
+    process.start()
     try:
         while True:
-            error, item = queue.get()
+            try:
+                error, item = queue.get(timeout=1)
+            except Empty:
+                if not process.is_alive():
+                    stopped = f"The process drawing the plans stopped (exit code {process.exitcode})."
+                    raise CommandError(stopped) from None
+                continue
             if error is not None:
                 raise error
-            if item is done:
+            if isinstance(item, str) and item == done:
                 return
             yield item
     finally:
-        stop.set()
-        thread.join()
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        queue.close()
 
 
-CHILD_FORMS = (
+# The tables written, patients first (the forms' rows refer to them); each form's name is its
+# attribute of cohort.demo.PatientPlan.
+TABLES = (
+    ("patients", Patient),
     ("prior_biologics", PriorBiologic),
     ("doses", UstekinumabDose),
     ("reinduction", Reinduction),
@@ -291,30 +310,46 @@ CHILD_FORMS = (
 )
 
 
-def _insert(model: type[models.Model], rows: list[dict[str, Any]], constants: dict[str, Any]) -> None:
+def _copy_fields(model: type[models.Model]) -> list[models.Field]:
+    # The patients' ids come from their sequence (_seed_patients); the forms' from the database.
+    return [f for f in model._meta.concrete_fields if model is Patient or not f.primary_key]
+
+
+def _copy_statement(model: type[models.Model]) -> str:
     """Plain values written with COPY, INSERT_BATCH rows a statement: cheaper for both sides than
     bulk_create (its per-value preparation cost more than the database's work) or multi-row
     INSERTs. COPY fires the audit triggers like an INSERT; pghistory attaches its context (who,
     source) by prefixing Django's statements, and COPY is not one of them, so a statement through
     Django's cursor comes first: the context it sets lasts to the end of the transaction."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {f.attname: f.get_default() for f in fields} | constants
-    names = [f.attname for f in fields]
-    unknown = set(rows[0]) - set(names) if rows else set()
-    if unknown:
-        raise CommandError(f"{model.__name__} has no field {', '.join(sorted(unknown))}.")
     quote = connection.ops.quote_name
-    copy = f"COPY {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
-    columns = [(name, defaults[name], _copy_text(field)) for name, field in zip(names, fields, strict=True)]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")  # sets the audit context for the COPY below
-        for start in range(0, len(rows), INSERT_BATCH):
-            text = io.StringIO()
-            for row in rows[start : start + INSERT_BATCH]:
-                text.write("\t".join([as_text(row.get(name, default)) for name, default, as_text in columns]))
-                text.write("\n")
-            text.seek(0)
-            cursor.copy_expert(copy, text)
+    columns = ", ".join(quote(f.column) for f in _copy_fields(model))
+    return f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
+
+
+def _copy_encoder(model: type[models.Model], constants: dict[str, Any]) -> Callable[[list[dict]], list[bytes]]:
+    """A function from rows (dicts by attname) to COPY text, INSERT_BATCH rows a chunk; each
+    column's text conversion chosen once, its default's text made once."""
+    fields = _copy_fields(model)
+    defaults = {f.attname: None if f.primary_key else f.get_default() for f in fields} | constants
+    names = [f.attname for f in fields]
+    columns = [(f.attname, _copy_text(f), _copy_text(f)(defaults[f.attname])) for f in fields]
+
+    def encode(rows: list[dict[str, Any]]) -> list[bytes]:
+        unknown = set(rows[0]) - set(names) if rows else set()
+        if unknown:
+            raise CommandError(f"{model.__name__} has no field {', '.join(sorted(unknown))}.")
+        return [
+            "".join(
+                [
+                    "\t".join([as_text(row[name]) if name in row else default for name, as_text, default in columns])
+                    + "\n"
+                    for row in rows[start : start + INSERT_BATCH]
+                ]
+            ).encode()
+            for start in range(0, len(rows), INSERT_BATCH)
+        ]
+
+    return encode
 
 
 # COPY's text format: backslash escapes for these characters, \N for NULL.
