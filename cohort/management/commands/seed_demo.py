@@ -3,10 +3,10 @@
 The patients come from cohort.demo (the generator); this command writes them, with made-up
 centres and accounts, and prints the logins. Nothing here describes a real person.
 
-Speed matters (10,000 patients for the benchmarks): rows are built as plain model instances and
-written with bulk_create inside one transaction, under the audit context so every audit event
-names the system user. Rows are not full_clean()ed one by one; tests/test_seed_demo.py proves that
-every seeded record passes the validation layer (cohort.validators.check).
+Speed matters (100,000 patients for the benchmarks): rows are drawn as plain values and written
+with COPY inside one transaction, under the audit context so every audit event names the system
+user. Rows are not full_clean()ed one by one; tests/test_seed_demo.py proves that every seeded
+record passes the validation layer (cohort.validators.check).
 """
 
 from __future__ import annotations
