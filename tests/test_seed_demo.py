@@ -4,14 +4,17 @@ The command writes rows in bulk without full_clean(), so these tests are what pr
 obeys every rule: each seeded record goes through the validation layer.
 """
 
+import datetime as dt
 import hashlib
 import io
 import re
 import stat
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from cohort.models import AdverseEvent, Assessment, Centre, FollowUp, Membership, Patient
 from cohort.services import SYSTEM_USERNAME, patient_record
@@ -131,6 +134,16 @@ def test_it_seeds_with_if_empty_when_there_are_no_patients(logins_file):
     seed(logins_file, if_empty=True)
 
     assert Patient.objects.count() == 60
+
+
+def test_it_writes_nothing_when_the_plans_cannot_be_drawn(logins_file):
+    # The plans are drawn in a second process; its error reaches the command, which leaves nothing.
+    with time_machine.travel(dt.datetime(2017, 1, 10, 12, tzinfo=dt.UTC)), pytest.raises(CommandError, match="2016"):
+        seed(logins_file)
+
+    assert not Patient.all_objects.exists()
+    assert not Centre.objects.filter(code__in=CENTRE_CODES).exists()
+    assert not logins_file.exists()
 
 
 def digest() -> str:
