@@ -32,7 +32,7 @@ PREVIOUS = import_module("cohort.migrations.0013_crf_row_tallies").FUNCTIONS
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("cohort", "0014_audit_statement_triggers"),
+        ("cohort", "0015_induction_dates_in_their_indexes"),
     ]
 
     operations = [
