@@ -36,6 +36,7 @@ from cohort.models import (
     Assessment,
     Centre,
     CrfRowTally,
+    DataCheckRequest,
     FlagConfirmation,
     FollowUp,
     Lock,
@@ -489,3 +490,11 @@ class AccountAdmin(UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, AccountAdmin)
+
+
+@admin.register(DataCheckRequest)
+class DataCheckRequestAdmin(ReadOnlyAdmin):
+    """The patients whose automatic data queries are due: saves write them, the data-checks task
+    removes them as it checks each patient (cohort.data_checks.run_requested)."""
+
+    list_display = ["patient", "requested_at"]

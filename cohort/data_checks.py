@@ -1,6 +1,7 @@
 """Automatic data queries (SPEC section 10): `python manage.py data_checks` runs them now, beat
-runs them every hour, and a save of a patient's record runs them for that patient once it commits
-(reports listens to cohort.signals.data_changed and queues the task).
+runs them every hour, and a save of a patient's record runs them for that patient once it commits:
+the save writes a request (models.DataCheckRequest) and reports, listening to
+cohort.signals.data_changed, wakes a worker for the requests (once per burst of saves).
 
 Three rules, each opening one system query per cause through cohort.queries:
 
@@ -55,7 +56,17 @@ from django.utils.translation import gettext_noop
 from cohort import casebook, crf, locks, queries, services, validators
 from cohort.choices import FormStatus, Visit
 from cohort.crf import PatientRecord
-from cohort.models import VISIT_SCHEDULE, Lock, Patient, Query, QueryAction, QueryCheck, QueryMessage, QueryState
+from cohort.models import (
+    VISIT_SCHEDULE,
+    DataCheckRequest,
+    Lock,
+    Patient,
+    Query,
+    QueryAction,
+    QueryCheck,
+    QueryMessage,
+    QueryState,
+)
 from cohort.queries import Wording
 
 # Patients checked per transaction: their records are loaded in a fixed number of queries, and
@@ -129,6 +140,18 @@ def run(patients: Iterable[int] | None = None, today: dt.date | None = None) -> 
     return summary
 
 
+def run_requested(today: dt.date | None = None) -> Summary:
+    """Check the patients whose checks were requested (models.DataCheckRequest: by their saves,
+    committed by now); each request goes as its patient is checked. What the worker woken after a
+    save runs (reports.tasks.requested_data_checks)."""
+    requested = list(DataCheckRequest.objects.values_list("patient_id", flat=True))
+    if not requested:
+        return Summary()
+    # Removed patients are left alone: their requests go unchecked.
+    DataCheckRequest.objects.filter(patient_id__in=requested).exclude(patient__in=Patient.objects.all()).delete()
+    return run(requested, today)
+
+
 def findings(record: PatientRecord, today: dt.date) -> list[Finding]:
     """The causes present in a patient's record today."""
     schedule = {visit.visit: visit for visit in casebook.visit_schedule(record, today)}
@@ -144,6 +167,8 @@ def _check_chunk(ids: list[int], today: dt.date, summary: Summary) -> None:
     with transaction.atomic():
         # The lock each save of a patient takes first; in id order, so two runs never deadlock.
         list(Patient.objects.filter(pk__in=ids).order_by("pk").select_for_update().values_list("pk", flat=True))
+        # Their checks are done by this one: a save that asks again after it waits for the lock.
+        DataCheckRequest.objects.filter(patient_id__in=ids).delete()
         patients = list(services.with_forms(Patient.objects.filter(pk__in=ids)))
         existing = _automatic_queries(ids)
         active_locks = locks.active_for(patients)

@@ -26,7 +26,7 @@ from cohort.models import (
     Centre,
     Patient,
 )
-from cohort.services import patient_record, with_forms
+from cohort.services import patient_record, request_data_checks, with_forms
 
 
 class ImportFailed(Exception):
@@ -91,7 +91,9 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
         with audit_context(user=user, source="import_cohort"):
             summary = _write(records, sources, origin)
         if summary.changes:
-            signals.outcomes_changed(patients=[record.patient.pk for record in records.values()])
+            patients = [record.patient.pk for record in records.values()]
+            request_data_checks(patients)
+            signals.outcomes_changed(patients=patients)
         return summary
 
 

@@ -21,6 +21,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import formats
 from django.utils.translation import gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
@@ -1208,6 +1209,20 @@ class Signature(models.Model):
     @property
     def valid(self) -> bool:
         return self.invalidated_at is None
+
+
+class DataCheckRequest(models.Model):
+    """A patient whose automatic data queries (cohort/data_checks.py) are due because their record
+    changed. Written in the changing transaction under the patient's row lock (by the save's own
+    locking statement, services.locked_record), so, as with the recompute requests (SPEC section 6),
+    the row is the work and the broker message only a wake-up: a burst of saves sends one message,
+    not one per save. A check of the patient, run under the same lock, removes it."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    requested_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"checks of patient {self.patient_id} due since {self.requested_at:%Y-%m-%d %H:%M:%S}"
 
 
 class UserProfile(models.Model):

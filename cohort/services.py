@@ -61,9 +61,9 @@ def next_study_id(centre: Centre) -> str:
 
 
 def _data_changed(patient: Patient) -> None:
-    """The database has asked for a recompute (trigger); say so to whoever listens (reports wakes
-    a worker once this commits) for the whole cohort and the patient's centre, and for the
-    patient's automatic data queries."""
+    """The database has asked for a recompute (trigger), and the caller for the patient's automatic
+    data queries (locked_record, request_data_checks); say so to whoever listens (reports wakes
+    workers once this commits) for the whole cohort and the patient's centre, and for the patient."""
     signals.outcomes_changed(patient.centre.code, patients=[patient.pk])
 
 
@@ -80,6 +80,7 @@ def patient_enrol(*, centre: Centre, by: User, **data) -> Patient:
         patient.study_id = next_study_id(centre)
         validators.raise_for(validators.check(PatientRecord(patient)), patient)
         patient.save()
+        request_data_checks([patient.pk])
         _data_changed(patient)
     return patient
 
@@ -315,14 +316,16 @@ def _problem_key(problem) -> tuple:
 def locked_record(patient_id: int) -> tuple[PatientRecord, list[Lock]]:
     """The patient's whole record, read after taking the patient's row lock (held until the
     transaction ends: saves of one patient are serialised), and the active locks that may cover it
-    (locks.all_covering), in one round trip.
+    (locks.all_covering), in one round trip. Every caller is about to change the record (a save,
+    a removal, a flag confirmed), so the locking statement also requests the patient's automatic
+    data queries (models.DataCheckRequest; rolled back with a change that fails).
 
     Two statements in one string on purpose: a row read in the locking statement itself could be
     the version from before the lock was granted; the second statement (its own snapshot, as each
     statement has in READ COMMITTED) sees what the lock holder committed."""
     with transaction.get_connection().cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM cohort_patient WHERE id = %s AND {ACTIVE_PATIENT_SQL} FOR UPDATE; {_record_sql()}",
+            f"{_REQUEST_CHECKS_SQL % 'id = %s'}; {_record_sql()}",
             [patient_id, LockKind.STUDY, LockKind.CENTRE, patient_id],
         )
         found = cursor.fetchone()
@@ -341,6 +344,25 @@ def locked_record(patient_id: int) -> tuple[PatientRecord, list[Lock]]:
             patient._meta.get_field(form.attribute).set_cached_value(patient, held)
         rows[form.attribute] = held
     return PatientRecord(patient=patient, **rows), _instances(Lock, locks_json)
+
+
+# Locks the patients (not removed) it selects, in id order as the data checks do (no deadlock), and
+# requests their data checks: taken under the lock that the check of a patient takes too, a request
+# is never removed by a check that read the record from before the change that made it.
+_REQUEST_CHECKS_SQL = (
+    "INSERT INTO cohort_datacheckrequest (patient_id)"
+    f" SELECT id FROM cohort_patient WHERE %s AND {ACTIVE_PATIENT_SQL} ORDER BY id FOR UPDATE"
+    " ON CONFLICT (patient_id) DO NOTHING"
+)
+
+
+def request_data_checks(patient_ids: list[int]) -> None:
+    """Ask for these patients' automatic data queries (cohort/data_checks.py) once the current
+    transaction commits: their row locks are taken (held until it ends) and a request written
+    for each; the worker woken by the data_changed signal runs them. A save asks through
+    locked_record instead, in the statement that takes its lock."""
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(_REQUEST_CHECKS_SQL % "id = ANY(%s)", [sorted(set(patient_ids))])
 
 
 def _record_forms() -> list[crf.CaseForm]:

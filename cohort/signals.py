@@ -12,8 +12,9 @@ from django.dispatch import Signal
 
 # Sent inside the writing transaction. `scopes`: the outcome scopes the change touches ("all" and
 # a centre code), None when the writer cannot tell (an import, the demo seed), [] for none.
-# `patients`: the ids of the patients whose records changed, None when the writer cannot tell;
-# reports runs their automatic data queries (cohort/data_checks.py) once the change commits.
+# `patients`: the ids of the patients whose records changed, None when the writer cannot tell. The
+# writer has requested their automatic data queries in the database (models.DataCheckRequest);
+# reports wakes a worker for the requests once the change commits (cohort/data_checks.py).
 data_changed = Signal()
 
 

@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cohort.access import ALL_SCOPE
+from cohort.models import DataCheckRequest
 from reports import background, loaders, outcome_columns, outcomes
 from reports.models import OutcomeSnapshot, RecomputeRequest
 
@@ -35,6 +36,8 @@ MAX_ATTEMPTS = 3
 # The Celery task that runs `recompute` (reports/tasks.py), woken by its name.
 RECOMPUTE_TASK = "reports.tasks.recompute_outcomes"
 DATA_CHECKS_TASK = "reports.tasks.data_checks"
+# The one that runs the data checks saves requested (cohort.data_checks.run_requested).
+REQUESTED_CHECKS_TASK = "reports.tasks.requested_data_checks"
 
 
 def thresholds() -> outcomes.Thresholds:
@@ -198,8 +201,8 @@ def wake_workers_on_commit(scopes: list[str] | None = None) -> None:
     transaction.on_commit(lambda: enqueue(pending_scopes()) if scopes is None else wake_once(scopes))
 
 
-# When this process last woke a worker for each scope (time.monotonic(), read before sending).
-_woken: dict[str, float] = {}
+# When this process last sent each wake-up, by task and arguments (time.monotonic(), read before sending).
+_woken: dict[tuple, float] = {}
 
 
 def wake_once(scopes: list[str]) -> int:
@@ -208,26 +211,30 @@ def wake_once(scopes: list[str]) -> int:
     was sent and takes every request committed by then, so a change committed meanwhile (as the
     caller's is: this runs after its commit) needs no message of its own. A burst of saves sends
     one per scope and process, not one per save; the sweep re-sends whatever is left waiting."""
+    return sum(_wake_once(RECOMPUTE_TASK, scope) for scope in scopes)
+
+
+def _wake_once(task_name: str, *args) -> bool:
+    """Send this wake-up (with the countdown) unless this process sent it less than the countdown ago."""
     countdown = _debounce().total_seconds()
-    sent = 0
-    for scope in scopes:
-        now = time.monotonic()
-        if now - _woken.get(scope, -countdown) < countdown:
-            continue
-        if background.wake(RECOMPUTE_TASK, scope, countdown=countdown):
-            _woken[scope] = now
-            sent += 1
-    return sent
+    now = time.monotonic()
+    if now - _woken.get((task_name, *args), -countdown) < countdown:
+        return False
+    if not background.wake(task_name, *args, countdown=countdown):
+        return False
+    _woken[(task_name, *args)] = now
+    return True
 
 
 def on_data_changed(sender, *, scopes: list[str] | None, patients: list[int] | None = None, **kwargs) -> None:
     """cohort.signals.data_changed: once the change commits, wake workers for the outcome scopes,
-    and for the automatic data queries of the patients it names (cohort/data_checks.py). A
-    wake-up that is lost (broker down) is caught up by the hourly run (CELERY_BEAT_SCHEDULE)."""
+    and for the automatic data queries its writer requested (cohort.models.DataCheckRequest) for
+    the patients it names. The data checks are woken as the recompute is (wake_once): one message
+    per burst of saves and process, taking every request committed by the time it runs; one that is
+    lost (broker down) is re-sent by the sweep, and the hourly run checks everyone anyway."""
     wake_workers_on_commit(scopes)
     if patients:
-        ids = sorted(set(patients))
-        transaction.on_commit(lambda: background.wake(DATA_CHECKS_TASK, ids))
+        transaction.on_commit(lambda: _wake_once(REQUESTED_CHECKS_TASK))
 
 
 # Done requests are kept this long (they say when each scope was recomputed, for a while).
@@ -236,8 +243,9 @@ KEEP_DONE = dt.timedelta(days=7)
 
 def sweep() -> int:
     """Take back claims of workers that died mid-recompute (heartbeat stopped), re-send requests
-    left waiting (broker down at commit, lost message), and forget old done requests. Run by beat
-    every few seconds; returns the number of wake-ups sent."""
+    left waiting (broker down at commit, lost message), recompute requests and data-check requests
+    alike, and forget old done requests. Run by beat every few seconds; returns the number of
+    wake-ups sent."""
     now = timezone.now()
     running = RecomputeRequest.objects.filter(status=RecomputeRequest.Status.RUNNING)
     lost = running.filter(Q(heartbeat_at__lt=background.stale_before()) | Q(heartbeat_at__isnull=True))
@@ -247,8 +255,11 @@ def sweep() -> int:
     lost.update(status=RecomputeRequest.Status.PENDING, error="claim expired (worker lost)")
     RecomputeRequest.objects.filter(status=RecomputeRequest.Status.DONE, finished_at__lt=now - KEEP_DONE).delete()
     request_missing()
+    # Data checks requested a while ago and still waiting: their wake-up was lost (or is late).
+    checks = DataCheckRequest.objects.filter(requested_at__lt=now - background.SWEEP).exists()
+    checks_woken = checks and background.wake(REQUESTED_CHECKS_TASK)
     # Every waiting scope, whether its wake-up was lost or not: a duplicate finds nothing to claim.
-    return enqueue(pending_scopes())
+    return enqueue(pending_scopes()) + checks_woken
 
 
 def request_missing() -> list[str]:

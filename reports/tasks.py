@@ -90,3 +90,19 @@ def data_checks(patient_ids: list[int] | None = None) -> str:
     if patient_ids is None:
         monitoring.fold_tallies()
     return str(summary)
+
+
+@shared_task(
+    name=services.REQUESTED_CHECKS_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=1800,
+)
+def requested_data_checks() -> str:
+    """The automatic data queries (SPEC section 10) of the patients whose saves requested them
+    (cohort.models.DataCheckRequest), woken after those saves commit and by the sweep. Safe to run
+    twice or at once: a patient checked is a request gone."""
+    return str(checks.run_requested())

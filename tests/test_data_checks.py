@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cohort import crf, data_checks, locks, queries, services
-from cohort.models import Assessment, Patient, Query, QueryAction, QueryCheck, QueryState, Reinduction
+from cohort.models import Assessment, DataCheckRequest, Patient, Query, QueryAction, QueryCheck, QueryState, Reinduction
 from tests.base import T0, make_patient, make_record
 from tests.test_casebook_views import assessment_data, form_url
 
@@ -216,6 +216,34 @@ def test_an_overdue_query_closes_when_the_visit_is_entered_through_http(
     assert query.state == QueryState.CLOSED
     assert last_message(query).text == "Closed automatically: the visit was entered."
     assert (last_message(query).author, len(automatic(clean))) == (None, 1)
+
+
+def test_a_save_requests_its_patients_checks_in_its_transaction_and_a_run_of_the_requests_takes_them(
+    client, people, clean
+):
+    """The save writes the request (the broker message after it is only a wake-up); the worker's
+    run of the requests checks that patient and removes it. A save refused writes none."""
+    other = complete(make_record(make_patient(people["centre_a"], people["nurse_a"])))
+    Assessment.objects.filter(patient__in=[clean, other], visit="week_20").delete()
+    data_checks.run()
+    DataCheckRequest.objects.all().delete()  # the set-up's own (make_record saves through the services)
+    client.force_login(people["nurse_a"])
+    week_8 = Assessment.objects.get(patient=clean, visit="week_8")
+    stale = assessment_data(version=week_8.version - 1, form_status="complete", reason_for_change="stale")
+    assert client.post(form_url(clean, "week_8"), stale).status_code == 200  # someone else saved meanwhile
+    assert not DataCheckRequest.objects.exists()
+
+    data = assessment_data(assessment_date=(T0 + dt.timedelta(days=140)).isoformat(), form_status="complete")
+    assert client.post(form_url(clean, "week_20"), data).status_code == 302  # no commit callback run here
+
+    assert list(DataCheckRequest.objects.values_list("patient_id", flat=True)) == [clean.pk]
+    summary = data_checks.run_requested()
+    assert (summary.closed, summary.opened) == (1, 0)
+    (query,) = automatic(clean)
+    assert last_message(query).text == "Closed automatically: the visit was entered."
+    assert automatic(other)[0].state == QueryState.OPEN  # not requested, not checked
+    assert not DataCheckRequest.objects.exists()
+    assert data_checks.run_requested().closed == 0
 
 
 def test_a_changed_flagged_value_closes_its_query_and_opens_one_for_the_new_value(clean):

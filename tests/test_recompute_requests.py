@@ -12,7 +12,7 @@ import pytest
 import redis
 from django.db import connection, connections, transaction
 
-from cohort.models import Assessment
+from cohort.models import Assessment, DataCheckRequest
 from cohort.services import crf_row_save
 from reports import services
 from reports.models import OutcomeSnapshot, RecomputeRequest
@@ -162,6 +162,7 @@ def test_the_wake_ups_name_tasks_every_process_has_registered():
     from reports import background, jobs
 
     assert app.tasks[services.RECOMPUTE_TASK].name == services.RECOMPUTE_TASK
+    assert app.tasks[services.REQUESTED_CHECKS_TASK].name == services.REQUESTED_CHECKS_TASK
     assert app.tasks[jobs.RUN_TASK].name == jobs.RUN_TASK
     with pytest.raises(KeyError):  # a wrong name is a bug, not a broker outage
         background.wake("reports.tasks.no_such_task", "all")
@@ -192,8 +193,35 @@ def test_a_burst_of_saves_wakes_each_scope_once_and_checks_each_patient(
     save_week_8(second, people["nurse_a"], hbi=12)
 
     recomputes = [args for task, args in queued_tasks(broker) if task == services.RECOMPUTE_TASK]
-    checks = [args for task, args in queued_tasks(broker) if task == services.DATA_CHECKS_TASK]
+    checks = [args for task, args in queued_tasks(broker) if task == services.REQUESTED_CHECKS_TASK]
     assert sorted(recomputes) == [["AMC"], ["all"]]
-    assert checks == [[[first.pk]], [[second.pk]]]
+    # One data-checks wake-up for the burst; each saved patient's checks are requested in the database.
+    assert checks == [[]]
+    assert not [task for task, _args in queued_tasks(broker) if task == services.DATA_CHECKS_TASK]
+    assert set(DataCheckRequest.objects.values_list("patient_id", flat=True)) == {first.pk, second.pk}
     pending = RecomputeRequest.objects.filter(status=RecomputeRequest.Status.PENDING)
     assert pending.filter(scope="AMC").count() == pending.filter(scope="all").count() >= 2
+
+
+def test_the_sweep_wakes_the_data_checks_left_waiting(people, celery_on_redis, redis_server):
+    """A data-checks wake-up lost (broker down at commit) is re-sent by the sweep, as a recompute's is;
+    a request younger than the sweep's period is left to the wake-up its save sent."""
+    from django.utils import timezone
+
+    patient = make_patient(people["centre_a"], people["nurse_a"])  # the enrolment requests its checks
+    broker = redis_server.rsplit("/", 1)[0] + "/3"  # not the suite's shared worker's (see above)
+    point_at(celery_on_redis, broker)
+    queue = redis.Redis.from_url(broker)
+
+    def checks_woken() -> list:
+        woken = [args for task, args in queued_tasks(broker) if task == services.REQUESTED_CHECKS_TASK]
+        queue.delete("celery")
+        return woken
+
+    checks_woken()
+    services.sweep()
+    assert checks_woken() == []
+
+    DataCheckRequest.objects.filter(patient=patient).update(requested_at=timezone.now() - dt.timedelta(minutes=1))
+    services.sweep()
+    assert checks_woken() == [[]]
