@@ -161,3 +161,33 @@ def test_the_row_query_composed_once_answers_each_user_and_visit_with_their_own(
     assert access.get_row_for_user(nurse_b, patient.study_id, FollowUp) is None
     assert access.get_row_for_user(nurse_b, patient.study_id, FollowUp) is None
     assert access.writable_centre_ids(nurse_b) == {people["centre_b"].pk}
+
+
+def test_the_saves_update_writes_what_the_orms_update_writes_for_every_form():
+    """services._update_row (its statement composed once per process) against the ORM's conditional
+    update it replaces: the same values of every form's entered fields, version and time stamp, and
+    nothing written over a stale version."""
+    people = personae()
+    ours = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    theirs = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    when = dt.datetime(2026, 5, 4, 3, 2, 1, tzinfo=dt.UTC)
+    for form in crf.FILES.values():
+        model = form.model
+        key = {"pk": ours.pk} if model is Patient else {"patient": ours}
+        row = model._base_manager.filter(**key).order_by("pk").first()
+        other = model._base_manager.filter(**({"pk": theirs.pk} if model is Patient else {"patient": theirs}))
+        other = other.order_by("pk").first()
+        fields = crf.entered_fields(model)
+        values = {field.attname: getattr(row, field.attname) for field in fields}
+        model._base_manager.filter(pk=other.pk, version=other.version).update(
+            **values, version=other.version + 1, updated_at=when
+        )
+        with transaction.atomic():
+            assert services._update_row(row, row.version + 5) == 0  # stale: nothing written
+            assert services._update_row(row, row.version) == 1
+        model._base_manager.filter(pk=row.pk).update(updated_at=when)  # the clock's value aside
+        written, expected = model._base_manager.get(pk=row.pk), model._base_manager.get(pk=other.pk)
+        for field in [*fields, model._meta.get_field("version"), model._meta.get_field("updated_at")]:
+            value, wanted = getattr(written, field.attname), getattr(expected, field.attname)
+            assert (value, type(value)) == (wanted, type(wanted)), (model.__name__, field.name)
+        assert written.version == row.version + 1
