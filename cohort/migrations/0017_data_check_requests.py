@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("cohort", "0014_audit_statement_triggers"),
+        ("cohort", "0016_form_tallies_per_patient"),
     ]
 
     operations = [
