@@ -58,7 +58,7 @@ def peak_rss_mib() -> float:
 
 def warm_up() -> None:
     """What a worker process pays once, not per job: the writers' imports and WeasyPrint's fonts."""
-    import openpyxl  # noqa: F401
+    import xlsxwriter  # noqa: F401
     import pandas  # noqa: F401
     import pyreadstat  # noqa: F401
     import weasyprint

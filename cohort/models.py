@@ -12,6 +12,7 @@ between them, and Django's migrations and pghistory's event models name these cl
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pghistory
@@ -62,6 +63,36 @@ VISIT_SCHEDULE: dict[str, tuple[int, int, int]] = {
     Visit.WEEK_20: (140, 112, 168),
     Visit.WEEK_52: (364, 308, 420),
 }
+
+
+# Single-row rules as functions of values: the models' properties below call them, and the wide
+# export (reports/dataset.py) applies them to plain rows without making 400,000 instances.
+def montreal_age_class(age_at_diagnosis: int) -> str:
+    """Montreal age class at diagnosis: A1 <= 16 years, A2 17-40, A3 > 40."""
+    if age_at_diagnosis <= 16:
+        return "A1"
+    return "A2" if age_at_diagnosis <= 40 else "A3"
+
+
+def hbi_total(components: Sequence[int | None], entered: int | None) -> int | None:
+    """The HBI: the sum of the five components when all are given, else the entered total."""
+    return entered if None in components else sum(components)
+
+
+def study_day(assessment_date: dt.date | None, reinduction_date: dt.date | None) -> int | None:
+    """Days after t0 (the re-induction dose); None without either date."""
+    if reinduction_date is None or assessment_date is None:
+        return None
+    return (assessment_date - reinduction_date).days
+
+
+def in_window(visit: str, day: int | None) -> bool | None:
+    """Whether a visit's study day lies in its window; None when it cannot be told."""
+    if day is None:
+        return None
+    _, low, high = VISIT_SCHEDULE[visit]
+    return low <= day <= high
+
 
 # Weight-based IV dose (dictionary, ustekinumab_doses.weight_kg): (upper weight bound, dose mg).
 IV_DOSE_BANDS: tuple[tuple[Decimal, int], ...] = ((Decimal(55), 260), (Decimal(85), 390))
@@ -404,11 +435,7 @@ class Patient(CrfRecord):
 
     @property
     def montreal_age(self) -> str:
-        """Montreal age class at diagnosis: A1 <= 16 years, A2 17-40, A3 > 40."""
-        age = self.age_at_diagnosis
-        if age <= 16:
-            return "A1"
-        return "A2" if age <= 40 else "A3"
+        return montreal_age_class(self.age_at_diagnosis)
 
     def anti_tnf_count(self, prior_biologics=None) -> int:
         """Distinct anti-TNF agents among the prior biologics (SPEC section 5)."""
@@ -790,9 +817,10 @@ class Assessment(PatientRow):
     def __str__(self) -> str:
         return self.get_visit_display()
 
-    # The HBI rule's one home: the total is the sum of the five components when all are given
-    # (held by the assessment_hbi_is_sum constraint). The loader's SQL CASE (reports/loaders.py)
-    # and the page's live total (static/js/crf.js) are the same rule in SQL and for the browser.
+    # The HBI rule's one home is hbi_total() above: the total is the sum of the five components when
+    # all are given (held by the assessment_hbi_is_sum constraint). The loader's SQL CASE
+    # (reports/loaders.py) and the page's live total (static/js/crf.js) are the same rule in SQL and
+    # for the browser.
     @property
     def hbi_component_sum(self) -> int | None:
         """The sum of the five HBI components, or None while any is missing."""
@@ -800,9 +828,7 @@ class Assessment(PatientRow):
 
     @property
     def hbi_total(self) -> int | None:
-        """The HBI: the sum of the components when all five are given, else the entered total."""
-        total = self.hbi_component_sum
-        return self.hbi if total is None else total
+        return hbi_total([getattr(self, name) for name in HBI_COMPONENTS], self.hbi)
 
     def fill_hbi(self) -> None:
         """Derive the entered total from the components when all five are given and no total was
@@ -811,17 +837,10 @@ class Assessment(PatientRow):
             self.hbi = self.hbi_component_sum
 
     def study_day(self, reinduction_date: dt.date | None) -> int | None:
-        if reinduction_date is None or self.assessment_date is None:
-            return None
-        return (self.assessment_date - reinduction_date).days
+        return study_day(self.assessment_date, reinduction_date)
 
     def in_window(self, reinduction_date: dt.date | None) -> bool | None:
-        """Whether the assessment date lies in its visit window; None when it cannot be told."""
-        day = self.study_day(reinduction_date)
-        if day is None:
-            return None
-        _, low, high = VISIT_SCHEDULE[self.visit]
-        return low <= day <= high
+        return in_window(self.visit, self.study_day(reinduction_date))
 
 
 @audited()

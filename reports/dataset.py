@@ -11,16 +11,18 @@ so there a yes/no is 1 = yes, 0 = no and a choice is its position in the diction
 
 from __future__ import annotations
 
+import datetime as dt
+import operator
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
 from cohort import dictionary
-from cohort.models import Assessment, Patient
+from cohort.models import HBI_COMPONENTS, hbi_total, in_window, montreal_age_class, study_day
 from reports import outcomes
 from reports.loaders import iter_records
-from reports.outcomes import PatientData
 from reports.services import thresholds
 
 YESNO = (("yes", "yes"), ("no", "no"))
@@ -71,6 +73,7 @@ def _flag(value: bool | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # The wide dataset
 
+HBI_PARTS = operator.itemgetter(*HBI_COMPONENTS)
 AE_CODES = [code for code, _label in next(v for v in dictionary.variables() if v.name == "category").choices]
 
 
@@ -215,34 +218,26 @@ def _columns() -> list[Column]:
     return patient_columns + derived
 
 
-def _unsaved(model: type[Model], values: dict) -> Model:
-    """A model instance with these field values, for its rules only (never saved). Through
-    Model.from_db, the positional path: the keyword constructor looks up every other field's
-    default, which made up a third of the wide export's time at 100,000 patients."""
-    return model.from_db(None, list(values), list(values.values()))
-
-
-def _visit_values(
-    patient: PatientData, entered: dict | None, visit: str, at_visit: outcomes.VisitOutcome | None
-) -> list:
-    """The visit's columns: the assessment as entered, then (follow-up visits) the visit's outcomes."""
-    t0 = patient.reinduction_date
+def _visit_values(t0: dt.date | None, entered: dict | None, visit: str, at_visit: outcomes.VisitOutcome | None) -> list:
+    """The visit's columns: the assessment as entered with the model's rules applied to its values
+    (HBI total, study day, window), then (follow-up visits) the visit's outcomes."""
     if entered is None:
         values: list = [None] * 10
     else:
-        assessment = _unsaved(Assessment, {"visit": visit, **entered})  # for its rules (HBI total, window)
-        done = assessment.not_done != "yes"
+        not_done, date = entered["not_done"], entered["assessment_date"]
+        day = study_day(date, t0)
+        done = not_done != "yes"
         values = [
-            assessment.not_done,
-            assessment.assessment_date,
-            assessment.study_day(t0),
-            _flag(assessment.in_window(t0)),
-            assessment.hbi_total,
-            assessment.crp_mg_l,
-            assessment.fcal_ug_g,
-            (assessment.endoscopy_done or None) if done else None,
-            assessment.ses_cd,
-            (assessment.corticosteroids or None) if done else None,
+            not_done,
+            date,
+            day,
+            _flag(in_window(visit, day)),
+            hbi_total(HBI_PARTS(entered), entered["hbi"]),
+            entered["crp_mg_l"],
+            entered["fcal_ug_g"],
+            (entered["endoscopy_done"] or None) if done else None,
+            entered["ses_cd"],
+            (entered["corticosteroids"] or None) if done else None,
         ]
     if visit == "week_0":
         return values
@@ -266,13 +261,11 @@ def wide_stream(patients: QuerySet) -> tuple[list[Column], Iterator[list]]:
 
 def _wide_rows(patients: QuerySet) -> Iterator[list]:
     limits = thresholds()  # study settings, as for the outcome tables
-    patient_variables = dictionary.forms()["patients"]
+    names = [variable.name for variable in dictionary.forms()["patients"]]
+    assert names[:2] == ["study_id", "centre"]  # the keys, from the loader's PatientData
+    own_values = operator.itemgetter(*names[2:])  # the rest as entered
     for data, entered, assessments in iter_records(patients):
-        row: list = []
-        keys = {"study_id": data.study_id, "centre": data.centre}
-        for variable in patient_variables:
-            value = keys[variable.name] if variable.name in keys else entered[variable.name]
-            row.append(None if value == "" else value)
+        row: list = [data.study_id, data.centre, *[None if value == "" else value for value in own_values(entered)]]
         included = outcomes.is_included(data)
         t0 = data.reinduction_date
         anti_tnf = outcomes.distinct_anti_tnf(data)
@@ -282,7 +275,7 @@ def _wide_rows(patients: QuerySet) -> Iterator[list]:
             _flag(included),
             t0.year - data.birth_year if t0 else None,
             t0.year - data.diagnosis_year if t0 else None,
-            _unsaved(Patient, {"birth_year": data.birth_year, "diagnosis_year": data.diagnosis_year}).montreal_age,
+            montreal_age_class(data.diagnosis_year - data.birth_year),
             anti_tnf,
             _flag(anti_tnf >= 2),
             _flag("vedolizumab" in data.prior_agents),
@@ -305,14 +298,16 @@ def _wide_rows(patients: QuerySet) -> Iterator[list]:
             dict(zip(outcomes.FOLLOW_UP_VISITS, outcomes.visit_outcomes(data, limits), strict=True)) if included else {}
         )
         for visit in WEEKS:
-            row += _visit_values(data, assessments.get(visit), visit, at_visits.get(visit))
+            row += _visit_values(t0, assessments.get(visit), visit, at_visits.get(visit))
         reason = data.follow_up.discontinuation_reason if included else None
+        events = data.adverse_events
+        categories = Counter(event.category for event in events)
         row += [
             _flag(reason == "nonresponse") if included else None,
-            len(data.adverse_events),
-            sum(1 for e in data.adverse_events if e.serious),
-            sum(1 for e in data.adverse_events if e.led_to_discontinuation),
-            *(sum(1 for e in data.adverse_events if e.category == code) for code in AE_CODES),
+            len(events),
+            sum(1 for e in events if e.serious),
+            sum(1 for e in events if e.led_to_discontinuation),
+            *(categories[code] for code in AE_CODES),
         ]
         yield row
 

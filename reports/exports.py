@@ -71,34 +71,56 @@ def _write_csv(out: Path, header: list[str], rows: Iterable[Iterable[object]], *
         writer.writerows(rows if text else ([cell_text(value) for value in row] for row in rows))
 
 
+def _write_wide_csv(out: Path, columns: list[Column], rows: Iterable[list]) -> None:
+    """The wide dataset as `_write_csv` writes it, with the formatting chosen per column once: the
+    csv module writes None (as empty), text, integers and floats as cell_text does, so only the
+    date and decimal columns' cells go through cell_text (a tenth of the 12 million cells at
+    100,000 patients). tests/test_exports.py holds the file equal to `_write_csv`'s."""
+    formatted = [index for index, column in enumerate(columns) if column.type in ("date", "decimal")]
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow([column.name for column in columns])
+        for row in rows:
+            for index in formatted:
+                row[index] = cell_text(row[index])
+            writer.writerow(row)
+
+
 def _write_xlsx(out: Path, columns: list[Column], rows: Iterable[list]) -> None:
-    """openpyxl's write-only mode: each row goes to the sheet's file as it comes. XlsxWriter's
-    constant-memory mode was tried: the same time for the same rows (3.5 s for 3,000 x 104 cells
-    either way, back to back), so no second library."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
+    """XlsxWriter's constant-memory mode: each row goes to the sheet's file as it comes. Half the
+    CPU time of openpyxl's write-only mode for the same rows here (3,000 patients: 2.5-3.0 s
+    against 4.2-5.5 s, back to back), with the same cell values read back."""
+    import xlsxwriter
 
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("data")
-    sheet.freeze_panes = "B2"
-    bold = Font(bold=True)
-
-    def header_cell(text: str) -> WriteOnlyCell:
-        cell = WriteOnlyCell(sheet, value=text)
-        cell.font = bold
-        return cell
-
-    sheet.append([header_cell(c.name) for c in columns])
-    for row in rows:
-        # Plain values: openpyxl gives a date cell the yyyy-mm-dd format by itself.
-        sheet.append(row)
-    variables = workbook.create_sheet("variables")
-    variables.append([header_cell(text) for text in ("variable", "label", "type", "codes", "notes")])
-    for column in columns:
+    workbook = xlsxwriter.Workbook(
+        str(out),
+        {
+            "constant_memory": True,
+            "default_date_format": "yyyy-mm-dd",
+            # Cells hold the data as entered: never a formula or a link made from a value.
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
+    bold = workbook.add_format({"bold": True})
+    sheet = workbook.add_worksheet("data")
+    sheet.freeze_panes(1, 1)
+    sheet.write_row(0, 0, [c.name for c in columns], bold)
+    # A decimal as the float it is stored as, so that it is written with the same digits as an
+    # integer or a float column (301, not 301.000000000000 from the Decimal).
+    decimals = [index for index, column in enumerate(columns) if column.type == "decimal"]
+    for number, row in enumerate(rows, start=1):
+        for index in decimals:
+            if row[index] is not None:
+                row[index] = float(row[index])
+        # Plain values: a date gets the workbook's date format, None leaves the cell empty.
+        sheet.write_row(number, 0, row)
+    variables = workbook.add_worksheet("variables")
+    variables.write_row(0, 0, ("variable", "label", "type", "codes", "notes"), bold)
+    for number, column in enumerate(columns, start=1):
         codes = "|".join(f"{code}={label}" for code, label in (column.value_labels or {}).items())
-        variables.append([column.name, column.label, column.type, codes, column.notes])
-    workbook.save(out)
+        variables.write_row(number, 0, [column.name, column.label, column.type, codes, column.notes])
+    workbook.close()
 
 
 def _data_frame(columns: list[Column], rows: Iterable[list]):
@@ -282,7 +304,7 @@ def write_export(kind: str, out: Path, *, patients: QuerySet, progress: Progress
         report(10, "Reading and writing the analysis dataset")
         columns, rows = wide_stream(patients)
         if kind == "wide_csv":
-            _write_csv(out, [c.name for c in columns], rows)
+            _write_wide_csv(out, columns, rows)
         elif kind == "wide_xlsx":
             _write_xlsx(out, columns, rows)
         else:
