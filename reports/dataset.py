@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
@@ -66,8 +66,9 @@ class Column:
         return {number: labels[code] for code, number in codes.items()}
 
 
-def _flag(value: bool | None) -> str | None:
-    return None if value is None else ("yes" if value else "no")
+# A flag as its yes/no code, None (unknown) as None: a dict lookup, as it is made about 3 million
+# times at 100,000 patients (anything but a boolean or None is a KeyError, not a wrong code).
+_flag: Callable[[bool | None], str | None] = {True: "yes", False: "no", None: None}.__getitem__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def _wide_rows(patients: QuerySet) -> Iterator[list]:
             len(events),
             sum(1 for e in events if e.serious),
             sum(1 for e in events if e.led_to_discontinuation),
-            *(categories[code] for code in AE_CODES),
+            *(categories.get(code, 0) for code in AE_CODES),
         ]
         yield row
 
