@@ -265,6 +265,7 @@ def _wide_rows(patients: QuerySet) -> Iterator[list]:
     names = [variable.name for variable in dictionary.forms()["patients"]]
     assert names[:2] == ["study_id", "centre"]  # the keys, from the loader's PatientData
     own_values = operator.itemgetter(*names[2:])  # the rest as entered
+    no_events = [0] * (3 + len(AE_CODES))
     for data, entered, assessments in iter_records(patients):
         row: list = [data.study_id, data.centre, *[None if value == "" else value for value in own_values(entered)]]
         included = outcomes.is_included(data)
@@ -301,15 +302,18 @@ def _wide_rows(patients: QuerySet) -> Iterator[list]:
         for visit in WEEKS:
             row += _visit_values(t0, assessments.get(visit), visit, at_visits.get(visit))
         reason = data.follow_up.discontinuation_reason if included else None
+        row.append(_flag(reason == "nonresponse") if included else None)
         events = data.adverse_events
-        categories = Counter(event.category for event in events)
-        row += [
-            _flag(reason == "nonresponse") if included else None,
-            len(events),
-            sum(1 for e in events if e.serious),
-            sum(1 for e in events if e.led_to_discontinuation),
-            *(categories.get(code, 0) for code in AE_CODES),
-        ]
+        if events:
+            categories = Counter(event.category for event in events)
+            row += [
+                len(events),
+                sum(1 for e in events if e.serious),
+                sum(1 for e in events if e.led_to_discontinuation),
+                *(categories.get(code, 0) for code in AE_CODES),
+            ]
+        else:  # most patients
+            row += no_events
         yield row
 
 
