@@ -58,10 +58,10 @@ def peak_rss_mib() -> float:
 
 def warm_up() -> None:
     """What a worker process pays once, not per job: the writers' imports and WeasyPrint's fonts."""
-    import xlsxwriter  # noqa: F401
     import pandas  # noqa: F401
     import pyreadstat  # noqa: F401
     import weasyprint
+    import xlsxwriter  # noqa: F401
 
     weasyprint.HTML(string="<p>warm-up</p>").write_pdf()
 
