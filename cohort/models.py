@@ -74,9 +74,16 @@ def montreal_age_class(age_at_diagnosis: int) -> str:
     return "A2" if age_at_diagnosis <= 40 else "A3"
 
 
+def hbi_component_sum(parts: Sequence[int | None]) -> int | None:
+    """The sum of the five HBI components, or None while any is missing (the demo generator calls
+    it directly, without making a model instance per assessment)."""
+    return None if None in parts else sum(parts)
+
+
 def hbi_total(components: Sequence[int | None], entered: int | None) -> int | None:
     """The HBI: the sum of the five components when all are given, else the entered total."""
-    return entered if None in components else sum(components)
+    total = hbi_component_sum(components)
+    return entered if total is None else total
 
 
 def study_day(assessment_date: dt.date | None, reinduction_date: dt.date | None) -> int | None:
@@ -665,12 +672,6 @@ MEASUREMENTS = (
     "ses_cd",
     "corticosteroids",
 )
-
-
-def hbi_component_sum(parts: list[int | None]) -> int | None:
-    """The sum of the five HBI components, or None while any is missing (Assessment.hbi_component_sum;
-    the demo generator calls it directly, without making a model instance per assessment)."""
-    return sum(parts) if all(part is not None for part in parts) else None
 
 
 def _all_hbi_components_given() -> Q:
