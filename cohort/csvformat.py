@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -52,6 +52,13 @@ class SourceRow:
     values: dict[str, object]
     # Variables whose cell could not be read (already reported): the row's other checks are moot.
     failed: set[str] = field(default_factory=set)
+    # The file it came from, when not the form's CSV file (an ODM file: cohort/odm.py).
+    file: str = ""
+
+    @property
+    def where(self) -> str:
+        """`file:row` of an error message."""
+        return f"{self.file or self.form + '.csv'}:{self.line}"
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -76,7 +83,7 @@ def _unreadable(raw: str) -> str | None:
     return f"contains a control character ({name}, at character {position}); only printable text is allowed."
 
 
-def _parse(variable: dictionary.Variable, raw: str) -> object:
+def parse_cell(variable: dictionary.Variable, raw: str) -> object:
     """The value of one cell, or ValueError with what is allowed. Ranges and codes are the model's
     (constraints and choices), checked later by the validation layer. Whatever is returned has the
     field's type (or is None), so the rules never compare a string with a date."""
@@ -154,7 +161,7 @@ def read_file(path: Path, form: str, errors: list[str], unread: set[str]) -> lis
         return []
     # Decoding byte by byte, not the file at once: a byte that is not UTF-8 is reported in its cell.
     text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    # csv refuses cells over 128 KiB with an exception; a long cell is reported by _parse instead.
+    # csv refuses cells over 128 KiB with an exception; a long cell is reported by parse_cell instead.
     field_size_limit = csv.field_size_limit()
     csv.field_size_limit(max(field_size_limit, len(text) + 1))
     try:
@@ -219,22 +226,41 @@ def _read_rows(
             else:
                 errors.append(f"{name}:{line}: row: {count}.")
             continue
-        source = SourceRow(form=form, line=line, study_id="", values={})
-        for column, raw in zip(header, cells, strict=True):
-            try:
-                source.values[column] = _parse(variables[column], raw)
-            except ValueError as error:
-                errors.append(f"{name}:{line}: {column}: {error}")
-                source.values[column] = None
-                source.failed.add(column)
-        if "study_id" in source.failed:
-            continue  # reported; whose row it is cannot be known
-        source.study_id = str(source.values.get("study_id") or "")
-        if not source.study_id:
-            errors.append(f"{name}:{line}: study_id: is required.")
-            continue
-        rows.append(source)
+        source = source_row(form, name, line, zip(header, cells, strict=True), errors)
+        if source is not None:
+            rows.append(source)
     return rows
+
+
+def source_row(
+    form: str,
+    name: str,
+    line: int,
+    cells: Iterable[tuple[str, str]],
+    errors: list[str],
+    *,
+    lines: dict[str, int] | None = None,
+    file: str = "",
+) -> SourceRow | None:
+    """One row from its (variable, text) cells, every cell parsed, each problem reported at
+    `name:line` (or at the cell's own line in `lines`); None when whose row it is cannot be known.
+    The CSV reader and the ODM reader (cohort/odm.py) both build their rows here."""
+    variables = {v.name: v for v in dictionary.forms()[form]}
+    source = SourceRow(form=form, line=line, study_id="", values={}, file=file)
+    for column, raw in cells:
+        try:
+            source.values[column] = parse_cell(variables[column], raw)
+        except ValueError as error:
+            errors.append(f"{name}:{(lines or {}).get(column, line)}: {column}: {error}")
+            source.values[column] = None
+            source.failed.add(column)
+    if "study_id" in source.failed:
+        return None  # reported; whose row it is cannot be known
+    source.study_id = str(source.values.get("study_id") or "")
+    if not source.study_id:
+        errors.append(f"{name}:{line}: study_id: is required.")
+        return None
+    return source
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -275,10 +301,10 @@ def export_rows(form: str, patients: models.QuerySet | None = None) -> tuple[lis
     """The header and rows of one form file, sorted as SPEC section 8 says."""
     header = [v.name for v in crf.FILES[form].variables]
     patients = Patient.objects.all() if patients is None else patients
-    return header, [row for chunk in _patient_chunks(patients) for row in _chunk_rows(form, chunk)]
+    return header, [row for chunk in patient_chunks(patients) for row in _chunk_rows(form, chunk)]
 
 
-def _patient_chunks(patients: models.QuerySet, size: int = EXPORT_CHUNK) -> list[list[int]]:
+def patient_chunks(patients: models.QuerySet, size: int = EXPORT_CHUNK) -> list[list[int]]:
     """The patients' keys in study ID order (Python's, as the rows are sorted), `size` at a time:
     every file is sorted by study ID first, so sorting chunk by chunk gives the whole file's order."""
     keys = [pk for _, pk in sorted(patients.values_list("study_id", "pk"))]
@@ -287,6 +313,11 @@ def _patient_chunks(patients: models.QuerySet, size: int = EXPORT_CHUNK) -> list
 
 def _chunk_rows(form: str, patient_keys: list[int]) -> list[list[str]]:
     """One chunk of patients' rows of a form, sorted; plain values in one query, no model instances."""
+    return [values for _, values in chunk_records(form, patient_keys)]
+
+
+def chunk_records(form: str, patient_keys: list[int]) -> list[tuple[int, list[str]]]:
+    """`_chunk_rows` with each row's id (the ODM export attaches the row's audit trail by it)."""
     model = crf.FILES[form].model
     names = [v.name for v in crf.FILES[form].variables]
     if model is Patient:
@@ -296,12 +327,12 @@ def _chunk_rows(form: str, patient_keys: list[int]) -> list[list[str]]:
         queryset = model.objects.filter(patient_id__in=patient_keys)
         lookups = ["patient__study_id" if name == "study_id" else name for name in names]
     rows = []
-    for raw_values in queryset.values_list(*lookups):
+    for pk, *raw_values in queryset.values_list("pk", *lookups):
         raw = dict(zip(names, raw_values, strict=True))
         values = [cell_text(value) for value in raw_values]
-        rows.append((_sort_key(form, raw, values), values))
+        rows.append((_sort_key(form, raw, values), pk, values))
     rows.sort(key=lambda item: item[0])
-    return [values for _, values in rows]
+    return [(pk, values) for _, pk, values in rows]
 
 
 def export_cohort(directory: Path, patients: models.QuerySet | None = None) -> dict[str, int]:
@@ -310,7 +341,7 @@ def export_cohort(directory: Path, patients: models.QuerySet | None = None) -> d
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     patients = Patient.objects.all() if patients is None else patients
-    chunks = _patient_chunks(patients)
+    chunks = patient_chunks(patients)
     counts = {}
     for form, spec in crf.FILES.items():
         with (directory / f"{form}.csv").open("w", newline="", encoding="utf-8") as fh:

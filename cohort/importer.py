@@ -16,7 +16,7 @@ from pathlib import Path
 from django.contrib.auth.models import User
 from django.db import models, transaction
 
-from cohort import crf, csvformat, locks, signals, validators
+from cohort import crf, csvformat, locks, odm, signals, validators
 from cohort.audit import audit_context
 from cohort.choices import FormStatus
 from cohort.crf import PatientRecord
@@ -79,7 +79,24 @@ def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
             sources[form] = csvformat.read_file(path, form, errors, unread)
     if not (directory.is_dir() and any((directory / f"{form}.csv").exists() for form in crf.FILES)):
         raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
+    return import_rows(sources, errors=errors, unread=unread, user=user)
 
+
+def import_odm(path: Path, *, user: User | None) -> ImportSummary:
+    """An ODM 1.3.2 file of our export (cohort/odm.py) with the same semantics as the CSV files:
+    its subjects' item groups become the forms' rows, every error is `file.xml:line: variable:
+    message` (the line of the XML element), and everything or nothing is written."""
+    errors: list[str] = []
+    unread: set[str] = set()
+    sources = odm.read_file(Path(path), errors, unread)
+    return import_rows(sources, errors=errors, unread=unread, user=user)
+
+
+def import_rows(
+    sources: dict[str, list[SourceRow]], *, errors: list[str], unread: set[str], user: User | None
+) -> ImportSummary:
+    """Validate the rows read from the files (with the errors found reading them), then write
+    everything or nothing. Raises ImportFailed."""
     with transaction.atomic():
         records, origin = _build_records(sources, errors, unread)
         errors.extend(_locked(records, origin))
@@ -122,7 +139,7 @@ def _locked(records: dict[str, PatientRecord], origin: dict[int, SourceRow]) -> 
             stored = getattr(row, "_original", None)
             lock = locks.covering(record.patient, stored, among=active, form=source.form)
             if lock is not None:
-                refused.append(f"{source.form}.csv:{source.line}: study_id: {locks.message(lock)}")
+                refused.append(f"{source.where}: study_id: {locks.message(lock)}")
     return refused
 
 
@@ -140,7 +157,7 @@ def _locate(problem: validators.Problem, origin: dict[int, SourceRow]) -> str:
     source = origin.get(id(problem.row))
     if source is not None:
         variable = "study_id" if problem.field == "patient" else problem.field
-        return f"{source.form}.csv:{source.line}: {variable}: {problem.message}"
+        return f"{source.where}: {variable}: {problem.message}"
     # A row already in the database that the imported rows would make invalid.
     form = crf.file_of(type(problem.row)).name
     owner = getattr(problem.row, "patient", problem.row)
@@ -185,7 +202,7 @@ class _Plan:
         """A patients.csv row: a new patient, or the changed values of a stored one."""
         if source.study_id in self.seen:
             self.errors.append(
-                f"patients.csv:{source.line}: study_id: {shown(source.study_id)} is given twice "
+                f"{source.where}: study_id: {shown(source.study_id)} is given twice "
                 f"(also on line {self.seen[source.study_id].line})."
             )
             return
@@ -194,11 +211,11 @@ class _Plan:
         stored = self.existing.get(source.study_id)
         if stored is not None and centre is not None:
             if stored.is_removed:
-                self.errors.append(f"patients.csv:{source.line}: study_id: {shown(source.study_id)} was deleted.")
+                self.errors.append(f"{source.where}: study_id: {shown(source.study_id)} was deleted.")
                 return
             if stored.centre_id != centre.pk:
                 self.errors.append(
-                    f"patients.csv:{source.line}: centre: {shown(source.study_id)} belongs to "
+                    f"{source.where}: centre: {shown(source.study_id)} belongs to "
                     f"{stored.centre.code}; a patient never moves between centres."
                 )
                 return
@@ -226,7 +243,7 @@ class _Plan:
                     f'create it first with `manage.py create_centre {shown(code)} "Name"`.'
                 )
             )
-            self.errors.append(f"patients.csv:{source.line}: centre: {message}")
+            self.errors.append(f"{source.where}: centre: {message}")
             source.failed.add("centre")
         return centre
 
@@ -249,7 +266,7 @@ class _Plan:
             else:
                 if source.study_id in single_seen:
                     self.errors.append(
-                        f"{form.name}.csv:{source.line}: study_id: {shown(source.study_id)} is given twice "
+                        f"{source.where}: study_id: {shown(source.study_id)} is given twice "
                         f"(one row per patient; also on line {single_seen[source.study_id]})."
                     )
                     continue
@@ -272,7 +289,7 @@ class _Plan:
             return None
         if stored is None or stored.is_removed:
             self.errors.append(
-                f"{form.name}.csv:{source.line}: study_id: unknown patient {shown(source.study_id)}; "
+                f"{source.where}: study_id: unknown patient {shown(source.study_id)}; "
                 "new patients must be in patients.csv."
             )
             return None

@@ -23,7 +23,7 @@ from pathlib import Path
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from cohort import audit, crf
+from cohort import audit, crf, odm
 from cohort.csvformat import cell_text, export_cohort
 from cohort.models import Centre
 from reports.dataset import DICTIONARY_HEADER, Column, dictionary_rows, wide_stream
@@ -38,6 +38,18 @@ EXPORT_KINDS: dict[str, tuple[str, str]] = {
     "wide_dta": (".dta", "Analysis dataset, one row per patient (Stata)"),
     "dictionary_csv": (".csv", "Data dictionary with the SPSS/Stata codes (CSV)"),
     "audit_csv": (".csv", "Audit trail, one row per changed field (CSV)"),
+    "odm_xml": (".xml", "CDISC ODM 1.3.2: metadata, clinical data and audit records (XML)"),
+}
+# `export_dataset --format` (SPEC section 8): the command's name of each export kind.
+FORMATS: dict[str, str] = {
+    "csv": "wide_csv",
+    "xlsx": "wide_xlsx",
+    "sav": "wide_sav",
+    "dta": "wide_dta",
+    "odm": "odm_xml",
+    "audit": "audit_csv",
+    "dictionary": "dictionary_csv",
+    "import_zip": "import_csv_zip",
 }
 
 # Audit columns that say again what the study_id and record_id columns say (cohort.audit leaves out
@@ -305,6 +317,8 @@ def write_export(kind: str, out: Path, *, patients: QuerySet, progress: Progress
     elif kind == "audit_csv":
         report(10, "Reading and writing the audit trail")
         _write_csv(out, AUDIT_HEADER, iter_audit_rows(patients), text=True)
+    elif kind == "odm_xml":
+        odm.write_odm(out, patients, report)
     else:
         report(10, "Reading and writing the analysis dataset")
         columns, rows = wide_stream(patients)

@@ -39,6 +39,7 @@ EXTENSIONS = {
     ReportJob.Kind.WIDE_DTA: "dta",
     ReportJob.Kind.DICTIONARY_CSV: "csv",
     ReportJob.Kind.AUDIT_CSV: "csv",
+    ReportJob.Kind.ODM_XML: "xml",
 }
 MAX_ATTEMPTS = 3
 # The Celery task that runs `job_run` (reports/tasks.py), woken by its name.
@@ -110,11 +111,17 @@ def _render(job: ReportJob, path: Path, progress) -> None:
 
         render_casebook(job.patient, path, progress=progress, language=job.language)
     else:
-        from reports.exports import write_export
+        export_write(job.kind, job.scope, path, progress=progress)
 
-        # The audit trail includes removed patients (their removal is in it); data exports do not.
-        patients = access.patients_in_scope(job.scope, removed=job.kind == ReportJob.Kind.AUDIT_CSV)
-        write_export(job.kind, path, patients=patients, progress=progress)
+
+def export_write(kind: str, scope: str, path: Path, *, progress=None) -> None:
+    """Write the export `kind` of a scope's patients to `path`: the job's render, and
+    `manage.py export_dataset` (SPEC section 8: the same file by the same code)."""
+    from reports.exports import write_export
+
+    # The audit trail includes removed patients (their removal is in it); data exports do not.
+    patients = access.patients_in_scope(scope, removed=kind == ReportJob.Kind.AUDIT_CSV)
+    write_export(kind, path, patients=patients, progress=progress)
 
 
 def job_run(job_id: int, *, claim: str | None = None) -> ReportJob | None:

@@ -81,6 +81,7 @@ class ReportJob(models.Model):
         WIDE_DTA = "wide_dta", _("Analysis dataset (Stata)")
         DICTIONARY_CSV = "dictionary_csv", _("Data dictionary (CSV)")
         AUDIT_CSV = "audit_csv", _("Audit trail (CSV)")
+        ODM_XML = "odm_xml", _("CDISC ODM 1.3.2 (XML)")
 
     class Status(models.TextChoices):
         QUEUED = "queued", _("queued")

@@ -2,25 +2,27 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cohort.importer import ImportFailed, import_cohort
+from cohort.importer import ImportFailed, import_cohort, import_odm
 from cohort.management.commands._user import acting_user
 
 
 class Command(BaseCommand):
     help = (
-        "Import DIR/<form>.csv files (SPEC section 8). All or nothing: every error is printed as "
-        "file:row: variable: message and nothing is written."
+        "Import DIR/<form>.csv files (SPEC section 8), or FILE.xml, a CDISC ODM 1.3.2 file of our export "
+        "(SPEC section 11). All or nothing: every error is printed as file:row: variable: message (row: the "
+        "line of the CSV row or of the XML element) and nothing is written."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("directory", type=Path)
+        parser.add_argument("directory", type=Path, help="a directory of <form>.csv files, or an ODM .xml file")
         parser.add_argument("--user", help="username recorded in the audit trail (default: system)")
 
     def handle(self, *args, directory: Path, user=None, **options):
-        if not directory.is_dir():
-            raise CommandError(f"{directory}: not a directory.")
+        odm = directory.suffix.lower() == ".xml" and directory.is_file()
+        if not (directory.is_dir() or odm):
+            raise CommandError(f"{directory}: not a directory nor an ODM .xml file.")
         try:
-            summary = import_cohort(directory, user=acting_user(user))
+            summary = (import_odm if odm else import_cohort)(directory, user=acting_user(user))
         except ImportFailed as failure:
             for error in failure.errors:
                 self.stderr.write(error)
