@@ -9,8 +9,9 @@ ItemDef per variable with its type, length, range and code list, the labels in E
 Clinical data: one SubjectData per patient with the values of the import format (the same cell
 texts as `export_cohort`, from cohort/csvformat.py), the keys study_id, centre and visit being
 the SubjectKey, the SiteRef and the StudyEvent. ODM allows one AuditRecord per element: each item
-carries the audit trail's last change of that field (who, when, why, through what) and each item
-group its row's last event; the whole trail is the audit CSV export.
+group carries its row's last event (who, when, why, through what) and each item the last change of
+its value when that is an earlier event (an item without one was last set by its group's event);
+the whole trail is the audit CSV export.
 
 Written as it is read, chunk by chunk of patients (lxml builds one subject at a time): the clinical
 data goes to a temporary file first, since AdminData (the users and sites the audit records name)
@@ -46,7 +47,7 @@ STUDY_NAME = "Ustekinumab re-induction cohort"
 # Patients per chunk: their rows and their audit trail's last changes in memory at a time.
 CHUNK = 1000
 # An event of the audit trail as an AuditRecord shows it: when, user id, username, reason, source.
-Stamp = tuple[dt.datetime, int | None, str | None, str, str]
+Stamp = tuple[str, int | None, str | None, str, str]
 ODM_TYPES = {
     "text": "text",
     "integer": "integer",
@@ -230,7 +231,7 @@ def _stamps(patient_keys: list[int]) -> tuple[dict, dict]:
     rows: dict[tuple[str, str], Stamp] = {}
     fields: dict[tuple[str, str, str], Stamp] = {}
     for entry in audit.iter_entries(patient_keys, tracked=crf.MODELS):
-        stamp = (entry["at"], entry["user_id"], entry["user"], entry["reason"] or "", entry["source"] or "")
+        stamp = (entry["at"].isoformat(), entry["user_id"], entry["user"], entry["reason"] or "", entry["source"] or "")
         rows[entry["model"], entry["record"]] = stamp
         for name in entry["changes"]:
             fields[entry["model"], entry["record"], name] = stamp
@@ -244,7 +245,7 @@ def _audit_record(parent: etree._Element, stamp: Stamp, centre: str, users: dict
     record = etree.SubElement(parent, "AuditRecord")
     etree.SubElement(record, "UserRef", UserOID=oid)
     etree.SubElement(record, "LocationRef", LocationOID=location_oid(centre))
-    etree.SubElement(record, "DateTimeStamp").text = at.isoformat()
+    etree.SubElement(record, "DateTimeStamp").text = at
     if reason:
         etree.SubElement(record, "ReasonForChange").text = reason
     if source:
@@ -292,23 +293,24 @@ def _subject(
                 group = etree.SubElement(data, "ItemGroupData", ItemGroupOID=group_oid(form))
                 if spec.repeating:
                     group.set("ItemGroupRepeatKey", str(number))
-                stamp = row_stamps.get((model, str(record)))
-                if stamp:
-                    _audit_record(group, stamp, centre, users)
-                for index, variable in _item_columns(form):
+                row_stamp = row_stamps.get((model, str(record)))
+                if row_stamp:
+                    _audit_record(group, row_stamp, centre, users)
+                for index, variable, oid in _item_columns(form):
                     if cells[index] == "":
                         continue  # missing: no ItemData (a snapshot)
-                    item = etree.SubElement(group, "ItemData", ItemOID=item_oid(variable), Value=cells[index])
+                    item = etree.SubElement(group, "ItemData", ItemOID=oid, Value=cells[index])
+                    # An item last set by the row's last event has it in its group's AuditRecord.
                     stamp = field_stamps.get((model, str(record), variable.name))
-                    if stamp:
+                    if stamp and stamp is not row_stamp:
                         _audit_record(item, stamp, centre, users)
     return subject
 
 
 @cache
-def _item_columns(form: str) -> tuple[tuple[int, dictionary.Variable], ...]:
-    """(position in the form's cells, variable) of the form's items."""
-    return tuple((index, v) for index, v in enumerate(crf.FILES[form].variables) if v.name not in KEYS)
+def _item_columns(form: str) -> tuple[tuple[int, dictionary.Variable, str], ...]:
+    """(position in the form's cells, variable, its OID) of the form's items."""
+    return tuple((index, v, item_oid(v)) for index, v in enumerate(crf.FILES[form].variables) if v.name not in KEYS)
 
 
 def _start_tag(tag: str, attributes: dict[str, str]) -> bytes:
