@@ -339,7 +339,7 @@ def write_odm(out: Path, patients: QuerySet, progress: Callable[[int, str], None
             attributes = {
                 "xmlns": NS,
                 "FileType": "Snapshot",
-                "FileOID": f"F.{uuid.uuid4()}",
+                "FileOID": f"FILE.{uuid.uuid4()}",
                 "CreationDateTime": now.isoformat(),
                 "ODMVersion": "1.3.2",
                 "Originator": "eCRF",
