@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from crispy_forms import layout
 from crispy_forms.helper import FormHelper
-from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout
+from crispy_forms.layout import HTML, Div, Fieldset, Layout
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import formats
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from cohort import crf
@@ -120,17 +123,70 @@ class DecimalNumberField(forms.DecimalField):
         return {**super().widget_attrs(widget), "inputmode": "decimal", "autocomplete": "off"}
 
 
+def _html_attrs(attrs: dict) -> SafeString:
+    """django/forms/widgets/attrs.html: ` name="value"`, a True value as the bare name, False left out."""
+    return format_html_join(
+        "",
+        " {}{}",
+        (
+            (name, "" if value is True else format_html('="{}"', value))
+            for name, value in attrs.items()
+            if value is not False
+        ),
+    )
+
+
+class Select(forms.Select):
+    """Django's Select, its HTML (django/forms/widgets/select.html, select_option.html, attrs.html) made
+    in one pass: through the templates, one include per option was most of a form page's widget time.
+    tests/test_crf.py holds it equal to Django's for every choice field of the CRF."""
+
+    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
+        widget = self.get_context(name, value, attrs)["widget"]
+        parts = [format_html('<select name="{}"{}>', widget["name"], _html_attrs(widget["attrs"]))]
+        for group_name, options, _index in widget["optgroups"]:
+            if group_name:
+                parts.append(format_html('\n  <optgroup label="{}">', group_name))
+            for option in options:
+                parts.append(
+                    format_html(
+                        '\n  <option value="{}"{}>{}</option>\n',
+                        option["value"],
+                        _html_attrs(option["attrs"]),
+                        option["label"],
+                    )
+                )
+            if group_name:
+                parts.append("\n  </optgroup>")
+        parts.append("\n</select>")
+        return SafeString("".join(parts))
+
+
 # The one mapping from a model's number fields to ours; the admin's CRF forms use it too.
 NUMBER_FORM_FIELDS = {models.DecimalField: DecimalNumberField, models.IntegerField: WholeNumberField}
 
 
 def crf_formfield(model_field, **kwargs):
-    """The form field of a CRF model field: numbers as typed (above), the rest as Django makes them."""
-    if not model_field.choices:
-        for model_class, form_class in NUMBER_FORM_FIELDS.items():
-            if isinstance(model_field, model_class):
-                return model_field.formfield(form_class=form_class, **kwargs)
+    """The form field of a CRF model field: numbers as typed, choices in the Select above, the rest as
+    Django makes them."""
+    if model_field.choices:
+        return model_field.formfield(**{"widget": Select, **kwargs})
+    for model_class, form_class in NUMBER_FORM_FIELDS.items():
+        if isinstance(model_field, model_class):
+            return model_field.formfield(form_class=form_class, **kwargs)
     return model_field.formfield(**kwargs)
+
+
+# Each CRF field in one template pass: the HTML of crispy-bootstrap5's field template for these forms,
+# which renders every field through nested includes (about half of a form page's time).
+FIELD_TEMPLATE = "cohort/includes/_field.html"
+
+
+class Field(layout.Field):
+    """crispy's Field, rendered with FIELD_TEMPLATE."""
+
+    def get_template_name(self, template_pack):
+        return FIELD_TEMPLATE
 
 
 class CrfForm(forms.ModelForm):
@@ -164,6 +220,7 @@ class CrfForm(forms.ModelForm):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True
+        self.helper.field_template = FIELD_TEMPLATE  # fields the layout names by name alone
         # A field added to the dictionary and the model shows up even before a layout places it.
         self.helper.render_unmentioned_fields = True
         parts = [*self.layout, Field("form_status", wrapper_class="mt-3")]

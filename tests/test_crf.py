@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from django.urls import reverse
+from django.utils.html import format_html
 
 from cohort import crf, dictionary
 from cohort.forms import form_class
@@ -76,3 +78,95 @@ def test_every_input_field_is_on_its_page_even_one_the_layout_does_not_place():
 
     html = render_crispy_form(Unplaced(instance=crf.form("follow_up").model()))
     assert all(f'name="{name}"' in html for name in crf.form("follow_up").fields)
+
+
+def _crispy_html(form, field_template: str, monkeypatch) -> str:
+    """The form as crispy renders it with `field_template` for every field, whitespace collapsed."""
+    import re
+
+    from crispy_forms.utils import render_crispy_form
+
+    from cohort import forms as crf_forms
+
+    monkeypatch.setattr(crf_forms, "FIELD_TEMPLATE", field_template)
+    form.helper.field_template = field_template
+    html = render_crispy_form(form)
+    monkeypatch.undo()
+    return re.sub(r"\s+", " ", html)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["en", "nl"])
+def test_the_one_pass_field_template_renders_what_crispys_own_does(language, monkeypatch):
+    """cohort/forms.FIELD_TEMPLATE is a faster copy of crispy-bootstrap5's field template for the CRF
+    forms: every form, new and stored, with errors at its fields, questions in its help and
+    read-only, renders the same HTML (whitespace aside) either way."""
+    from django.utils import translation
+
+    from cohort.forms import FIELD_TEMPLATE
+    from cohort.views import EnrolForm
+    from tests.base import make_patient, make_record, personae
+
+    people = personae()
+    patient = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    with translation.override(language):
+        for case_form in crf.FORMS:
+            stored = case_form.model.objects.filter(
+                **(
+                    {"pk": patient.pk}
+                    if case_form.model is type(patient)
+                    else {"patient": patient, **case_form.row_match}
+                )
+            ).first()
+            browser_form = form_class(case_form)
+            # Every field refused (numbers and dates unreadable, choices not among the codes).
+            refused = {name: "1.000,5x" for name in case_form.fields} | {"reason_for_change": ""}
+            variants = [("new", None, case_form.model()), ("stored", None, stored), ("errors", refused, stored)]
+            for variant, data, instance in variants:
+                one_pass, crispys = browser_form(data, instance=instance), browser_form(data, instance=instance)
+                if variant == "errors":
+                    assert not one_pass.is_valid() and not crispys.is_valid()
+                    assert one_pass.errors
+                if variant == "stored":
+                    for form in (one_pass, crispys):  # read-only, a question beside a field
+                        for field in form.fields.values():
+                            field.disabled = True
+                        first = case_form.fields[0]
+                        form.fields[first].help_text = format_html('{}<span class="query-note">Q #1</span>', "x")
+                assert _crispy_html(one_pass, FIELD_TEMPLATE, monkeypatch) == _crispy_html(
+                    crispys, "bootstrap5/field.html", monkeypatch
+                ), (case_form.key, variant, language)
+        enrol = [EnrolForm(data, user=people["nurse_a"]) for data in (None, {"centre": "x"}) for _ in range(2)]
+        for one_pass, crispys in (enrol[:2], enrol[2:]):
+            assert _crispy_html(one_pass, FIELD_TEMPLATE, monkeypatch) == _crispy_html(
+                crispys, "bootstrap5/field.html", monkeypatch
+            )
+
+
+def test_the_crf_select_renders_what_djangos_select_does():
+    """cohort/forms.Select makes Django's Select HTML in Python: the same for every choice field of the
+    CRF, with no value, each code, a code that is not a choice, and crispy's and the page's attributes."""
+    from django import forms
+
+    from cohort.forms import Select
+
+    attributes = [
+        {},
+        {"class": "select form-select is-invalid", "disabled": True, "aria-describedby": 'id_x_helptext"<'},
+        {"required": True, "hidden": False, "data-x": "a & b"},
+    ]
+    for case_form in crf.FORMS:
+        for name, field in form_class(case_form)().fields.items():
+            if not isinstance(field.widget, forms.Select):
+                continue
+            assert isinstance(field.widget, Select), (case_form.key, name)
+            codes = [code for code, _label in field.choices]
+            for value in [None, "", *codes, "not-a-code", ["x", codes[-1]]]:
+                for attrs in attributes:
+                    ours = field.widget.render(name, value, attrs={"id": f"id_{name}", **attrs})
+                    djangos = forms.Select(attrs=field.widget.attrs, choices=field.choices).render(
+                        name, value, attrs={"id": f"id_{name}", **attrs}
+                    )
+                    assert ours == djangos, (case_form.key, name, value, attrs)
+    grouped = [("Group <1>", [("a", "A & a"), ("b", "B")]), ("c", "C")]
+    assert Select(choices=grouped).render("g", "b") == forms.Select(choices=grouped).render("g", "b")
