@@ -208,6 +208,10 @@ OTP_TOTP_ISSUER = "UST eCRF"
 # Audit events carry the moment of the write, not of the transaction's start, so the trail of one
 # transaction (an import, an enrolment) reads in the order things happened.
 PGHISTORY_CREATED_AT_FUNCTION = "clock_timestamp()"
+# The acting user and URL are attached to the requests that can change data. No view writes on GET
+# (cohort/views.py); on GET pghistory would prefix every SQL statement of every page with two
+# set_config calls and their JSON (a fifth of a form page's CPU) for an audit event never written.
+PGHISTORY_MIDDLEWARE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
