@@ -16,9 +16,13 @@ import qrcode.image.svg
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -32,12 +36,45 @@ from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
 from cohort import access
 from cohort.choices import Role
-from cohort.models import UserProfile
+from cohort.models import Membership, UserProfile
 
 SETUP_KEY_SESSION = "mfa_setup_key"  # the secret being set up, kept in the session until confirmed
 
 
 SECOND_FACTOR_ROLES = (Role.COORDINATOR, Role.ADMIN)
+
+
+class UserBackend(ModelBackend):
+    """Django's ModelBackend; the signed-in user of a request comes with what every request asks
+    next: the memberships (`access.memberships`: roles, second-factor rule) and whether a confirmed
+    TOTP device exists (`has_device`, cohort.middleware). One query instead of three, read afresh
+    on every request, so a deactivated account or a changed role applies at the next request."""
+
+    def get_user(self, user_id):
+        memberships = Membership.objects.filter(user=OuterRef("pk")).order_by("pk")
+        user = (
+            get_user_model()
+            ._default_manager.annotate(
+                membership_centres=ArraySubquery(memberships.values("centre_id")),
+                membership_roles=ArraySubquery(memberships.values("role")),
+                membership_active=ArraySubquery(memberships.values("centre__active")),
+                confirmed_device=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
+            )
+            .filter(pk=user_id)
+            .first()
+        )
+        if user is None or not self.user_can_authenticate(user):
+            return None
+        columns = (user.membership_centres, user.membership_roles, user.membership_active)
+        user._ecrf_memberships = list(zip(*columns, strict=True))  # as access.memberships reads them
+        return user
+
+
+def has_device(user) -> bool:
+    """Whether the user has a confirmed second-factor device (django_otp.user_has_device), from the
+    request's user when UserBackend read it (TOTP is the one device kind installed)."""
+    known = getattr(user, "confirmed_device", None)
+    return django_otp.user_has_device(user) if known is None else known
 
 
 def mfa_required_for(user, roles: Iterable[str] | None = None) -> bool:

@@ -14,9 +14,8 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django_otp import user_has_device
 
-from cohort.accounts import mfa_required_for
+from cohort.accounts import has_device, mfa_required_for
 
 # Views a half-signed-in user may still reach (besides public ones), by URL name.
 ALWAYS_ALLOWED = {"logout", "session-keepalive", "language-set"}
@@ -43,7 +42,7 @@ class AccountMiddleware:
             return redirect_to_login(request.get_full_path())  # not by way of the admin's login page
         if not user.is_authenticated or user.is_verified() or getattr(view_func, "login_required", True) is False:
             return None
-        if user_has_device(user):
+        if has_device(user):
             return None if name in VERIFY_VIEWS else redirect_to_login(request.get_full_path(), "mfa-verify")
         if mfa_required_for(user):
             return None if name in SETUP_VIEWS else redirect_to_login(request.get_full_path(), "mfa-setup")

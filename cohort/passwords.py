@@ -151,7 +151,7 @@ class InvitationAcceptView(auth_views.PasswordResetConfirmView):
     token_generator = invitation_tokens
     template_name = "accounts/password_set.html"
     post_reset_login = True
-    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+    post_reset_login_backend = "cohort.accounts.UserBackend"
     success_url = reverse_lazy(settings.LOGIN_REDIRECT_URL)
     extra_context = {"purpose": "invitation"}
 

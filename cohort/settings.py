@@ -90,7 +90,8 @@ MIDDLEWARE = [
 # django-axes first: it refuses a locked-out username before the password is even checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, reading the memberships and second-factor device with the user (one query).
+    "cohort.accounts.UserBackend",
 ]
 
 ROOT_URLCONF = "cohort.site_urls"

@@ -393,3 +393,23 @@ def test_it_shows_dates_in_the_users_locale(language, expected):
         html = Template("{{ date }}").render(Context({"date": dt.date(2026, 11, 25)}))
 
     assert html == expected
+
+
+def test_a_role_given_or_taken_and_a_new_device_apply_at_the_next_request(client, people):
+    """cohort.accounts.UserBackend reads the memberships and the device with the user on every
+    request: nothing of them is kept between requests."""
+    from cohort.choices import Role
+    from cohort.models import Membership
+
+    sign_in(client, "nurse_a")
+    assert client.get("/patients/").status_code == 200
+    Membership.objects.filter(user=people["nurse_a"]).delete()
+    assert client.get(reverse("cohort:patient-enrol")).status_code == 403  # no longer a nurse anywhere
+
+    Membership.objects.create(user=people["nurse_a"], centre=people["centre_b"], role=Role.COORDINATOR)
+    response = client.get("/patients/")  # a coordinator now: the second factor first
+    assert response.status_code == 302 and redirect_path(response) == reverse("mfa-setup")
+
+    TOTPDevice.objects.create(user=people["nurse_a"], name="phone", confirmed=True)
+    response = client.get("/patients/")  # a device now: its code first
+    assert response.status_code == 302 and redirect_path(response) == reverse("mfa-verify")

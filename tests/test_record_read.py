@@ -80,12 +80,13 @@ def test_a_removed_patient_has_no_record():
         services.locked_record(patient.pk)
 
 
-# A follow-up save through HTTP, pinned (raised only on purpose): 5 are the request itself (session
-# read and save, user, TOTP device, the second-factor role check); then the follow-up row with its
+# A follow-up save through HTTP, pinned (raised only on purpose): 3 are the request itself (session
+# read and save; the user with the memberships for the second-factor role check and whether a TOTP
+# device exists, cohort.accounts.UserBackend); then the follow-up row with its
 # patient, its centre and the user's roles (cohort.access.get_row_for_user), the lock and the record
-# in one round trip, and the conditional UPDATE: 8, as bench/form_save.py counts in production.
+# in one round trip, and the conditional UPDATE: 6, as bench/form_save.py counts in production.
 # Here the test's own transaction makes the service's and the session's transactions savepoints: 4.
-FOLLOW_UP_SAVE_QUERIES = 8 + 4
+FOLLOW_UP_SAVE_QUERIES = 6 + 4
 
 
 def follow_up_post(follow_up: FollowUp, **changes) -> dict:
