@@ -35,8 +35,65 @@ from cohort.models import (
     UstekinumabDose,
 )
 
+# The CRF's widgets: Django's, their HTML made here in Python rather than through Django's widget
+# templates (an include per option and per attribute list: most of a form page's widget time).
+# tests/test_crf.py holds each equal to Django's own for every field of the CRF.
 
-class DateInput(forms.DateInput):
+
+def _html_attrs(attrs: dict) -> SafeString:
+    """django/forms/widgets/attrs.html: ` name="value"`, a True value as the bare name, False left out."""
+    return format_html_join(
+        "",
+        " {}{}",
+        (
+            (name, "" if value is True else format_html('="{}"', value))
+            for name, value in attrs.items()
+            if value is not False
+        ),
+    )
+
+
+class OnePassInput:
+    """Django's <input> (django/forms/widgets/input.html, attrs.html) made in one pass."""
+
+    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
+        widget = self.get_context(name, value, attrs)["widget"]
+        shown = "" if widget["value"] is None else format_html(' value="{}"', widget["value"])
+        return format_html(
+            '<input type="{}" name="{}"{}{}>', widget["type"], widget["name"], shown, _html_attrs(widget["attrs"])
+        )
+
+
+class TextInput(OnePassInput, forms.TextInput):
+    pass
+
+
+class Select(forms.Select):
+    """Django's Select, its HTML (django/forms/widgets/select.html, select_option.html, attrs.html) made
+    in one pass: through the templates, one include per option was most of a form page's widget time."""
+
+    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
+        widget = self.get_context(name, value, attrs)["widget"]
+        parts = [format_html('<select name="{}"{}>', widget["name"], _html_attrs(widget["attrs"]))]
+        for group_name, options, _index in widget["optgroups"]:
+            if group_name:
+                parts.append(format_html('\n  <optgroup label="{}">', group_name))
+            for option in options:
+                parts.append(
+                    format_html(
+                        '\n  <option value="{}"{}>{}</option>\n',
+                        option["value"],
+                        _html_attrs(option["attrs"]),
+                        option["label"],
+                    )
+                )
+            if group_name:
+                parts.append("\n  </optgroup>")
+        parts.append("\n</select>")
+        return SafeString("".join(parts))
+
+
+class DateInput(OnePassInput, forms.DateInput):
     """ISO dates with the browser's date picker: unambiguous in every locale."""
 
     input_type = "date"
@@ -55,7 +112,7 @@ class WholeNumberField(forms.IntegerField):
     """Digits only: a point or comma in a count or a year is refused, never read as another number
     (Django's own field reads 1.000 as 1)."""
 
-    widget = forms.TextInput
+    widget = TextInput
     default_error_messages = {"invalid": _("Enter a whole number, without a point or a comma.")}
 
     def to_python(self, value):
@@ -78,7 +135,7 @@ class DecimalNumberField(forms.DecimalField):
     (1.800) is refused as ambiguous rather than guessed. Thousands separators are never accepted,
     and where the decimal separator is a point a comma is refused, never dropped."""
 
-    widget = forms.TextInput
+    widget = TextInput
     default_error_messages = {
         "invalid": _("Enter a number, such as 12.5, without thousands separators."),
         "comma": _("Write decimals with a point, as in 12.5; a comma is not read as part of a number."),
@@ -123,54 +180,17 @@ class DecimalNumberField(forms.DecimalField):
         return {**super().widget_attrs(widget), "inputmode": "decimal", "autocomplete": "off"}
 
 
-def _html_attrs(attrs: dict) -> SafeString:
-    """django/forms/widgets/attrs.html: ` name="value"`, a True value as the bare name, False left out."""
-    return format_html_join(
-        "",
-        " {}{}",
-        (
-            (name, "" if value is True else format_html('="{}"', value))
-            for name, value in attrs.items()
-            if value is not False
-        ),
-    )
-
-
-class Select(forms.Select):
-    """Django's Select, its HTML (django/forms/widgets/select.html, select_option.html, attrs.html) made
-    in one pass: through the templates, one include per option was most of a form page's widget time.
-    tests/test_crf.py holds it equal to Django's for every choice field of the CRF."""
-
-    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
-        widget = self.get_context(name, value, attrs)["widget"]
-        parts = [format_html('<select name="{}"{}>', widget["name"], _html_attrs(widget["attrs"]))]
-        for group_name, options, _index in widget["optgroups"]:
-            if group_name:
-                parts.append(format_html('\n  <optgroup label="{}">', group_name))
-            for option in options:
-                parts.append(
-                    format_html(
-                        '\n  <option value="{}"{}>{}</option>\n',
-                        option["value"],
-                        _html_attrs(option["attrs"]),
-                        option["label"],
-                    )
-                )
-            if group_name:
-                parts.append("\n  </optgroup>")
-        parts.append("\n</select>")
-        return SafeString("".join(parts))
-
-
 # The one mapping from a model's number fields to ours; the admin's CRF forms use it too.
 NUMBER_FORM_FIELDS = {models.DecimalField: DecimalNumberField, models.IntegerField: WholeNumberField}
 
 
 def crf_formfield(model_field, **kwargs):
-    """The form field of a CRF model field: numbers as typed, choices in the Select above, the rest as
-    Django makes them."""
+    """The form field of a CRF model field: numbers as typed, choices and text in the widgets above,
+    the rest as Django makes them."""
     if model_field.choices:
         return model_field.formfield(**{"widget": Select, **kwargs})
+    if isinstance(model_field, models.CharField):
+        return model_field.formfield(**{"widget": TextInput, **kwargs})
     for model_class, form_class in NUMBER_FORM_FIELDS.items():
         if isinstance(model_field, model_class):
             return model_field.formfield(form_class=form_class, **kwargs)
@@ -199,7 +219,7 @@ class CrfForm(forms.ModelForm):
         required=False,
         max_length=REASON_MAX_LENGTH,
         help_text=_("Required when changing a form that was marked complete."),
-        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        widget=TextInput(attrs={"autocomplete": "off"}),
     )
     layout: tuple = ()
 

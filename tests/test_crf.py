@@ -143,30 +143,49 @@ def test_the_one_pass_field_template_renders_what_crispys_own_does(language, mon
             )
 
 
-def test_the_crf_select_renders_what_djangos_select_does():
-    """cohort/forms.Select makes Django's Select HTML in Python: the same for every choice field of the
-    CRF, with no value, each code, a code that is not a choice, and crispy's and the page's attributes."""
+def test_the_crf_widgets_render_what_djangos_do():
+    """cohort/forms' widgets make Django's HTML in Python: the same as Django's own for every field of
+    the CRF, with no value, values to escape, each code of a choice and one that is not, and crispy's
+    and the page's attributes."""
+    import copy
+    import datetime as dt
+    from decimal import Decimal
+
     from django import forms
 
-    from cohort.forms import Select
+    from cohort.forms import CrfForm, DateInput, Select, TextInput
 
     attributes = [
         {},
         {"class": "select form-select is-invalid", "disabled": True, "aria-describedby": 'id_x_helptext"<'},
         {"required": True, "hidden": False, "data-x": "a & b"},
     ]
+    fields = [("reason_for_change", CrfForm.base_fields["reason_for_change"])]
     for case_form in crf.FORMS:
-        for name, field in form_class(case_form)().fields.items():
-            if not isinstance(field.widget, forms.Select):
-                continue
-            assert isinstance(field.widget, Select), (case_form.key, name)
+        fields += list(form_class(case_form)().fields.items())
+    seen = set()
+    for name, field in fields:
+        widget = field.widget
+        if isinstance(widget, forms.HiddenInput | forms.Textarea):
+            continue
+        assert isinstance(widget, TextInput | DateInput | Select), (name, type(widget))
+        seen.add(type(widget))
+        djangos = copy.copy(widget)
+        djangos.__class__ = next(cls for cls in type(widget).__mro__ if cls.__module__ == "django.forms.widgets")
+        djangos.input_type = widget.input_type  # the date picker's "date" is ours, not the HTML's making
+        if isinstance(widget, Select):
             codes = [code for code, _label in field.choices]
-            for value in [None, "", *codes, "not-a-code", ["x", codes[-1]]]:
-                for attrs in attributes:
-                    ours = field.widget.render(name, value, attrs={"id": f"id_{name}", **attrs})
-                    djangos = forms.Select(attrs=field.widget.attrs, choices=field.choices).render(
-                        name, value, attrs={"id": f"id_{name}", **attrs}
-                    )
-                    assert ours == djangos, (case_form.key, name, value, attrs)
+            values = [None, "", *codes, "not-a-code", ["x", codes[-1]]]
+        else:
+            values = [None, "", "12,5", '<b>"&amp;', dt.date(2024, 1, 31), Decimal("12.50"), 7]
+        for value in values:
+            for extra in attributes:
+                attrs = {"id": f"id_{name}", **extra}
+                assert widget.render(name, value, attrs=attrs) == djangos.render(name, value, attrs=attrs), (
+                    name,
+                    value,
+                    extra,
+                )
+    assert seen == {TextInput, DateInput, Select}
     grouped = [("Group <1>", [("a", "A & a"), ("b", "B")]), ("c", "C")]
     assert Select(choices=grouped).render("g", "b") == forms.Select(choices=grouped).render("g", "b")
