@@ -192,3 +192,22 @@ def start_gunicorn(app: str, workers: int, env: dict[str, str], log: Path, root:
         )  # fmt: skip
     wait_for(lambda: Browser(port).request("GET", "/accounts/login/")[0] == 200, 60, "gunicorn", process)
     return process, port
+
+
+def vacuum_analyze() -> None:
+    """VACUUM ANALYZE as the tables' owner, as autovacuum does some minutes after a bulk load. The
+    app role may not vacuum them: PostgreSQL skips each table with a warning, leaving the planner's
+    statistics and the visibility map (index-only scans) to whatever autovacuum had reached."""
+    import os
+
+    import psycopg2
+    from django.db import connection
+
+    connection.ensure_connection()  # starts the embedded server, which exports DATABASE_OWNER_URL
+    owner = psycopg2.connect(os.environ["DATABASE_OWNER_URL"])
+    try:
+        owner.autocommit = True
+        with owner.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    finally:
+        owner.close()

@@ -34,7 +34,6 @@ os.environ["EMBEDDED_PG_DIR"] = tempfile.mkdtemp(prefix="bench-outcomes-pg-")
 os.environ["EMBEDDED_PG_THROWAWAY"] = "1"
 
 import django  # noqa: E402
-import psycopg2  # noqa: E402
 
 django.setup()
 
@@ -42,6 +41,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from harness import vacuum_analyze  # noqa: E402
 
 from cohort.models import Patient  # noqa: E402
 from reports.services import compute_scope, data_snapshot  # noqa: E402
@@ -59,20 +59,6 @@ def measure(scope: str, repeat: int) -> tuple[list[float], list[float], int, int
         queries = len(captured.captured_queries)
         n = result["n_patients"]
     return loads, computes, queries, n
-
-
-def vacuum_analyze() -> None:
-    """VACUUM ANALYZE as the tables' owner. The app role may not vacuum them: PostgreSQL skips each
-    table with a warning, leaving the planner's statistics and the visibility map (index-only
-    scans) to whatever autovacuum had reached (the 1 million doses, often nothing)."""
-    connection.ensure_connection()  # starts the embedded server, which exports DATABASE_OWNER_URL
-    owner = psycopg2.connect(os.environ["DATABASE_OWNER_URL"])
-    try:
-        owner.autocommit = True
-        with owner.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE")
-    finally:
-        owner.close()
 
 
 def largest_centre() -> tuple[str, int]:

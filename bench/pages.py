@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/pages.py [--sizes 1000,100000] [--seconds 30] [--flo
 Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_demo (8 centres) up to
 each size (not timed). After seeding: the automatic data checks (cohort/data_checks.py, which raise
 the open queries) of the measured centre's patients, and the outcome snapshots of the scopes the
-clients read ("all" and that centre), as a worker would have left them; VACUUM (ANALYZE), as
+clients read ("all" and that centre), as a worker would have left them; VACUUM ANALYZE as the tables' owner, as
 autovacuum does some minutes after a bulk load; the CRF row tallies folded, as the hourly task does.
 
 Server: gunicorn (`--workers` sync workers) on a free loopback port with DEBUG off (a random
@@ -310,7 +310,6 @@ def sign_in_coordinator(browser: Browser, username: str, password: str, device) 
 def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
     """seed_demo up to `size` patients, then the data checks of `centre` and the outcome snapshots."""
     from django.core.management import call_command
-    from django.db import connection
 
     from cohort import data_checks, monitoring
     from cohort.models import Patient
@@ -324,8 +323,7 @@ def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
     # As the database is some minutes after a bulk load: autovacuum has analyzed the new rows (the
     # planner's estimates) and set the visibility map (index-only scans), and the hourly task has
     # folded the centres' row tallies.
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE)")
+    harness.vacuum_analyze()
     monitoring.fold_tallies()
     if centre is not None:
         data_checks.run(Patient.objects.filter(centre=centre).values_list("pk", flat=True))
