@@ -239,7 +239,7 @@ def _patient_columns() -> list[tuple[str, str, str, list]]:
     """(column, type, SQL expression, parameters) of the patients query: the patient and the
     one-per-patient rows (the induction doses i and t, reinduction r, follow_up f)."""
     codes = outcome_columns.CODES
-    columns = [("id", "i4", "p.id", [])]
+    columns = [("id", "i4", "p.id", []), ("centre_id", "i4", "p.centre_id", [])]
     for name, value in (
         ("sex", "p.sex"),
         ("birth_year", "p.birth_year"),
@@ -445,11 +445,8 @@ def _assemble(tables: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]
     for code, visit in enumerate(VISITS, start=1):
         of_visit = assessments["visit"] == code
         here = at[of_visit]
-        if visit == "week_0":
-            names = outcome_columns.WEEK_0_VALUES
-        else:
-            columns[f"{visit}_done"][here] = 1
-            names = outcome_columns.VISIT_VALUES[1:]
+        columns[f"{visit}_done"][here] = 1
+        names = outcome_columns.WEEK_0_VALUES if visit == "week_0" else outcome_columns.VISIT_VALUES[1:]
         for name in names:
             columns[f"{visit}_{name}"][here] = assessments[name][of_visit]
     return columns

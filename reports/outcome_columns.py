@@ -62,6 +62,7 @@ FLOAT_VALUES = frozenset({"crp_mg_l", "fcal_ug_g"})
 
 def _fields() -> tuple[tuple[str, str], ...]:
     patient = (
+        "centre_id",  # the centre's database key (the completeness table counts per centre)
         "sex",
         "birth_year",
         "diagnosis_year",
@@ -91,7 +92,7 @@ def _fields() -> tuple[tuple[str, str], ...]:
         *(f"adverse_events_{category}" for category in AE_CATEGORIES),
         "adverse_events_unknown_category",
     )
-    visits = [f"week_0_{name}" for name in WEEK_0_VALUES]
+    visits = [f"week_0_{name}" for name in ("done", *WEEK_0_VALUES)]
     visits += [f"{visit}_{name}" for visit in FOLLOW_UP_VISITS for name in VISIT_VALUES]
     return tuple((name, "i4") for name in patient) + tuple(
         (name, "f8" if name.split("_", 2)[-1] in FLOAT_VALUES else "i4") for name in visits
@@ -249,11 +250,17 @@ def kaplan_meier(times: np.ndarray, events: np.ndarray) -> list[SurvivalStep]:
     ]
 
 
-def drug_survival(c: Columns) -> dict:
-    """outcomes.drug_survival (survival_time of every patient, then the same table)."""
+def survival_times(c: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """outcomes.survival_time of every patient (meaningful for the included ones): days from t0 to
+    discontinuation or the last follow-up, and whether discontinued."""
     stopped = _stopped(c)
     event = stopped != NULL_INT
-    times = np.where(event, stopped, c["last_follow_up_date"]) - c["reinduction_date"]
+    return np.where(event, stopped, c["last_follow_up_date"]) - c["reinduction_date"], event
+
+
+def drug_survival(c: Columns) -> dict:
+    """outcomes.drug_survival (survival_time of every patient, then the same table)."""
+    times, event = survival_times(c)
     return outcomes.survival_table(
         kaplan_meier(times, event),
         len(times),
@@ -361,11 +368,15 @@ def _code(field: str, value) -> int:
     return codes.index(value) + 1 if value in codes else 0
 
 
-def columns_of(patients: Sequence[PatientData]) -> dict[str, np.ndarray]:
-    """The columns `loaders.load_columns` reads, built from loaded patients instead."""
+def columns_of(patients: Sequence[PatientData], centre_ids: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """The columns `loaders.load_columns` reads, built from loaded patients instead. `centre_ids`:
+    each centre code's database key (default: the codes numbered from 1 in sorted order)."""
+    if centre_ids is None:
+        centre_ids = {code: number for number, code in enumerate(sorted({p.centre for p in patients}), start=1)}
     rows = []
     for p in patients:
         row = {name: NULL_INT for name, _ in FIELDS}
+        row["centre_id"] = centre_ids[p.centre]
         row.update({name: _code(name, getattr(p, name)) for name in CODES})
         for name in ("birth_year", "diagnosis_year", "upper_gi", "perianal", "prior_resection"):
             row[name] = _int(getattr(p, name))
@@ -393,7 +404,8 @@ def columns_of(patients: Sequence[PatientData]) -> dict[str, np.ndarray]:
         for assessment in p.assessments:
             if not assessment.not_done:
                 seen.setdefault(assessment.visit, assessment)
-        for visit, names in (("week_0", WEEK_0_VALUES), *((visit, VISIT_VALUES) for visit in FOLLOW_UP_VISITS)):
+        week_0 = ("week_0", ("done", *WEEK_0_VALUES))
+        for visit, names in (week_0, *((visit, VISIT_VALUES) for visit in FOLLOW_UP_VISITS)):
             assessment = seen.get(visit)
             for name in names:
                 key = f"{visit}_{name}"

@@ -3,8 +3,10 @@ and a patient's casebook, each read in one consistent snapshot of the database, 
 cut-off printed in the header is the moment every number was read. reports/pdf.py lays them out.
 
 The cohort report computes the outcomes from the current data with the same code the workers run
-(`services.scope_outcomes`); its completeness table counts the very patients the outcomes were
-computed from (reports/completeness.py).
+(`services.scope_columns`, as a recompute does); its completeness table counts the very patients
+the outcomes were computed from (reports/completeness.py). Not the latest stored snapshot: the
+table needs the patients' columns anyway, which are most of a recompute's cost, and computed here
+they are at the cut-off printed in the header by construction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cohort.access import ALL_SCOPE
 from cohort.models import Patient
 from reports import completeness, outcomes
 from reports.presentation import outcome_context, share, treatment_rows
-from reports.services import data_snapshot, scope_outcomes
+from reports.services import data_snapshot, scope_columns
 
 
 def _cut_off() -> dt.datetime:
@@ -52,8 +54,8 @@ def cohort_report_context(scope: str) -> dict:
     """Everything the cohort report prints, read in one consistent snapshot of the data."""
     with data_snapshot():
         cut_off = _cut_off()
-        computed = scope_outcomes(scope)
-        centres = completeness.centre_completeness(scope, computed.patients)
+        computed = scope_columns(scope)
+        centres = completeness.centre_completeness(scope, computed.columns)
     result = computed.result
     if scope == ALL_SCOPE:
         scope_label = _("All centres")

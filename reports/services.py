@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import NamedTuple
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -97,8 +98,9 @@ class ScopeOutcomes(NamedTuple):
 
 
 def scope_outcomes(scope: str) -> ScopeOutcomes:
-    """The outcome dict of a scope from the current data, with the patients it was computed from
-    (for tables that must add up to it, such as the cohort report's completeness)."""
+    """The outcome dict of a scope from the current data, computed per patient with
+    reports/outcomes.py's definitions (the readable form; the recompute and the cohort report use
+    `scope_columns`), with the patients it was computed from."""
     with _without_cyclic_gc():
         started = time.perf_counter()
         patients = loaders.load_patients(scope)
@@ -107,15 +109,30 @@ def scope_outcomes(scope: str) -> ScopeOutcomes:
         return ScopeOutcomes(patients, result, loaded - started, time.perf_counter() - loaded)
 
 
-def compute_scope(scope: str) -> tuple[dict, float, float]:
-    """The outcome dict of a scope from the current data, with load and compute seconds: what a
-    recompute stores. Read and computed as columns (loaders.load_columns, reports/outcome_columns.py),
-    the same dict as scope_outcomes gives, in a fraction of the time at 100,000 patients."""
+class ScopeColumns(NamedTuple):
+    columns: dict[str, np.ndarray]  # as loaded: every (not deleted) patient of the scope
+    result: dict
+    load_seconds: float
+    compute_seconds: float
+
+
+def scope_columns(scope: str) -> ScopeColumns:
+    """The outcome dict of a scope from the current data, read and computed as columns
+    (loaders.load_columns, reports/outcome_columns.py): the same dict as scope_outcomes gives, in a
+    fraction of the time at 100,000 patients; with the columns it was computed from (for tables
+    that must add up to it, such as the cohort report's completeness)."""
     started = time.perf_counter()
     columns = loaders.load_columns(scope, share_snapshot=shares_snapshot())
     loaded = time.perf_counter()
     result = outcome_columns.compute(columns, scope=scope, thresholds=thresholds())
-    return result, loaded - started, time.perf_counter() - loaded
+    return ScopeColumns(columns, result, loaded - started, time.perf_counter() - loaded)
+
+
+def compute_scope(scope: str) -> tuple[dict, float, float]:
+    """The outcome dict of a scope from the current data (`scope_columns`), with load and compute
+    seconds: what a recompute stores."""
+    computed = scope_columns(scope)
+    return computed.result, computed.load_seconds, computed.compute_seconds
 
 
 def _debounce() -> dt.timedelta:
