@@ -213,7 +213,7 @@ def test_it_shows_drug_survival_with_the_curve_and_numbers_at_risk(client, peopl
     paths = {path.get("data-role") for path in svg.iter(f"{SVG}path")}
     assert {"survival", "ci-band", "censor"} <= paths
     # Censoring at days 120 and 200 (380 and 420 are beyond week 52, where the axis ends).
-    assert [p.get("data-day") for p in svg.iter(f"{SVG}path") if p.get("data-role") == "censor"] == ["120", "200"]
+    assert [p.get("data-days") for p in svg.iter(f"{SVG}path") if p.get("data-role") == "censor"] == ["120 200"]
     at_risk = [t.text for t in svg.iter(f"{SVG}text") if t.get("data-role") == "at-risk"]
     assert at_risk == ["30", "28", "26", "21"]
     survival = response.context["survival"]

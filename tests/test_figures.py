@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from reports import figures
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -95,12 +97,23 @@ def test_the_confidence_band_is_a_closed_step_polygon():
 
 def test_censor_marks_are_drawn_once_per_time_with_censoring():
     root = parse(figures.km_svg(TINY))
-    marks = by_role(root, "censor")
+    (marks,) = by_role(root, "censor")  # one path of + marks
 
     # Days 60, 100 (an event and a censoring: the mark sits after the drop) and 200; none at 0 or 30.
-    assert [mark.get("data-day") for mark in marks] == ["60", "100", "200"]
+    assert marks.get("data-days").split() == ["60", "100", "200"]
     assert figures.censor_points(TINY) == [(60, 0.8), (100, 0.4), (200, 0.4)]
-    assert len(marks) == sum(1 for s in TINY if s["censored"])
+    # Each mark a horizontal and a vertical stroke of 8 crossing at its (day, estimate): left to
+    # right by day, lower where the estimate is lower.
+    number = r"([\d.]+)"
+    strokes = re.findall(rf"M{number},{number} H{number} M{number},{number} V{number}", marks.get("d"))
+    assert len(strokes) == sum(1 for s in TINY if s["censored"])
+    crossings = []
+    for left, middle, right, centre, top, bottom in (tuple(map(float, stroke)) for stroke in strokes):
+        assert (right - left, bottom - top) == pytest.approx((8, 8))
+        assert (centre, middle) == pytest.approx((left + 4, top + 4))
+        crossings.append((centre, middle))
+    assert crossings[0][0] < crossings[1][0] < crossings[2][0]
+    assert crossings[0][1] < crossings[1][1] == crossings[2][1]
 
 
 def test_the_numbers_at_risk_are_those_with_time_on_or_after_each_week():
