@@ -4,7 +4,7 @@ keep-alive (under /accounts/)."""
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from cohort import accounts, passwords
+from cohort import accounts, passwords, token_views
 
 urlpatterns = [
     path("login/", accounts.LoginView.as_view(), name="login"),
@@ -24,5 +24,7 @@ urlpatterns = [
     path("mfa/verify/", accounts.mfa_verify, name="mfa-verify"),
     path("mfa/disable/", accounts.mfa_disable, name="mfa-disable"),
     path("language/", accounts.language_set, name="language-set"),
+    path("api-tokens/", token_views.api_tokens, name="api-tokens"),
+    path("api-tokens/<int:pk>/revoke/", token_views.api_token_revoke, name="api-token-revoke"),
     path("session/keepalive/", accounts.session_keepalive, name="session-keepalive"),
 ]

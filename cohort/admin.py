@@ -27,12 +27,14 @@ from django.urls import path
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
-from cohort import access_review, crf, locks, passwords, services, validators
+from cohort import access_review, api_auth, crf, locks, passwords, services, validators
 from cohort.choices import Role
 from cohort.forms import NUMBER_FORM_FIELDS
 from cohort.models import (
     REASON_MAX_LENGTH,
     AdverseEvent,
+    ApiAccess,
+    ApiToken,
     Assessment,
     Centre,
     CrfRowTally,
@@ -301,6 +303,43 @@ class CrfRowTallyAdmin(ReadOnlyAdmin):
 
     list_display = ["centre", "patients", "crf_rows", "waiting_queries", "answered_queries"]
     list_select_related = ["centre"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Every user's API tokens (never the token itself: only its hash is stored). An admin revokes
+    them here; users make and revoke their own on their account page or with `manage.py api_token`."""
+
+    list_display = ["prefix", "user", "name", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "prefix", "name"]
+    readonly_fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    exclude = ["digest"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked, not deleted: the access log names the token
+
+    @admin.action(description=_("Revoke the selected tokens"), permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = sum(api_auth.token_revoke(token) for token in queryset)
+        self.message_user(request, _("%(count)d token(s) revoked.") % {"count": revoked}, messages.SUCCESS)
+
+
+@admin.register(ApiAccess)
+class ApiAccessAdmin(ReadOnlyAdmin):
+    """The API's access log (SPEC section 11): every read of patient data, export and import by
+    token. Written by the API only, append-only (a database trigger)."""
+
+    list_display = ["at", "user", "method", "endpoint", "scope", "study_id", "detail"]
+    list_filter = ["method", "scope"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "study_id", "endpoint"]
+    date_hierarchy = "at"
 
 
 class QueryMessageInline(admin.TabularInline):

@@ -335,6 +335,17 @@ def chunk_records(form: str, patient_keys: list[int]) -> list[tuple[int, list[st
     return [(pk, values) for _, pk, values in rows]
 
 
+def patient_files(patient_key: int) -> dict[str, list[dict[str, str]]]:
+    """One patient's rows of every form file, as the files would have them (variable name -> cell
+    text, in the dictionary's order, rows in the files' order): what the API shows of a patient.
+    One query per form."""
+    result = {}
+    for form, spec in crf.FILES.items():
+        names = [v.name for v in spec.variables]
+        result[form] = [dict(zip(names, values, strict=True)) for values in _chunk_rows(form, [patient_key])]
+    return result
+
+
 def export_cohort(directory: Path, patients: models.QuerySet | None = None) -> dict[str, int]:
     """Write one CSV per form into `directory`; returns the row count per file. Written chunk by
     chunk of patients (EXPORT_CHUNK): 100,000 patients' two million rows are never held at once."""

@@ -35,6 +35,7 @@ SOURCES = {
     "unlock": pgettext_lazy("where a change came from", "unlock"),
     "admin": pgettext_lazy("where a change came from", "administration"),
     "import_cohort": pgettext_lazy("where a change came from", "import"),
+    "api_import": pgettext_lazy("where a change came from", "import through the API"),
     "seed_demo": pgettext_lazy("where a change came from", "demo data"),
     "create_centre": pgettext_lazy("where a change came from", "new centre"),
 }

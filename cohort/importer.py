@@ -67,8 +67,14 @@ class ImportSummary:
 # --- import --------------------------------------------------------------------------------------
 
 
-def import_cohort(directory: Path, *, user: User | None) -> ImportSummary:
-    """Validate every file, then write everything or nothing. Raises ImportFailed."""
+def import_cohort(
+    directory: Path, *, user: User | None, centres: set[int] | None = None, source: str = "import_cohort"
+) -> ImportSummary:
+    """Validate every file, then write everything or nothing. Raises ImportFailed.
+
+    `centres`: the only centres whose patients the files may write (a nurse's, through the API);
+    None: any (the command, run by whoever runs the server). A patient of another centre reads as
+    one that does not exist, as everywhere (cohort.access). `source` goes into the audit context."""
     directory = Path(directory)
     errors: list[str] = []
     sources: dict[str, list[SourceRow]] = {}
@@ -98,14 +104,14 @@ def import_rows(
     """Validate the rows read from the files (with the errors found reading them), then write
     everything or nothing. Raises ImportFailed."""
     with transaction.atomic():
-        records, origin = _build_records(sources, errors, unread)
+        records, origin = _build_records(sources, errors, unread, centres)
         errors.extend(_locked(records, origin))
         for study_id, record in records.items():
             problems = _problems(record, origin, complete=study_id not in unread)
             errors.extend(_locate(problem, origin) for problem in problems)
         if errors:
             raise ImportFailed(_sorted(errors))
-        with audit_context(user=user, source="import_cohort"):
+        with audit_context(user=user, source=source):
             summary = _write(records, sources, origin)
         if summary.changes:
             patients = [record.patient.pk for record in records.values()]
@@ -171,12 +177,20 @@ def _existing_patients(study_ids: Iterable[str]) -> dict[str, Patient]:
 
 
 def _build_records(
-    sources: dict[str, list[SourceRow]], errors: list[str], unread: set[str]
+    sources: dict[str, list[SourceRow]], errors: list[str], unread: set[str], writable: set[int] | None = None
 ) -> tuple[dict[str, PatientRecord], dict[int, SourceRow]]:
     """The records as they will be after the import, and where each new row came from. A patient
     whose patients.csv row could not be read (`unread`) is not reported again on every other row."""
     named = {row.study_id for rows in sources.values() for row in rows}
-    plan = _Plan(_existing_patients(named), {centre.code: centre for centre in Centre.objects.all()}, errors, unread)
+    existing = _existing_patients(named)
+    if writable is not None:  # another centre's patients are not there for this user
+        existing = {study_id: p for study_id, p in existing.items() if p.centre_id in writable}
+        taken = named - existing.keys()
+        taken = set(Patient.all_objects.filter(study_id__in=taken).values_list("study_id", flat=True))
+    else:
+        taken = set()
+    centres = {centre.code: centre for centre in Centre.objects.all()}
+    plan = _Plan(existing, centres, errors, unread, writable=writable, taken=taken)
     for source in sources.get("patients", []):
         plan.add_patient(source)
     for form, rows in sources.items():
@@ -194,6 +208,9 @@ class _Plan:
     centres: dict[str, Centre]
     errors: list[str]
     unread: set[str]
+    # The centres the user may write (None: any), and the study IDs their other centres' patients hold.
+    writable: set[int] | None = None
+    taken: set[str] = field(default_factory=set)
     records: dict[str, PatientRecord] = field(default_factory=dict)
     origin: dict[int, SourceRow] = field(default_factory=dict)
     seen: dict[str, SourceRow] = field(default_factory=dict)
@@ -208,6 +225,13 @@ class _Plan:
             return
         self.seen[source.study_id] = source
         centre = self._centre(source)
+        if centre is not None and self.writable is not None and centre.pk not in self.writable:
+            self.errors.append(f"patients.csv:{source.line}: centre: you cannot enter data at centre {centre.code}.")
+            return
+        if source.study_id in self.taken:
+            # Held by a patient this user cannot see: said without telling whose it is.
+            self.errors.append(f"patients.csv:{source.line}: study_id: {shown(source.study_id)} cannot be used.")
+            return
         stored = self.existing.get(source.study_id)
         if stored is not None and centre is not None:
             if stored.is_removed:

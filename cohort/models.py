@@ -1266,3 +1266,53 @@ class AuditedUser(User):
 
 
 audited(exclude=["password", "last_login"], model_name="UserEvent")(AuditedUser)
+
+
+class ApiToken(models.Model):
+    """A personal API token (SPEC section 11). Only the SHA-256 of the token is stored: the token
+    itself is shown once, when it is made (cohort/api_auth.py), and a stolen table gives nobody
+    access. `prefix` is its visible start, so a user can tell their tokens apart."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(_("Name"), max_length=100, help_text=_("What the token is for, e.g. the analysis laptop."))
+    prefix = models.CharField(_("Token starts with"), max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("Expires"))
+    last_used_at = models.DateTimeField(_("Last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("Revoked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    def is_usable(self, now: dt.datetime) -> bool:
+        return self.revoked_at is None and self.expires_at > now
+
+
+class ApiAccess(models.Model):
+    """One read of patient data, export request or download, or import through the API (SPEC
+    section 11): who, when, which endpoint, and which scope or patient. Append-only; read in the admin."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Tokens are revoked, never deleted, while their uses are on record.
+    token = models.ForeignKey(ApiToken, null=True, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    method = models.CharField(max_length=8)
+    endpoint = models.CharField(max_length=200)
+    scope = models.CharField(max_length=16, blank=True, default="", help_text="'all', a centre code, or empty")
+    study_id = models.CharField(max_length=16, blank=True, default="")
+    detail = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "API access"
+        verbose_name_plural = "API access log"
+        triggers = [pgtrigger.Protect(name="api_access_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.user} {self.method} {self.endpoint}"

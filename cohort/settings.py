@@ -58,6 +58,11 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
+    # The REST API (SPEC section 11), its OpenAPI schema, and the docs page's JavaScript served from
+    # our own static files (no CDN: closed networks).
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "cohort",
     "reports",
 ]
@@ -263,6 +268,35 @@ CELERY_BEAT_SCHEDULE = {
     "data-checks": {"task": "reports.tasks.data_checks", "schedule": crontab(minute=5), "options": {"expires": 3300}},
 }
 CELERY_ACCEPT_CONTENT = ["json"]
+
+# The REST API (SPEC section 11, cohort/api_auth.py): personal tokens only (no session, so no CSRF
+# question), JSON only (no browsable API), requests per token limited in the cache below.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["cohort.api_auth.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["cohort.api_auth.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+API_RATE = os.environ.get("API_RATE", "300/min")
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ustekinumab re-induction cohort eCRF API",
+    "DESCRIPTION": "Personal tokens: `Authorization: Token <token>` (make one on your account page).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+# The cache the API's rate limits count in: Redis when CACHE_URL is set (shared by every gunicorn
+# worker), otherwise each process's memory.
+if os.environ.get("CACHE_URL", "").strip():
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}
+    }
 
 # Study settings (SPEC section 5).
 REMISSION_HBI_MAX = int(os.environ.get("REMISSION_HBI_MAX", "4"))

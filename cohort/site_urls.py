@@ -10,6 +10,7 @@ admin.site.index_title = "Study administration"
 urlpatterns = [
     path("accounts/", include("cohort.account_urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("reports.api_urls")),
     path("", include("reports.urls")),
     path("", include("cohort.urls")),
 ]
