@@ -127,7 +127,7 @@ def _unpack(request: Request, directory: Path) -> list[dict[str, object]]:
     not forms of the data dictionary are passed over, as import_cohort does in a directory."""
     errors: list[dict[str, object]] = []
     forms = {f"{form}.csv" for form in crf.FILES}
-    for upload in request.FILES.values():
+    for upload in (upload for key in request.FILES for upload in request.FILES.getlist(key)):
         name = PurePosixPath(upload.name or "").name
         if name.lower().endswith(".zip"):
             try:

@@ -10,6 +10,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from cohort.api_auth import token_create
 from cohort.choices import Role
 from cohort.models import Assessment
 from cohort.queries import raise_query
@@ -47,6 +48,7 @@ def pages_per_role(people, patient) -> dict:
         by=people["coordinator"],
     )
     investigator = make_user("investigator", centre=people["centre_a"], role=Role.INVESTIGATOR)
+    token_create(user=people["nurse_a"], name="R on the analysis laptop")  # the token list has a row
     return {
         "nurse": (
             people["nurse_a"],
@@ -65,6 +67,7 @@ def pages_per_role(people, patient) -> dict:
                 "/outcomes/",
                 "/reports/",
                 "/accounts/mfa/",
+                "/accounts/api-tokens/",
             ],
         ),
         "investigator": (

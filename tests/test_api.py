@@ -356,3 +356,25 @@ def test_a_membership_removed_takes_the_access_away_at_once(api, people, patient
     Membership.objects.filter(user=people["nurse_a"]).delete()
     assert nurse.get(f"patients/{patient.study_id}/").status_code == 404
     assert json.loads(nurse.get("centres/").text) == []
+
+
+def test_a_page_of_patients_and_a_patient_cost_the_same_queries_whatever_the_cohort(client, people, patient):
+    """In-process (the test client), where the queries can be counted: none grows with the patients."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _row, token = token_create(user=people["coordinator"], name="count")
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
+
+    def counted(path: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(path, **auth).status_code == 200
+        return len(queries)
+
+    before = (counted("/api/v1/patients/"), counted(f"/api/v1/patients/{patient.study_id}/"))
+    for _ in range(4):
+        make_patient(people["centre_b"], people["nurse_b"])
+    after = (counted("/api/v1/patients/"), counted(f"/api/v1/patients/{patient.study_id}/"))
+    assert before == after
+    # token, memberships, count, page, the access log; token, memberships, patient, 7 forms, the log
+    assert after[0] <= 6 and after[1] <= 12, after
