@@ -125,7 +125,9 @@ def test_a_patient_reads_as_the_import_files_and_another_centres_patient_answers
     assert body["forms"]["assessments"][1]["visit"] == "week_8"
     assert body["forms"]["patients"][0]["montreal_location"] == "L3"
 
-    assert api(people["nurse_b"]).get(f"patients/{patient.study_id}/").status_code == 404
+    nurse_b = api(people["nurse_b"])
+    other, missing = nurse_b.get(f"patients/{patient.study_id}/"), nurse_b.get("patients/AMC-999/")
+    assert (other.status_code, other.content) == (404, missing.content)  # as one that does not exist
     assert nurse.get("patients/AMC-999/").status_code == 404
     assert api(people["coordinator"]).get(f"patients/{patient.study_id}/").status_code == 200
 

@@ -39,7 +39,9 @@ def patient_urls(patient: Patient, *, rows_of: Patient | None = None) -> list[tu
     urls = []
     for name, pattern in url_patterns().items():
         groups = set(pattern.pattern.regex.groupindex)
-        if "study_id" not in groups:
+        # The API answers a browser session 401 whoever's patient it is; tests/test_api.py asks it
+        # with the nurse's token, and gets a 404 for centre B's patient as for one that does not exist.
+        if "study_id" not in groups or name.startswith("api:"):
             continue
         assert groups <= {"study_id", "key", "pk"}, f"{name}: teach patient_urls() how to fill {sorted(groups)}"
         for key in keys_of(pattern) if "key" in groups else [None]:

@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from cohort import crf
+from cohort.api_auth import token_create
 from cohort.choices import Role
 from cohort.models import Assessment
 from cohort.queries import raise_query
@@ -180,6 +181,8 @@ def study(db):
     )
     recompute("all")
     recompute(centre.code)
+    for user in (nurse, coordinator):  # the token page lists one
+        token_create(user=user, name="R-analyse")
     ReportJob.objects.create(
         kind=ReportJob.Kind.COHORT_PDF, scope="all", requested_by=coordinator, status=ReportJob.Status.DONE
     )
@@ -211,6 +214,7 @@ def page_urls(study) -> list[str]:
         reverse("cohort:lock-list"),
         reverse("reports:dashboard-default"),
         reverse("reports:report-list"),
+        reverse("api-tokens"),
     ]
 
 

@@ -98,6 +98,10 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     # Open to anonymous visitors (the login page has the language menu too).
     "language-set": row((405, 302), (405, 302), (405, 302), (405, 302), (405, 302)),
     "session-keepalive": row((LOGIN, LOGIN), (405, 200), (405, 200), (405, 200), (405, 200)),
+    # API tokens (cohort/token_views.py): one's own; an empty POST is the form again with its errors.
+    # Revoking a token that is not one's own (here: none exists) answers 404.
+    "api-tokens": row((LOGIN, LOGIN), (200, 200), (200, 200), (200, 200), (200, 200)),
+    "api-token-revoke": row((LOGIN, LOGIN), (405, 404), (405, 404), (405, 404), (405, 404)),
     # reports: the outcomes dashboard of a scope, here centre A's (nurse B reads only centre B's); GET only.
     "reports:dashboard-default": row((LOGIN, LOGIN), (200, 405), (200, 405), (200, 405), (200, 405)),
     "reports:dashboard": READ_ONLY_PATIENT_PAGE,
@@ -111,6 +115,25 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     # Whoever requested it, or a coordinator; the admin reads centre A but did not request it.
     "reports:job-retry": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 302), (405, 403)),
     "reports:casebook-request": row((LOGIN, LOGIN), (405, 302), (405, 404), (405, 302), (405, 302)),
+    # The REST API (reports/api_urls.py) signs in by token only: a browser session, like no login,
+    # gets 401 everywhere (tests/test_api.py has the matrix by token). The schema and its docs page
+    # describe the API, no data: open to all, GET only.
+    **{
+        f"api:{name}": row(*[(401, 401)] * len(PERSONAE))
+        for name in (
+            "centre-list",
+            "patient-list",
+            "patient-detail",
+            "outcomes",
+            "dictionary",
+            "export-list",
+            "export-detail",
+            "export-download",
+            "import",
+        )
+    },
+    "api:schema": row(*[(200, 405)] * len(PERSONAE)),
+    "api:docs": row(*[(200, 405)] * len(PERSONAE)),
 }
 
 
