@@ -373,10 +373,11 @@ def test_a_page_of_patients_and_a_patient_cost_the_same_queries_whatever_the_coh
             assert client.get(path, **auth).status_code == 200
         return len(queries)
 
+    counted("/api/v1/centres/")  # the token's first use writes its last_used_at (then once a minute)
     before = (counted("/api/v1/patients/"), counted(f"/api/v1/patients/{patient.study_id}/"))
     for _ in range(4):
         make_patient(people["centre_b"], people["nurse_b"])
     after = (counted("/api/v1/patients/"), counted(f"/api/v1/patients/{patient.study_id}/"))
     assert before == after
     # token, memberships, count, page, the access log; token, memberships, patient, 7 forms, the log
-    assert after[0] <= 6 and after[1] <= 12, after
+    assert after[0] <= 5 and after[1] <= 11, after

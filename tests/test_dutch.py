@@ -82,7 +82,7 @@ ENGLISH_WORDS = frozenset(
 )
 # Catalogue entries whose English side is also Dutch, or a code or name that stays as it is.
 SAME_IN_DUTCH = frozenset(
-    {"of", "Data", "Status", "Week", "Follow-up", "Record", "Casebook", "query", "open query"}
+    {"of", "Data", "Status", "Week", "Follow-up", "Record", "Casebook", "query", "open query", "Token"}
     | {"CRP ≤", "HBI ≤", "Harvey-Bradshaw Index ≤", "Harvey-Bradshaw Index"}
 )
 SEEN_ATTRIBUTES = ("title", "placeholder", "aria-label", "alt", "data-confirm", "data-reason-prompt")
