@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cohort', '0014_audit_statement_triggers'),
+        ('cohort', '0017_data_check_requests'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
