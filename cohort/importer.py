@@ -85,7 +85,7 @@ def import_cohort(
             sources[form] = csvformat.read_file(path, form, errors, unread)
     if not (directory.is_dir() and any((directory / f"{form}.csv").exists() for form in crf.FILES)):
         raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
-    return import_rows(sources, errors=errors, unread=unread, user=user)
+    return import_rows(sources, errors=errors, unread=unread, user=user, centres=centres, source=source)
 
 
 def import_odm(path: Path, *, user: User | None) -> ImportSummary:
@@ -99,10 +99,16 @@ def import_odm(path: Path, *, user: User | None) -> ImportSummary:
 
 
 def import_rows(
-    sources: dict[str, list[SourceRow]], *, errors: list[str], unread: set[str], user: User | None
+    sources: dict[str, list[SourceRow]],
+    *,
+    errors: list[str],
+    unread: set[str],
+    user: User | None,
+    centres: set[int] | None = None,
+    source: str = "import_cohort",
 ) -> ImportSummary:
     """Validate the rows read from the files (with the errors found reading them), then write
-    everything or nothing. Raises ImportFailed."""
+    everything or nothing. Raises ImportFailed. `centres` and `source` as for `import_cohort`."""
     with transaction.atomic():
         records, origin = _build_records(sources, errors, unread, centres)
         errors.extend(_locked(records, origin))
