@@ -13,6 +13,15 @@ from cohort import monitoring
 from cohort.models import Patient
 from reports import jobs, services
 
+# Every task that changes the study's derived state: acknowledged only when done, so a worker that
+# dies mid-task leaves its message to another; retried when the database drops the connection.
+DURABLE = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": True,
+}
+
 
 @shared_task(ignore_result=False)
 def database_health() -> dict:
@@ -23,16 +32,7 @@ def database_health() -> dict:
     return {"patients": Patient.objects.count(), "server_version": server_version}
 
 
-@shared_task(
-    name=services.RECOMPUTE_TASK,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
-    soft_time_limit=600,
-)
+@shared_task(name=services.RECOMPUTE_TASK, bind=True, **DURABLE, max_retries=5, soft_time_limit=600)
 def recompute_outcomes(self, scope: str) -> int | None:
     """Recompute one scope's outcomes; returns the snapshot id, or None when there was nothing to do.
     The task id names the claim: delivered again after its worker died, it takes its claim back."""
@@ -53,10 +53,7 @@ def sweep_recompute_requests() -> int:
 @shared_task(
     name=jobs.RUN_TASK,
     bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError, OSError),
-    retry_backoff=True,
+    **{**DURABLE, "autoretry_for": (*DURABLE["autoretry_for"], OSError)},  # and a full disk
     max_retries=3,
     soft_time_limit=1800,
 )
@@ -73,15 +70,7 @@ def sweep_report_jobs() -> int:
     return jobs.sweep()
 
 
-@shared_task(
-    name=services.DATA_CHECKS_TASK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=1800,
-)
+@shared_task(name=services.DATA_CHECKS_TASK, **DURABLE, max_retries=3, soft_time_limit=1800)
 def data_checks(patient_ids: list[int] | None = None) -> str:
     """The automatic data queries (SPEC section 10) of these patients, or (None) of every patient:
     hourly by beat, and after a save for the patient saved. Safe to run twice or at once. The hourly
@@ -92,15 +81,7 @@ def data_checks(patient_ids: list[int] | None = None) -> str:
     return str(summary)
 
 
-@shared_task(
-    name=services.REQUESTED_CHECKS_TASK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=1800,
-)
+@shared_task(name=services.REQUESTED_CHECKS_TASK, **DURABLE, max_retries=3, soft_time_limit=1800)
 def requested_data_checks() -> str:
     """The automatic data queries (SPEC section 10) of the patients whose saves requested them
     (cohort.models.DataCheckRequest), woken after those saves commit and by the sweep. Safe to run
