@@ -22,6 +22,7 @@ from pathlib import Path
 
 from django.db.models import QuerySet
 from django.utils import timezone
+from xlsxwriter.utility import xl_col_to_name
 
 from cohort import audit, crf, odm
 from cohort.csvformat import cell_text, export_cohort
@@ -104,13 +105,47 @@ def _write_wide_csv(out: Path, columns: list[Column], rows: Iterable[list]) -> N
 
 
 def _write_xlsx(out: Path, columns: list[Column], rows: Iterable[list]) -> None:
-    """XlsxWriter's constant-memory mode: each row goes to the sheet's file as it comes. Half the
-    CPU time of openpyxl's write-only mode for the same rows here (3,000 patients: 2.5-3.0 s
-    against 4.2-5.5 s, back to back), with the same cell values read back."""
+    """XlsxWriter makes the workbook (styles, the frozen header, the variables sheet); the data
+    rows are written here, in the very XML XlsxWriter's constant-memory mode writes for them
+    (`_sheet_rows`), because at 10 million cells its cost per cell was most of the export: 3.7 us
+    a cell through `write_row`, typed `write_number`/`write_string` calls 3.3 us (3,000 patients,
+    back to back), the XML made here about a tenth of that. tests/test_exports.py holds every
+    part of the file byte-equal to XlsxWriter's own for the same rows."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as sheet_rows:
+        count, dated = _sheet_rows(sheet_rows, columns, rows)
+        template = _xlsx_workbook(columns, dated)
+        last = f"{xl_col_to_name(len(columns) - 1)}{count + 1}"
+        with zipfile.ZipFile(template) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for info in source.infolist():
+                part = source.read(info)
+                if info.filename != "xl/worksheets/sheet1.xml":
+                    archive.writestr(info, part)
+                    continue
+                # The template's sheet: its header row, then (only to give the date format its
+                # style) a row 2 that is dropped; the data rows go in their place.
+                text = part.decode("utf-8")
+                head = text[: text.index("</row>") + len("</row>")]
+                head = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last}"/>', head, count=1)
+                tail = text[text.index("</sheetData>") :]
+                sheet_rows.seek(0, io.SEEK_END)
+                size = sheet_rows.tell() + len(head) + len(tail)
+                sheet_rows.seek(0)
+                with archive.open(info, "w", force_zip64=size > 2**31) as sheet:
+                    sheet.write(head.encode("utf-8"))
+                    while block := sheet_rows.read(2**20):
+                        sheet.write(block.encode("utf-8"))
+                    sheet.write(tail.encode("utf-8"))
+
+
+def _xlsx_workbook(columns: list[Column], dated: bool) -> io.BytesIO:
+    """The workbook as XlsxWriter writes it with the data sheet's header row only (and, when the
+    rows have a date, one date cell in row 2, so that styles.xml has the date format at the index
+    `_sheet_rows` refers to: XlsxWriter numbers a style when a cell first uses it)."""
     import xlsxwriter
 
+    buffer = io.BytesIO()
     workbook = xlsxwriter.Workbook(
-        str(out),
+        buffer,
         {
             "constant_memory": True,
             "default_date_format": "yyyy-mm-dd",
@@ -123,21 +158,98 @@ def _write_xlsx(out: Path, columns: list[Column], rows: Iterable[list]) -> None:
     sheet = workbook.add_worksheet("data")
     sheet.freeze_panes(1, 1)
     sheet.write_row(0, 0, [c.name for c in columns], bold)
-    # A decimal as the float it is stored as, so that it is written with the same digits as an
-    # integer or a float column (301, not 301.000000000000 from the Decimal).
-    decimals = [index for index, column in enumerate(columns) if column.type == "decimal"]
-    for number, row in enumerate(rows, start=1):
-        for index in decimals:
-            if row[index] is not None:
-                row[index] = float(row[index])
-        # Plain values: a date gets the workbook's date format, None leaves the cell empty.
-        sheet.write_row(number, 0, row)
+    if dated:
+        sheet.write_datetime(1, 0, dt.date(2000, 1, 1))
     variables = workbook.add_worksheet("variables")
     variables.write_row(0, 0, ("variable", "label", "type", "codes", "notes"), bold)
     for number, column in enumerate(columns, start=1):
         codes = "|".join(f"{code}={label}" for code, label in (column.value_labels or {}).items())
         variables.write_row(number, 0, [column.name, column.label, column.type, codes, column.notes])
     workbook.close()
+    buffer.seek(0)
+    return buffer
+
+
+# The style index XlsxWriter gives the workbook's date format (`_xlsx_workbook`: the header's bold
+# is 1, the date format 2).
+XLSX_DATE_STYLE = 2
+# XlsxWriter's text escapes (xmlwriter.py): its own _xHHHH_ escapes are escaped first, then control
+# characters become _xHHHH_; leading or trailing white space is kept with xml:space.
+_XLSX_ESCAPED = re.compile("(_x[0-9a-fA-F]{4}_)")
+_XLSX_CONTROL = re.compile(r"([\x00-\x08\x0b-\x1f])")
+_XLSX_EDGE_SPACE = re.compile(r"^\s|\s$")
+XLSX_MAX_TEXT = 32767  # UTF-16 units a cell holds; XlsxWriter cuts longer text there
+
+
+def _xlsx_text(value: str) -> str:
+    """A text cell's value (after `t="inlineStr"`) as XlsxWriter writes it."""
+    if len(value) > XLSX_MAX_TEXT // 2 and len(value.encode("utf-16-le", "surrogatepass")) // 2 > XLSX_MAX_TEXT:
+        units = 0
+        for index, char in enumerate(value):
+            units += 2 if ord(char) > 0xFFFF else 1
+            if units > XLSX_MAX_TEXT:
+                value = value[:index]
+                break
+    text = _XLSX_ESCAPED.sub(r"_x005F\1", value)
+    text = _XLSX_CONTROL.sub(lambda match: f"_x{ord(match.group(1)):04X}_", text)
+    text = text.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
+    preserve = ' xml:space="preserve"' if _XLSX_EDGE_SPACE.search(text) else ""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<is><t{preserve}>{text}</t></is>"
+
+
+def excel_day(date: dt.date) -> int:
+    """The Excel serial number of a date (1900 date system), as XlsxWriter converts it: days since
+    1899-12-31, plus one from 1900-03-01 on (Excel counts a 29 February 1900)."""
+    days = (date - EXCEL_EPOCH).days
+    return days + 1 if days > 59 else days
+
+
+EXCEL_EPOCH = dt.date(1899, 12, 31)
+
+
+def _sheet_rows(fh, columns: list[Column], rows: Iterable[list]) -> tuple[int, bool]:
+    """The data rows (from row 2) as XlsxWriter's constant-memory mode writes `write_row`'s cells:
+    None leaves the cell out, text is an inline string, a number its %.16G, a date its Excel serial
+    day (XlsxWriter's conversion) in the date style, a boolean t="b". A decimal column's values are
+    written as the floats they are stored as (301, not 301.000000000000 from the Decimal), as the
+    integer and float columns are. Each distinct text and date is converted once (codes repeat
+    millions of times). Returns the number of rows and whether any date was written."""
+    letters = [xl_col_to_name(index) for index in range(len(columns))]
+    decimals = {index for index, column in enumerate(columns) if column.type == "decimal"}
+    texts: dict[str, str] = {}
+    days: dict[dt.date, str] = {}
+    count = 0
+    for count, row in enumerate(rows, start=1):
+        r = str(count + 1)
+        cells = [f'<row r="{r}">']
+        add = cells.append
+        for index, value in enumerate(row):
+            if value is None:
+                continue
+            kind = value.__class__
+            if kind is str:
+                text = texts.get(value)
+                if text is None:
+                    text = texts[value] = _xlsx_text(value)
+                add(f'<c r="{letters[index]}{r}" t="inlineStr">{text}</c>')
+            elif kind is int or kind is float:
+                add(f'<c r="{letters[index]}{r}"><v>{value:.16G}</v></c>')
+            elif kind is Decimal:
+                number = float(value) if index in decimals else value
+                add(f'<c r="{letters[index]}{r}"><v>{number:.16G}</v></c>')
+            elif kind is dt.date:
+                day = days.get(value)
+                if day is None:
+                    day = days[value] = f"{excel_day(value):.16G}"
+                add(f'<c r="{letters[index]}{r}" s="{XLSX_DATE_STYLE}"><v>{day}</v></c>')
+            elif kind is bool:
+                add(f'<c r="{letters[index]}{r}" t="b"><v>{int(value)}</v></c>')
+            else:
+                raise TypeError(f"{columns[index].name}: no XLSX cell for {kind.__name__}")
+        add("</row>")
+        fh.write("".join(cells))
+    return count, bool(days)
 
 
 def _data_frame(columns: list[Column], rows: Iterable[list]):
