@@ -3,6 +3,7 @@ exactly what an independent reading of the same files gives."""
 
 from __future__ import annotations
 
+import gc
 from io import StringIO
 
 import pytest
@@ -10,7 +11,7 @@ from django.core.management import call_command
 
 from cohort.models import Centre, Patient
 from cohort.services import centre_create, patient_soft_delete
-from reports.loaders import load_patients, load_records
+from reports.loaders import iter_records, load_patients, load_records
 from reports.outcomes import compute
 from tests.base import make_patient, make_record
 from tests.test_outcomes import COHORT31, load_cohort_csv
@@ -71,3 +72,23 @@ def test_a_queryset_loads_as_its_scope_does(people, cohort31, django_assert_num_
     assert first.assessments["week_0"]["not_done"] in ("yes", "no")
     with django_assert_num_queries(0):
         assert load_patients(patients=Patient.objects.none()) == [] and load_records(Patient.objects.none()) == []
+
+
+def test_the_export_reads_in_chunks_the_rows_of_one_reading(people, cohort31, django_assert_num_queries):
+    """iter_records reads a chunk ahead on a second thread, over this connection (so inside the
+    test's transaction): the same records in the same order as one reading, 7 queries a chunk (a
+    full last chunk costs one more, empty, read), the cycle collector back on when done or left."""
+    whole = load_records(Patient.objects.all())
+    assert len(whole) == 31
+    for chunk, reads in ((7, 5), (31, 2), (32, 1), (1000, 1)):
+        with django_assert_num_queries(7 * reads):
+            assert list(iter_records(Patient.objects.all(), chunk=chunk)) == whole
+        assert gc.isenabled()
+    umcu = Patient.objects.filter(centre__code="UMCU")
+    assert list(iter_records(umcu, chunk=3)) == load_records(umcu)
+    left = iter_records(Patient.objects.all(), chunk=4)
+    assert next(left) == whole[0] and not gc.isenabled()
+    left.close()
+    assert gc.isenabled()
+    with django_assert_num_queries(0):
+        assert list(iter_records(Patient.objects.none())) == []
