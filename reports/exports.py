@@ -206,6 +206,8 @@ def excel_day(date: dt.date) -> int:
 
 
 EXCEL_EPOCH = dt.date(1899, 12, 31)
+# Distinct texts and dates `_sheet_rows` keeps converted: memory bounded whatever the rows.
+XLSX_CACHED = 4096
 
 
 def _sheet_rows(fh, columns: list[Column], rows: Iterable[list]) -> tuple[int, bool]:
@@ -214,11 +216,13 @@ def _sheet_rows(fh, columns: list[Column], rows: Iterable[list]) -> tuple[int, b
     day (XlsxWriter's conversion) in the date style, a boolean t="b". A decimal column's values are
     written as the floats they are stored as (301, not 301.000000000000 from the Decimal), as the
     integer and float columns are. Each distinct text and date is converted once (codes repeat
-    millions of times). Returns the number of rows and whether any date was written."""
+    millions of times), in caches emptied when full, as study IDs and free text never repeat.
+    Returns the number of rows and whether any date was written."""
     letters = [xl_col_to_name(index) for index in range(len(columns))]
     decimals = {index for index, column in enumerate(columns) if column.type == "decimal"}
     texts: dict[str, str] = {}
     days: dict[dt.date, str] = {}
+    dated = False
     count = 0
     for count, row in enumerate(rows, start=1):
         r = str(count + 1)
@@ -231,6 +235,8 @@ def _sheet_rows(fh, columns: list[Column], rows: Iterable[list]) -> tuple[int, b
             if kind is str:
                 text = texts.get(value)
                 if text is None:
+                    if len(texts) >= XLSX_CACHED:
+                        texts.clear()
                     text = texts[value] = _xlsx_text(value)
                 add(f'<c r="{letters[index]}{r}" t="inlineStr">{text}</c>')
             elif kind is int or kind is float:
@@ -241,6 +247,9 @@ def _sheet_rows(fh, columns: list[Column], rows: Iterable[list]) -> tuple[int, b
             elif kind is dt.date:
                 day = days.get(value)
                 if day is None:
+                    if len(days) >= XLSX_CACHED:
+                        days.clear()
+                        dated = True
                     day = days[value] = f"{excel_day(value):.16G}"
                 add(f'<c r="{letters[index]}{r}" s="{XLSX_DATE_STYLE}"><v>{day}</v></c>')
             elif kind is bool:
@@ -249,7 +258,7 @@ def _sheet_rows(fh, columns: list[Column], rows: Iterable[list]) -> tuple[int, b
                 raise TypeError(f"{columns[index].name}: no XLSX cell for {kind.__name__}")
         add("</row>")
         fh.write("".join(cells))
-    return count, bool(days)
+    return count, dated or bool(days)
 
 
 def _data_frame(columns: list[Column], rows: Iterable[list]):
