@@ -460,7 +460,12 @@ def test_the_xlsx_is_every_part_xlsxwriter_writes_for_the_rows(tmp_path):
         row[text] = value
     odd_rows[0][2] = Decimal("1.50")  # a Decimal outside a decimal column: XlsxWriter's %.16G of it
     odd_rows[1][2] = True
-    for every in (rows + odd_rows, odd_rows, []):
+    # More distinct texts and dates than the writer keeps converted (exports.XLSX_CACHED).
+    date = next(index for index, column in enumerate(columns) if column.type == "date")
+    many = [[f"X{n:05d}", *row[1:date], dt.date(2000, 1, 1) + dt.timedelta(days=n), *row[date + 1 :]]
+            for n, row in enumerate(rows * 70)]  # fmt: skip
+    assert len(many) > 4096
+    for every in (rows + odd_rows, odd_rows, [], many):
         ours, theirs = tmp_path / "ours.xlsx", tmp_path / "theirs.xlsx"
         _write_xlsx(ours, columns, [list(row) for row in every])
         xlsxwriter_reference(theirs, columns, [list(row) for row in every])
