@@ -5,7 +5,10 @@ Run: .venv/bin/python bench/seed.py [--sizes 10000,100000]
 Method: a throwaway embedded PostgreSQL server (its data directory is deleted at exit), migrated
 from scratch; then seed_demo --patients 10000 (this run also creates the centres and the demo
 accounts, so it includes their password hashes), then seed_demo --patients 100000 on top of it.
-Each figure is the wall-clock time of the whole command, one transaction, audit events included.
+Each figure is the wall-clock time of the whole command, one transaction, audit events included,
+with the CPU seconds beside it (from /proc, so comparable on a shared machine): the PostgreSQL
+backend's, the command's process's (the 10,000 run hashes the ten demo accounts' passwords) and its
+drawing process's.
 Target (issue 14): 100,000 patients in under a minute on a 2-core machine.
 """
 
@@ -33,6 +36,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 
 from cohort import models  # noqa: E402
 
@@ -53,6 +57,16 @@ def counts() -> tuple[int, int]:
     return rows, events
 
 
+def backend_cpu() -> float:
+    """CPU seconds (user + system) of this connection's PostgreSQL backend (same machine)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
@@ -63,6 +77,7 @@ def main() -> None:
     print(f"seed_demo benchmark ({os.cpu_count()} CPUs, embedded PostgreSQL, audit triggers on)")
     for patients in (int(size) for size in args.sizes.split(",")):
         rows_before, events_before = counts()
+        backend_before, own_before = backend_cpu(), os.times()
         started = time.perf_counter()
         call_command(
             "seed_demo",
@@ -73,11 +88,15 @@ def main() -> None:
             stdout=io.StringIO(),
         )
         elapsed = time.perf_counter() - started
+        backend, own = backend_cpu() - backend_before, os.times()
+        python = own.user + own.system - own_before.user - own_before.system
+        drawing = own.children_user + own.children_system - own_before.children_user - own_before.children_system
         rows, events = counts()
         rows, events = rows - rows_before, events - events_before
         print(
             f"{patients:>7,} patients: {elapsed:6.1f} s  ({rows} CRF rows, {events} audit events, "
-            f"{rows / elapsed:,.0f} rows/s)"
+            f"{rows / elapsed:,.0f} rows/s); CPU: backend {backend:.1f} s, command {python:.1f} s, "
+            f"drawing process {drawing:.1f} s"
         )
 
 
