@@ -1,5 +1,6 @@
 """What the load benchmarks share (bench/form_save.py, bench/pages.py): a signed-in browser over
-http.client, the percentile, and starting and stopping gunicorn and a throwaway redis-server.
+http.client, the percentile, starting and stopping gunicorn and a throwaway redis-server, the
+server's CPU per request and the machine's CPU by process group.
 
 Imported by the benchmark scripts (bench/ is their sys.path[0]) and, inside gunicorn, through
 --pythonpath bench."""
@@ -10,6 +11,7 @@ import collections
 import contextlib
 import http.client
 import math
+import os
 import re
 import shutil
 import signal
@@ -36,6 +38,7 @@ class Browser:
         self.port = port
         self.cookies: dict[str, str] = {}
         self.token = ""
+        self.cpu: tuple[float, float] | None = None  # the last answer's X-Bench-CPU (counting_queries)
 
     def request(self, method: str, url: str, data: dict | None = None, headers: dict | None = None):
         """Status, Location, the X-Bench-Queries header and the body of one request."""
@@ -49,6 +52,8 @@ class Browser:
             conn.request(method, url, body=body, headers=send)
             response = conn.getresponse()
             content = response.read()
+            cpu = response.getheader("X-Bench-CPU", "").split()
+            self.cpu = (float(cpu[0]), float(cpu[1])) if len(cpu) == 2 else None
             for header in response.msg.get_all("Set-Cookie") or []:
                 for name, morsel in SimpleCookie(header).items():
                     # A browser would show the flash message on the next page; not followed here.
@@ -79,32 +84,114 @@ class Browser:
             raise Failure(f"login of {username} refused: HTTP {status} {location}")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of one process (Linux's scheduler clock, nanoseconds), in seconds; 0 if it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _backend_pid(connection) -> int | None:
+    """The PostgreSQL backend serving Django's connection, if it is open."""
+    raw = connection.connection
+    try:
+        return raw.info.backend_pid if raw is not None and not raw.closed else None
+    except Exception:
+        return None
+
+
 def counting_queries(django_app):
-    """The WSGI application `django_app`, plus (only on requests that ask for it with the header
-    X-Bench-Count-Queries: 1) its SQL statements counted by kind in the X-Bench-Queries header."""
+    """The WSGI application `django_app`, plus:
+    - on every response, X-Bench-CPU: the CPU seconds of the request in this worker process
+      (`time.process_time`, Python and the C it calls) and in the PostgreSQL backend serving its
+      connection (the backend's scheduler clock from /proc, before and after; a backend opened
+      during the request counts from its start), "python postgres";
+    - only on requests that ask for it with the header X-Bench-Count-Queries: 1, its SQL statements
+      counted by kind in the X-Bench-Queries header."""
     from django.db import connection
 
+    def measured(environ, start_response):
+        pid = _backend_pid(connection)
+        pg_before = _cpu_seconds(pid) if pid else 0.0
+        py_before = time.process_time()
+        body = django_app(environ, start_response)
+        py = time.process_time() - py_before
+        after = _backend_pid(connection)
+        pg = (_cpu_seconds(after) - (pg_before if after == pid else 0.0)) if after else 0.0
+        return body, f"{py:.6f} {pg:.6f}"
+
     def application(environ, start_response):
-        if environ.get("HTTP_X_BENCH_COUNT_QUERIES") != "1":
-            return django_app(environ, start_response)
+        started: list = []
+        count = environ.get("HTTP_X_BENCH_COUNT_QUERIES") == "1"
         kinds: collections.Counter[str] = collections.Counter()
 
-        def count(execute, sql, params, many, context):
+        def counter(execute, sql, params, many, context):
             statement = sql.lstrip()
             if statement.startswith("SELECT set_config('pghistory"):  # pghistory's audit context, prefixed
                 statement = statement.split(";", 1)[-1].lstrip()
             kinds[statement.split(None, 1)[0].upper() if statement else "?"] += 1
             return execute(sql, params, many, context)
 
-        started: list = []
-        with connection.execute_wrapper(count):
-            body = django_app(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+        def capture(status, headers, exc_info=None):
+            started.append((status, headers))
+
+        with connection.execute_wrapper(counter) if count else contextlib.nullcontext():
+            body, cpu = measured(environ, capture)
         status, headers = started[0]
-        summary = " ".join(f"{kind}={n}" for kind, n in kinds.most_common())
-        start_response(status, [*headers, ("X-Bench-Queries", f"{sum(kinds.values())} {summary}")])
+        extra = [("X-Bench-CPU", cpu)]
+        if count:
+            summary = " ".join(f"{kind}={n}" for kind, n in kinds.most_common())
+            extra.append(("X-Bench-Queries", f"{sum(kinds.values())} {summary}"))
+        start_response(status, [*headers, *extra])
         return body
 
     return application
+
+
+class MachineCpu:
+    """The machine's CPU seconds during a phase, by process group: every CPU (/proc/stat), the
+    gunicorn workers, the PostgreSQL server (every process under the postmaster: backends, and
+    autovacuum, checkpointer, WAL writer...) and this process (the client threads). A group is its
+    root, its children alive at either end, and the children it reaped meanwhile."""
+
+    def __init__(self, gunicorn_pid: int, postmaster_pid: int):
+        self.roots = {"gunicorn": gunicorn_pid, "postgres": postmaster_pid}
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _busy(self) -> float:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / self.tick
+
+    def _reaped(self, pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[13]) + int(fields[14])) / self.tick  # cutime + cstime
+
+    def snapshot(self) -> dict:
+        children: dict[int, list[int]] = collections.defaultdict(list)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    children[int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])].append(int(entry.name))
+        groups = {}
+        for name, root in self.roots.items():
+            alive = {pid: _cpu_seconds(pid) for pid in children.get(root, [])}
+            groups[name] = (_cpu_seconds(root) + self._reaped(root), alive)
+        return {"machine": self._busy(), "self": time.process_time(), "wall": time.monotonic(), "groups": groups}
+
+    @staticmethod
+    def delta(before: dict, after: dict) -> dict[str, float]:
+        """CPU seconds per group between two snapshots, and "wall" seconds."""
+        result = {"wall": after["wall"] - before["wall"], "machine": after["machine"] - before["machine"],
+                  "clients": after["self"] - before["self"]}  # fmt: skip
+        for name, (own_after, alive_after) in after["groups"].items():
+            own_before, alive_before = before["groups"][name]
+            result[name] = own_after - own_before + sum(alive_after.values()) - sum(alive_before.values())
+        return result
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -211,6 +211,7 @@ class Client(threading.Thread):
         self.floors = False
         self.deadline = 0.0
         self.latencies: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[tuple[float, float]]] = {}  # the server's (python, postgres) seconds
         self.failures: list[str] = []
 
     def fetch(self, kind: Kind) -> tuple[float, bytes]:
@@ -231,29 +232,54 @@ class Client(threading.Thread):
                 self.failures.append(f"{kind.name}: {error!r}")
                 continue
             self.latencies.setdefault(kind.name, []).append(elapsed)
+            if self.browser.cpu is not None:
+                self.cpu.setdefault(kind.name, []).append(self.browser.cpu)
 
 
-def load(clients: list[Client], seconds: float, floors: bool) -> tuple[dict[str, list[float]], float]:
-    """Every client requesting at random for `seconds`; the latencies per kind and the wall time."""
+@dataclass
+class Phase:
+    """What one load phase measured: latencies and the server's CPU per request, by kind; the wall
+    time; the machine's CPU seconds by process group (harness.MachineCpu.delta)."""
+
+    latencies: dict[str, list[float]]
+    cpu: dict[str, list[tuple[float, float]]]
+    wall: float
+    usage: dict[str, float]
+
+
+def load(clients: list[Client], seconds: float, floors: bool, machine: harness.MachineCpu) -> Phase:
+    """Every client requesting at random for `seconds`."""
     threads = []
     for client in clients:
         thread = Client(client.browser, client.kinds, client.rng.randrange(2**32))
         thread.cohort, thread.floors, thread.deadline = client.cohort, floors, time.monotonic() + seconds
         threads.append(thread)
+    before = machine.snapshot()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    usage = machine.delta(before, machine.snapshot())
     latencies: dict[str, list[float]] = {}
+    cpu: dict[str, list[tuple[float, float]]] = {}
     for thread in threads:
         client_failures = thread.failures
         if client_failures:
             raise Failure(f"{len(client_failures)} failed requests, first: {client_failures[:3]}")
         for name, values in thread.latencies.items():
             latencies.setdefault(name, []).extend(values)
-    return latencies, wall
+        for name, values in thread.cpu.items():
+            cpu.setdefault(name, []).extend(values)
+    return Phase(latencies, cpu, wall, usage)
+
+
+def cpu_means(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean python and postgres CPU milliseconds per request."""
+    if not samples:
+        return float("nan"), float("nan")
+    return (1000 * statistics.fmean(py for py, _ in samples), 1000 * statistics.fmean(pg for _, pg in samples))
 
 
 def warm_up(clients: list[Client], static_checked: set[str]) -> dict[str, str]:
@@ -355,26 +381,44 @@ def cohort_of(centre) -> Cohort:
     )
 
 
-def report(size: int, results: dict, floors: dict, queries: dict, wall: float, kinds: list[Kind]) -> None:
+def report(size: int, phase: Phase, floors: Phase, queries: dict, kinds: list[Kind]) -> None:
+    results, wall = phase.latencies, phase.wall
     total = sum(len(v) for v in results.values())
     print(f"\n{size:,} patients: {total} requests in {wall:.1f} s, {total / wall:.1f} requests/s")
-    columns = ("page kind", "n", "p50 ms", "p95 ms", "SQL", "floor p95", "x floor")
-    print("{:<30} {:>5} {:>7} {:>7} {:>4} {:>9} {:>7}  floor shape".format(*columns))
+    columns = ("page kind", "n", "p50 ms", "p95 ms", "py ms", "pg ms", "SQL", "floor p95", "x floor")
+    print("{:<30} {:>5} {:>7} {:>7} {:>6} {:>6} {:>4} {:>9} {:>7}  floor shape".format(*columns))
     for kind in kinds:
-        values, floor_values = results.get(kind.name, []), floors.get(kind.name, [])
+        values, floor_values = results.get(kind.name, []), floors.latencies.get(kind.name, [])
         if not values:
             print(f"{kind.name:<30} (no requests)")
             continue
         p95 = percentile(values, 0.95) * 1000
         floor_p95 = percentile(floor_values, 0.95) * 1000 if floor_values else float("nan")
+        py, pg = cpu_means(phase.cpu.get(kind.name, []))
         verdict = "" if p95 < 100 or p95 <= 1.5 * floor_p95 else "  MISSED"
         print(
-            f"{kind.name:<30} {len(values):>5} {statistics.median(values) * 1000:>7.1f} {p95:>7.1f} "
-            f"{queries.get(kind.name, '?'):>4} {floor_p95:>9.1f} {p95 / floor_p95:>6.2f}x  {kind.shape}{verdict}"
+            f"{kind.name:<30} {len(values):>5} {statistics.median(values) * 1000:>7.1f} {p95:>7.1f} {py:>6.1f} "
+            f"{pg:>6.1f} {queries.get(kind.name, '?'):>4} {floor_p95:>9.1f} {p95 / floor_p95:>6.2f}x  "
+            f"{kind.shape}{verdict}"
         )
     everything = [v for values in results.values() for v in values]
+    py, pg = cpu_means([sample for samples in phase.cpu.values() for sample in samples])
+    floor_py, floor_pg = cpu_means([sample for samples in floors.cpu.values() for sample in samples])
     print(f"{'all pages':<30} {len(everything):>5} {statistics.median(everything) * 1000:>7.1f} "
-          f"{percentile(everything, 0.95) * 1000:>7.1f}")  # fmt: skip
+          f"{percentile(everything, 0.95) * 1000:>7.1f} {py:>6.1f} {pg:>6.1f}")  # fmt: skip
+    print(f"{'all floors':<30} {sum(len(v) for v in floors.latencies.values()):>5} {'':>7} {'':>7} "
+          f"{floor_py:>6.1f} {floor_pg:>6.1f}")  # fmt: skip
+    for name, measured in (("pages", phase), ("floors", floors)):
+        usage, cpus = measured.usage, os.cpu_count() or 1
+        in_requests = [sample for samples in measured.cpu.values() for sample in samples]
+        py_sum, pg_sum = sum(py for py, _ in in_requests), sum(pg for _, pg in in_requests)
+        rest = usage["machine"] - usage["gunicorn"] - usage["postgres"] - usage["clients"]
+        print(
+            f"CPU during the {name} ({usage['wall']:.1f} s, {cpus} CPUs, CPU seconds): machine {usage['machine']:.1f}; "
+            f"gunicorn {usage['gunicorn']:.1f} (in requests {py_sum:.1f}); PostgreSQL {usage['postgres']:.1f} "
+            f"(backends in requests {pg_sum:.1f}, the rest {usage['postgres'] - pg_sum:.1f}); "
+            f"this script's clients {usage['clients']:.1f}; other processes {rest:.1f}"
+        )
 
 
 def main() -> int:
@@ -432,7 +476,9 @@ def main() -> int:
             f"redis-server broker, no worker; {NURSES} nurses of {centre.code} and a coordinator (TOTP); "
             f"{args.seconds:.0f} s of pages and {args.floor_seconds:.0f} s of floors per size"
         )
-        p95s: dict[int, dict[str, float]] = {}
+        phases: dict[int, Phase] = {}
+        postmaster = int((Path(os.environ["EMBEDDED_PG_DIR"]) / "postmaster.pid").read_text().split()[0])
+        machine = harness.MachineCpu(server.pid, postmaster)
         static_checked: set[str] = set()
         for size in sizes:
             seeded, seconds = seed_to(size, work, centre)
@@ -440,19 +486,25 @@ def main() -> int:
             for client in clients:
                 client.cohort = cohort
             queries = warm_up(clients, static_checked)
-            results, wall = load(clients, args.seconds, floors=False)
-            floors, _ = load(clients, args.floor_seconds, floors=True)
+            results = load(clients, args.seconds, floors=False, machine=machine)
+            floors = load(clients, args.floor_seconds, floors=True, machine=machine)
             print(f"\n(seeded {seeded:,} patients, data checks and snapshots in {seconds:.0f} s; "
                   f"{len(cohort.query_ids)} open queries at {centre.code})")  # fmt: skip
-            report(seeded, results, floors, queries, wall, kinds)
-            p95s[seeded] = {name: percentile(values, 0.95) for name, values in results.items()}
-        if len(p95s) > 1:
-            small, large = min(p95s), max(p95s)
-            print(f"\np95 ratio {large:,} / {small:,} patients (target < 1.2):")
+            report(seeded, results, floors, queries, kinds)
+            phases[seeded] = results
+        if len(phases) > 1:
+            small, large = phases[min(phases)], phases[max(phases)]
+            print(f"\n{max(phases):,} / {min(phases):,} patients: p95 ratio (target < 1.2), and the server's "
+                  "CPU per request (python + postgres ms) at both sizes and its ratio:")  # fmt: skip
             for kind in kinds:
-                if kind.name in p95s[small] and kind.name in p95s[large]:
-                    ratio = p95s[large][kind.name] / p95s[small][kind.name]
-                    print(f"  {kind.name:<30} {ratio:>5.2f}{'' if ratio < 1.2 else '  MISSED'}")
+                if kind.name in small.latencies and kind.name in large.latencies:
+                    ratio = percentile(large.latencies[kind.name], 0.95) / percentile(small.latencies[kind.name], 0.95)
+                    before, after = (sum(cpu_means(p.cpu.get(kind.name, []))) for p in (small, large))
+                    print(f"  {kind.name:<30} {ratio:>5.2f}{'' if ratio < 1.2 else '  MISSED':<8} "
+                          f"CPU {before:>6.1f} -> {after:>6.1f} ms  {after / before:>5.2f}")  # fmt: skip
+            before, after = (sum(cpu_means([x for v in p.cpu.values() for x in v])) for p in (small, large))
+            mix = f"CPU {before:>6.1f} -> {after:>6.1f} ms  {after / before:>5.2f}"
+            print(f"  {'all pages (the mix)':<30} {'':>13} {mix}")
         print(f"\nwhole run: {time.monotonic() - STARTED:.0f} s (database start, migrate and seed included)")
         ok = True
         return 0
