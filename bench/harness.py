@@ -298,3 +298,37 @@ def vacuum_analyze() -> None:
             cursor.execute("VACUUM ANALYZE")
     finally:
         owner.close()
+
+
+def settle(seconds: float = 600) -> float:
+    """The database as it is long after a bulk load, when an operator measures: VACUUM ANALYZE
+    (vacuum_analyze), then a CHECKPOINT (the bulk load's dirty pages written out, not by the
+    checkpointer during the measurement) and no autovacuum worker running. Returns the seconds
+    waited for autovacuum."""
+    import os
+
+    import psycopg2
+    from django.db import connection
+
+    from cohort import embedded_pg
+
+    vacuum_analyze()
+    connection.ensure_connection()
+    server = embedded_pg._servers.get(Path(os.environ["EMBEDDED_PG_DIR"]).resolve())
+    if server is None:
+        raise Failure("CHECKPOINT needs the embedded server's superuser: this process did not start it")
+    server.psql("CHECKPOINT;")
+    owner = psycopg2.connect(os.environ["DATABASE_OWNER_URL"])
+    started = time.monotonic()
+    try:
+        owner.autocommit = True
+        with owner.cursor() as cursor:
+            while True:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+                if cursor.fetchone()[0] == 0:
+                    return time.monotonic() - started
+                if time.monotonic() - started > seconds:
+                    raise Failure(f"autovacuum still running after {seconds:.0f} s")
+                time.sleep(1)
+    finally:
+        owner.close()

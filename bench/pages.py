@@ -5,8 +5,12 @@ Run: .venv/bin/python bench/pages.py [--sizes 1000,100000] [--seconds 30] [--flo
 Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_demo (8 centres) up to
 each size (not timed). After seeding: the automatic data checks (cohort/data_checks.py, which raise
 the open queries) of the measured centre's patients, and the outcome snapshots of the scopes the
-clients read ("all" and that centre), as a worker would have left them; VACUUM ANALYZE as the tables' owner, as
-autovacuum does some minutes after a bulk load; the CRF row tallies folded, as the hourly task does.
+clients read ("all" and that centre), as a worker would have left them; the CRF row tallies folded, as the
+hourly task does. Then the database is settled as an operator's would be some minutes after a bulk
+load (harness.settle): VACUUM ANALYZE as the tables' owner (what autovacuum does), a CHECKPOINT (the
+load's dirty pages written out) and no autovacuum worker running, so that neither autovacuum nor
+the checkpointer works through the seed during the measurement. The same pages and the same load at
+every size.
 
 Server: gunicorn (`--workers` sync workers) on a free loopback port with DEBUG off (a random
 SECRET_KEY; SECURE_SSL_REDIRECT and secure cookies off, the only production settings changed, as
@@ -24,6 +28,13 @@ history, the query list, the outcomes dashboard, the reports page, the enrolment
 pages; the coordinator also the list of all centres, the locks pages. Every answer must be HTTP 200.
 A warm-up pass requests every kind once per client (and the pages' static files once) untimed; then
 `--seconds` of load. Latency is the client's wall clock (connect to last byte).
+
+CPU: every answer carries the server's CPU seconds of the request (harness.counting_queries): the
+gunicorn worker's `time.process_time` and the PostgreSQL backend's scheduler clock (/proc), printed
+as the mean per kind ("py ms", "pg ms"); and each load phase's CPU seconds by process group (the
+machine, gunicorn, PostgreSQL inside and outside the requests, the client threads, everything else),
+so that growth shows in the cost of a request, not only in latencies that depend on the machine's
+other load.
 
 Floor: for each page kind, a bare Django view behind the same middleware (session, login, django-otp,
 the account checks, pghistory, messages, axes) rendering a plain Django form with as many fields as
@@ -346,17 +357,18 @@ def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
     if missing > 0:
         with contextlib.redirect_stdout(io.StringIO()):
             call_command("seed_demo", patients=missing, centres=8, seed=size, logins_file=str(work / "demo_logins.txt"))
-    # As the database is some minutes after a bulk load: autovacuum has analyzed the new rows (the
-    # planner's estimates) and set the visibility map (index-only scans), and the hourly task has
-    # folded the centres' row tallies.
-    harness.vacuum_analyze()
-    monitoring.fold_tallies()
+    harness.vacuum_analyze()  # the planner's statistics of the seed, for the data checks
+    monitoring.fold_tallies()  # as the hourly task does
     if centre is not None:
         data_checks.run(Patient.objects.filter(centre=centre).values_list("pk", flat=True))
         for scope in ("all", centre.code):
             services.recompute(scope)
             if services.latest_snapshot(scope) is None:
                 raise Failure(f"no outcome snapshot of {scope}")
+    # As the database is some minutes after a bulk load, when the operator measures: analyzed (the
+    # planner's estimates; the open queries just raised included), vacuumed (the visibility map of
+    # index-only scans), checkpointed, and autovacuum idle; not at work during the load.
+    harness.settle()
     return Patient.objects.count(), time.monotonic() - started
 
 
