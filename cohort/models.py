@@ -1137,7 +1137,11 @@ class Query(models.Model):
                 name="query_one_not_closed_per_cause",
             ),
         ]
-        indexes = [models.Index(fields=["patient", "state"], name="query_patient_state")]
+        indexes = [
+            models.Index(fields=["patient", "state"], name="query_patient_state"),
+            # The query list's default page, oldest first: read in order, not all sorted.
+            models.Index(fields=["raised_at", "id"], condition=~Q(state="closed"), name="query_not_closed_by_age"),
+        ]
 
     def __str__(self) -> str:
         return f"query #{self.pk} on {self.patient} {self.form} {self.field}".rstrip()

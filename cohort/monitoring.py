@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, Exists, F, OuterRef, QuerySet, Sum, Value
 from django.db.models.functions import Cast
@@ -132,6 +133,29 @@ def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patien
         before = counted.get(code, (0,) * len(columns))
         counted[code] = tuple(a + b for a, b in zip(before, figures, strict=True))
     return counted
+
+
+def tallied(centre_ids: set[int] | None, *, patients: bool = False, not_closed_queries: bool = False) -> int:
+    """The patients (not removed) or the data queries not closed of these centres (None: every
+    centre), from their tallies (CrfRowTally): one query reading a few rows per centre, where a count
+    reads an entry per patient or query (the patient list's and the query list's totals)."""
+    if patients == not_closed_queries:
+        raise ValueError("tallied counts the patients or the queries not closed")
+    tallies = CrfRowTally.objects.all() if centre_ids is None else CrfRowTally.objects.filter(centre_id__in=centre_ids)
+    figure = F("patients") if patients else F("waiting_queries") + F("answered_queries")
+    return tallies.aggregate(n=Sum(figure))["n"] or 0
+
+
+class TalliedPaginator(Paginator):
+    """A Paginator given its count (`tallied`), so that the page costs no count of the rows."""
+
+    def __init__(self, object_list, per_page, *, count: int):
+        super().__init__(object_list, per_page)
+        self.tallied_count = count
+
+    @property
+    def count(self) -> int:
+        return self.tallied_count
 
 
 def fold_tallies() -> int:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
-from cohort import access, crf, queries
+from cohort import access, crf, monitoring, queries
 from cohort.models import QUERY_WAITING_FOR_SITE, QueryAction, QueryCheck, QueryMessage, QueryState
 from cohort.views import form_url
 
@@ -91,7 +91,14 @@ def query_list(request: HttpRequest) -> HttpResponse:
     found, chosen, centres = _filtered(request)
     if request.GET.get("format") == "csv":
         return _csv(_rows(found))
-    page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
+    if chosen == {**dict.fromkeys(chosen, ""), "state": NOT_CLOSED}:
+        # The default list (every query not closed): its total is the centres' tally, not a count
+        # of their queries; its page an index scan (Query.Meta.indexes), not a sort of them all.
+        count = monitoring.tallied(access.readable_centre_ids(request.user), not_closed_queries=True)
+        paginator = monitoring.TalliedPaginator(found, PAGE_SIZE, count=count)
+    else:
+        paginator = Paginator(found, PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("page", None)
     return render(

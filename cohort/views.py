@@ -74,7 +74,16 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     # The page is chosen among the patients' ids (an index-only scan, Patient.Meta.indexes), then
     # only its patients are read with their forms: sorting and skipping whole joined rows grew with
     # the cohort (a page deep in 100,000 patients cost 130 ms of SQL).
-    page = Paginator(patients.values_list("pk", flat=True), PAGE_SIZE).get_page(request.GET.get("page"))
+    # The count of the whole list (no search, no filter) is the centres' tally, not a count of
+    # their patients (an entry per patient, the one cost of the page that grew with the cohort).
+    ids = patients.values_list("pk", flat=True)
+    if query or chosen:
+        paginator = Paginator(ids, PAGE_SIZE)
+    else:
+        paginator = monitoring.TalliedPaginator(
+            ids, PAGE_SIZE, count=monitoring.tallied(access.readable_centre_ids(request.user), patients=True)
+        )
+    page = paginator.get_page(request.GET.get("page"))
     records = services.records_of(Patient.objects.filter(pk__in=page.object_list).order_by("study_id"))
     shown = [record.patient for record in records]
     today = timezone.localdate()
