@@ -68,10 +68,13 @@ PATIENT_MODELS: tuple[type[models.Model], ...] = (
     Verification,
     Signature,
 )
-# Where an event table names its patient, when not in a patient_id column.
+# Where an event table names its patient, when not in a patient_id column: the column, and the join
+# that brings it. A query message's patient is its query's, joined so that the patients' queries are
+# found by index and then their messages' events (a subquery per event filtered every message event
+# of the cohort: 22 ms for one casebook with AMC's 5,480 queries at 100,000 patients, and growing).
 _PATIENT_OF = {
-    Patient: "e.pgh_obj_id",
-    QueryMessage: f'(SELECT q.patient_id FROM "{Query._meta.db_table}" q WHERE q.id = e.query_id)',
+    Patient: ("e.pgh_obj_id", ""),
+    QueryMessage: ("q.patient_id", f' JOIN "{Query._meta.db_table}" q ON q.id = e.query_id'),
 }
 
 
@@ -94,13 +97,13 @@ def _sql(tracked: Iterable[type[models.Model]]) -> str:
     selects = []
     for model in tracked:
         table = apps.get_model(model._meta.app_label, f"{model.__name__}Event")._meta.db_table
-        patient = _PATIENT_OF.get(model, "e.patient_id")
+        patient, via = _PATIENT_OF.get(model, ("e.patient_id", ""))
         selects.append(
             f"SELECT '{_kind(model)}' AS kind, e.pgh_id, e.pgh_created_at, e.pgh_label, e.pgh_obj_id,"
             " p.study_id, to_jsonb(e)::text AS data,"
             " (lag(to_jsonb(e)) OVER (PARTITION BY e.pgh_obj_id ORDER BY e.pgh_id))::text AS previous,"
             " c.metadata::text AS context"
-            f' FROM "{table}" e JOIN "{patient_table}" p ON p.id = {patient}'
+            f' FROM "{table}" e{via} JOIN "{patient_table}" p ON p.id = {patient}'
             f' LEFT JOIN "{context_table}" c ON c.id = e.pgh_context_id'
             f" WHERE {patient} = ANY(%(ids)s)"
         )
