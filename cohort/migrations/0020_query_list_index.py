@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("cohort", "0018_api_tokens"),
+        ("cohort", "0019_form_tallies_without_statistics"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
