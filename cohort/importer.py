@@ -37,10 +37,41 @@ class ImportFailed(Exception):
 
 @dataclass
 class ImportSummary:
+    """What an import writes (or, previewed, would write): the rows per form and bucket, and when
+    recorded (`import_rows(record=True)`) every patient created or changed with each row's change,
+    field by field, as the import files write the values (`changes`)."""
+
     created: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     updated: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     deleted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     unchanged: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    recording: bool = False
+    # study ID -> {"study_id", "centre", "new", "rows": [{"form", "action", "row", "fields": [[variable, old, new]]}]}
+    patients: dict[str, dict] = field(default_factory=dict)
+
+    def record(self, patient: Patient, form: str, action: str, row: str, fields: list[list[str]]) -> None:
+        if not self.recording:
+            return
+        entry = self.patients.get(patient.study_id)
+        if entry is None:
+            entry = self.patients[patient.study_id] = {
+                "study_id": patient.study_id,
+                "centre": patient.centre.code,
+                # A new patient's patients.csv row is always the first recorded of it.
+                "new": form == "patients" and action == "created",
+                "rows": [],
+            }
+        entry["rows"].append({"form": form, "action": action, "row": row, "fields": fields})
+
+    def as_json(self) -> dict:
+        """The change set as plain JSON: what a preview shows and what an apply must write again."""
+        return {
+            "counts": {
+                bucket: {form: n for form, n in getattr(self, bucket).items() if n}
+                for bucket in ("created", "updated", "deleted", "unchanged")
+            },
+            "patients": [self.patients[study_id] for study_id in sorted(self.patients)],
+        }
 
     @property
     def changes(self) -> int:
@@ -64,38 +95,71 @@ class ImportSummary:
         return lines
 
 
+def preview_lines(change_set: dict) -> list[str]:
+    """A change set (ImportSummary.as_json) as `import_cohort --dry-run` prints it: each patient to
+    be created or changed, each row's change, each field old -> new (values as the files write them)."""
+    lines = []
+    for patient in change_set["patients"]:
+        verb = "create" if patient["new"] else "change"
+        lines.append(f"{verb} {patient['study_id']} (centre {patient['centre']})")
+        for row in patient["rows"]:
+            where = f"{row['form']} {row['row']}".strip()
+            lines.append(f"  {where}: {row['action']}")
+            lines.extend(f"    {variable}: {old or '-'} -> {new or '-'}" for variable, old, new in row["fields"])
+    return lines
+
+
 # --- import --------------------------------------------------------------------------------------
 
 
 def import_cohort(
-    directory: Path, *, user: User | None, centres: set[int] | None = None, source: str = "import_cohort"
+    directory: Path,
+    *,
+    user: User | None,
+    centres: set[int] | None = None,
+    source: str = "import_cohort",
+    write: bool = True,
+    record: bool = False,
+    progress=None,
 ) -> ImportSummary:
     """Validate every file, then write everything or nothing. Raises ImportFailed.
 
     `centres`: the only centres whose patients the files may write (a nurse's, through the API);
     None: any (the command, run by whoever runs the server). A patient of another centre reads as
-    one that does not exist, as everywhere (cohort.access). `source` goes into the audit context."""
+    one that does not exist, as everywhere (cohort.access). `source` goes into the audit context.
+    `write`, `record` and `progress` as for `import_rows`."""
     directory = Path(directory)
     errors: list[str] = []
     sources: dict[str, list[SourceRow]] = {}
     unread: set[str] = set()  # patients with a row that could not be read
-    for form in crf.FILES:
-        path = directory / f"{form}.csv"
-        if path.exists():
-            sources[form] = csvformat.read_file(path, form, errors, unread)
-    if not (directory.is_dir() and any((directory / f"{form}.csv").exists() for form in crf.FILES)):
+    present = [form for form in crf.FILES if (directory / f"{form}.csv").exists()]
+    for done, form in enumerate(present):
+        if progress:
+            progress(40 * done // len(present), f"{form}.csv")
+        sources[form] = csvformat.read_file(directory / f"{form}.csv", form, errors, unread)
+    if not (directory.is_dir() and present):
         raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
-    return import_rows(sources, errors=errors, unread=unread, user=user, centres=centres, source=source)
+    return import_rows(
+        sources,
+        errors=errors,
+        unread=unread,
+        user=user,
+        centres=centres,
+        source=source,
+        write=write,
+        record=record,
+        progress=progress,
+    )
 
 
-def import_odm(path: Path, *, user: User | None) -> ImportSummary:
+def import_odm(path: Path, *, user: User | None, write: bool = True, record: bool = False) -> ImportSummary:
     """An ODM 1.3.2 file of our export (cohort/odm.py) with the same semantics as the CSV files:
     its subjects' item groups become the forms' rows, every error is `file.xml:line: variable:
     message` (the line of the XML element), and everything or nothing is written."""
     errors: list[str] = []
     unread: set[str] = set()
     sources = odm.read_file(Path(path), errors, unread)
-    return import_rows(sources, errors=errors, unread=unread, user=user)
+    return import_rows(sources, errors=errors, unread=unread, user=user, write=write, record=record)
 
 
 def import_rows(
@@ -106,20 +170,35 @@ def import_rows(
     user: User | None,
     centres: set[int] | None = None,
     source: str = "import_cohort",
+    write: bool = True,
+    record: bool = False,
+    progress=None,
 ) -> ImportSummary:
     """Validate the rows read from the files (with the errors found reading them), then write
-    everything or nothing. Raises ImportFailed. `centres` and `source` as for `import_cohort`."""
+    everything or nothing. Raises ImportFailed. `centres` and `source` as for `import_cohort`.
+
+    The preview (`write=False, record=True`) is this same function up to the last step: the write
+    step decides row by row what to create, change or delete and records it (old -> new), then
+    skips the statements. Nothing is written, not even the data version (a sequence: a rolled-back
+    write would still advance it). `progress(percent, message)` is told how far it got."""
     with transaction.atomic():
+        if progress:
+            progress(45, "checking")
         records, origin = _build_records(sources, errors, unread, centres)
         errors.extend(_locked(records, origin))
-        for study_id, record in records.items():
-            problems = _problems(record, origin, complete=study_id not in unread)
+        if progress:
+            progress(60, "validating")
+        for study_id, patient_record_ in records.items():
+            problems = _problems(patient_record_, origin, complete=study_id not in unread)
             errors.extend(_locate(problem, origin) for problem in problems)
         if errors:
             raise ImportFailed(_sorted(errors))
+        if progress:
+            progress(80, "writing" if write else "comparing")
+        summary = ImportSummary(recording=record)
         with audit_context(user=user, source=source):
-            summary = _write(records, sources, origin)
-        if summary.changes:
+            _write(records, sources, origin, summary, write=write)
+        if write and summary.changes:
             patients = [record.patient.pk for record in records.values()]
             request_data_checks(patients)
             signals.outcomes_changed(patients=patients)
@@ -354,40 +433,86 @@ def _write(
     records: dict[str, PatientRecord],
     sources: dict[str, list[SourceRow]],
     origin: dict[int, SourceRow],
-) -> ImportSummary:
-    summary = ImportSummary()
+    summary: ImportSummary,
+    *,
+    write: bool,
+) -> None:
+    """Row by row: what to create, change or delete, recorded in `summary`; written when `write`."""
     named = {form: {source.study_id for source in rows} for form, rows in sources.items()}
     for record in records.values():
         patient = record.patient
         if id(patient) in origin:
-            _save_single(patient, "patients", summary)
+            _save_single(patient, patient, "patients", summary, write=write)
         for form, case_form in crf.FILES.items():
             if form == "patients" or form not in sources:
                 continue
             attribute = case_form.attribute
             if case_form.many:
                 if patient.study_id in named[form]:
-                    _replace_rows(patient, form, getattr(record, attribute), summary)
+                    _replace_rows(patient, form, getattr(record, attribute), summary, write=write)
             else:
                 row = getattr(record, attribute)
                 if row is not None and id(row) in origin:
                     row.patient = patient
-                    _save_single(row, form, summary)
-    return summary
+                    _save_single(row, patient, form, summary, write=write)
 
 
-def _save_single(row: models.Model, form: str, summary: ImportSummary) -> None:
+def _variables(model: type[models.Model]) -> list[tuple[str, str]]:
+    """(variable, column) of the model's data variables, in the dictionary's order."""
+    return [
+        (v.name, _attname(model, csvformat.field_name(v))) for v in crf.file_of(model).variables if v.name != "study_id"
+    ]
+
+
+def _text(row: models.Model | None, variable: str, attname: str) -> str:
+    """A row's value as the import files write it (the centre by its code)."""
+    if row is None:
+        return ""
+    if variable == "centre":
+        return row.centre.code if row.centre_id else ""
+    return csvformat.cell_text(getattr(row, attname))
+
+
+def _fields(
+    model: type[models.Model], old: models.Model | None, new: models.Model | None, columns=None
+) -> list[list[str]]:
+    """[variable, old, new] of the given columns (all: of those with a value on either side)."""
+    fields = []
+    for variable, attname in _variables(model):
+        if columns is not None and attname not in columns:
+            continue
+        before, after = _text(old, variable, attname), _text(new, variable, attname)
+        if columns is not None or before or after:
+            fields.append([variable, before, after])
+    return fields
+
+
+def _row_name(row: models.Model, form: str) -> str:
+    """Which row of a repeating form a change is on: the assessment's visit, else the row's first
+    two values (a dose's date and phase, a biologic and its start)."""
+    if not crf.FILES[form].many:
+        return ""
+    if isinstance(row, Assessment):
+        return row.visit
+    return " ".join(text for text in (_text(row, v, a) for v, a in _variables(type(row))[:2]) if text)
+
+
+def _save_single(row: models.Model, patient: Patient, form: str, summary: ImportSummary, *, write: bool) -> None:
     original = getattr(row, "_original", None)
     if original is None:
-        row.save()
+        summary.record(patient, form, "created", "", _fields(type(row), None, row))
+        if write:
+            row.save()
         summary.created[form] += 1
         return
     changed = [name for name in _data_fields(type(row)) if getattr(row, name) != getattr(original, name)]
     if not changed:
         summary.unchanged[form] += 1
         return
-    row.version = original.version + 1
-    row.save(update_fields=[*changed, "version", "updated_at"])
+    summary.record(patient, form, "changed", "", _fields(type(row), original, row, changed))
+    if write:
+        row.version = original.version + 1
+        row.save(update_fields=[*changed, "version", "updated_at"])
     summary.updated[form] += 1
 
 
@@ -399,7 +524,9 @@ def _normalise(value: object) -> object:
     return value.normalize() if isinstance(value, Decimal) else value
 
 
-def _replace_rows(patient: Patient, form: str, rows: list[models.Model], summary: ImportSummary) -> None:
+def _replace_rows(
+    patient: Patient, form: str, rows: list[models.Model], summary: ImportSummary, *, write: bool
+) -> None:
     """A patient's rows of a repeating form become the file's rows; identical rows stay as they are."""
     model = crf.FILES[form].model
     # The stored rows as _existing_patients read them (prefetched, in id order).
@@ -424,17 +551,23 @@ def _replace_rows(patient: Patient, form: str, rows: list[models.Model], summary
             if old is None:
                 continue
             changed = [name for name in _data_fields(model) if getattr(row, name) != getattr(old, name)]
-            for name in changed:
-                setattr(old, name, getattr(row, name))
-            old.version += 1
-            old.save(update_fields=[*changed, "version", "updated_at"])
+            summary.record(patient, form, "changed", _row_name(old, form), _fields(model, old, row, changed))
+            if write:
+                for name in changed:
+                    setattr(old, name, getattr(row, name))
+                old.version += 1
+                old.save(update_fields=[*changed, "version", "updated_at"])
             summary.updated[form] += 1
             to_create.remove(row)
             leftovers.remove(old)
-    if leftovers:
+    for row in leftovers:
+        summary.record(patient, form, "deleted", _row_name(row, form), _fields(model, row, None))
+    if leftovers and write:
         model.objects.filter(pk__in=[row.pk for row in leftovers]).delete()
-        summary.deleted[form] += len(leftovers)
+    summary.deleted[form] += len(leftovers)
     for row in to_create:
         row.patient = patient
-    model.objects.bulk_create(to_create)
+        summary.record(patient, form, "created", _row_name(row, form), _fields(model, None, row))
+    if write:
+        model.objects.bulk_create(to_create)
     summary.created[form] += len(to_create)
