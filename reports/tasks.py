@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 
 from cohort import data_checks as checks
-from cohort import monitoring
+from cohort import import_jobs, monitoring
 from cohort.models import Patient
 from reports import jobs, services
 
@@ -66,8 +66,16 @@ def run_report_job(self, job_id: int) -> str | None:
 
 @shared_task
 def sweep_report_jobs() -> int:
-    """Periodic (beat, every 5 s): take back jobs of workers that died mid-render, re-send queued jobs."""
-    return jobs.sweep()
+    """Periodic (beat, every 5 s): take back jobs of workers that died mid-render, re-send queued
+    jobs; the same for the import previews."""
+    return jobs.sweep() + import_jobs.sweep()
+
+
+@shared_task(name=import_jobs.RUN_TASK, bind=True, **DURABLE, max_retries=3, soft_time_limit=1800)
+def run_import_preview(self, job_id: int) -> str | None:
+    """Compute one uploaded import's preview (cohort.import_jobs); safe to run twice."""
+    job = import_jobs.preview_run(job_id, claim=self.request.id)
+    return job.status if job else None
 
 
 @shared_task(name=services.DATA_CHECKS_TASK, **DURABLE, max_retries=3, soft_time_limit=1800)

@@ -118,3 +118,235 @@ def test_the_preview_of_files_already_stored_is_empty(centres, tmp_path):
     with pytest.raises(ImportFailed):
         shutil.rmtree(tmp_path, ignore_errors=True)
         import_cohort(tmp_path, user=None, write=False, record=True)
+
+
+# --- the web page --------------------------------------------------------------------------------
+
+from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+from cohort import import_jobs  # noqa: E402
+from cohort.choices import Role  # noqa: E402
+from cohort.models import ImportJob, Membership  # noqa: E402
+from cohort.services import patient_audit_trail  # noqa: E402
+from tests.base import login_as, make_user  # noqa: E402
+
+
+@pytest.fixture
+def people(centres):
+    from cohort.models import Centre
+
+    amc, umcu = Centre.objects.get(code="AMC"), Centre.objects.get(code="UMCU")
+    coordinator = make_user("coordinator", centre=amc, role=Role.COORDINATOR)
+    return {
+        "nurse_a": make_user("nurse_a", centre=amc),
+        "nurse_b": make_user("nurse_b", centre=umcu),
+        "investigator": make_user("investigator", centre=amc, role=Role.INVESTIGATOR),
+        "coordinator": coordinator,
+    }
+
+
+def uploads(directory: Path, names=None) -> list[SimpleUploadedFile]:
+    return [
+        SimpleUploadedFile(path.name, path.read_bytes(), content_type="text/csv")
+        for path in sorted(directory.glob("*.csv"))
+        if names is None or path.name in names
+    ]
+
+
+def zipped(members: dict[str, bytes], name: str = "cohort.zip") -> SimpleUploadedFile:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, content in members.items():
+            archive.writestr(member, content)
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="application/zip")
+
+
+def upload(client, files) -> ImportJob | None:
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the wake-up, once the job row commits
+        response = client.post(reverse("cohort:import-upload"), {"files": files})
+    if response.status_code != 302:
+        return None
+    return ImportJob.objects.get(pk=int(response["Location"].rstrip("/").split("/")[-1]))
+
+
+def test_a_coordinator_previews_then_applies_with_a_reason_exactly_what_was_shown(client, people, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    run_import(COHORT)
+    directory = changed_copy(tmp_path)
+    login_as(client, people["coordinator"])
+    events, version = audit_count(), data_version()
+
+    job = upload(client, uploads(directory))
+
+    job.refresh_from_db()  # no broker in this test: the preview ran in-process
+    assert job.status == ImportJob.Status.READY
+    assert audit_count() == events and data_version() == version
+    page = client.get(reverse("cohort:import-detail", args=[job.pk])).content.decode()
+    assert "AMC-900" in page and "AMC-001" in page and "AMC-002" in page
+    assert "C-reactive protein" in page or "CRP" in page
+    assert "77,5" not in page and "77.5" in page  # English user: a decimal point
+    # Without a reason nothing is written.
+    response = client.post(reverse("cohort:import-apply", args=[job.pk]), {"reason": ""})
+    assert response.status_code == 400 and audit_count() == events
+    preview = job.preview
+
+    response = client.post(reverse("cohort:import-apply", args=[job.pk]), {"reason": "Lab results from the CRO"})
+
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.APPLIED and job.reason == "Lab results from the CRO"
+    assert Patient.objects.filter(study_id="AMC-900").exists()
+    last = patient_audit_trail(Patient.objects.get(study_id="AMC-001"))[-1]
+    assert (
+        last["user"] == "coordinator"
+        and last["reason"] == "Lab results from the CRO"
+        and last["source"] == "web_import"
+    )
+    # What was written is what was shown: the same import again previews as nothing to do.
+    assert import_cohort(directory, user=None, write=False, record=True).as_json()["patients"] == []
+    assert preview["patients"] and {p["study_id"] for p in preview["patients"]} == {"AMC-001", "AMC-002", "AMC-900"}
+    # A second click (or the back button) writes nothing more.
+    events = audit_count()
+    client.post(reverse("cohort:import-apply", args=[job.pk]), {"reason": "again"})
+    assert audit_count() == events
+    job.refresh_from_db()
+    assert job.reason == "Lab results from the CRO"
+
+
+def test_a_stale_preview_is_refused_and_the_new_one_shown(client, people, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    run_import(COHORT)
+    directory = changed_copy(tmp_path)
+    login_as(client, people["coordinator"])
+    job = upload(client, uploads(directory))
+    job.refresh_from_db()
+    # Meanwhile someone changes AMC-001's birth year to what the files say.
+    Patient.objects.filter(study_id="AMC-001").update(birth_year=1971)
+    events = audit_count()
+
+    response = client.post(reverse("cohort:import-apply", args=[job.pk]), {"reason": "Lab results"}, follow=True)
+
+    assert "The data changed since this preview" in response.content.decode()
+    assert audit_count() == events and not Patient.objects.filter(study_id="AMC-900").exists()
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.READY
+    amc1 = next(p for p in job.preview["patients"] if p["study_id"] == "AMC-001")
+    assert "birth_year" not in {field[0] for row in amc1["rows"] for field in row["fields"]}
+    # The new preview applies.
+    client.post(reverse("cohort:import-apply", args=[job.pk]), {"reason": "Lab results"})
+    assert Patient.objects.filter(study_id="AMC-900").exists()
+
+
+def test_errors_are_listed_at_file_row_variable(client, people, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    login_as(client, people["coordinator"])
+    job = upload(client, uploads(CORRUPT))
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.INVALID
+    page = client.get(reverse("cohort:import-detail", args=[job.pk])).content.decode()
+    assert "patients.csv:5: birth_year: must be 1920 or later." in page
+    assert 'id="import-apply"' not in page
+    assert Patient.all_objects.count() == 0
+
+
+def test_who_may_import_and_see_an_upload(client, people, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    run_import(COHORT)
+    login_as(client, people["investigator"])
+    assert client.get(reverse("cohort:import-upload")).status_code == 403
+    assert b"cohort:import-upload" not in client.get(reverse("cohort:patient-list")).content
+    login_as(client, people["nurse_a"])
+    job = upload(client, uploads(COHORT, {"patients.csv"}))
+    assert reverse("cohort:import-upload").encode() in client.get(reverse("cohort:patient-list")).content
+    # Another user's upload is not there for her, nor for a coordinator.
+    for other in ("nurse_b", "coordinator"):
+        login_as(client, people[other])
+        assert client.get(reverse("cohort:import-detail", args=[job.pk])).status_code == 404
+        assert client.get(reverse("cohort:import-status", args=[job.pk])).status_code == 404
+        assert client.post(reverse("cohort:import-apply", args=[job.pk]), {"reason": "x"}).status_code == 404
+    # The nurse of centre B sees nothing of centre A's patients: their rows are refused unnamed.
+    login_as(client, people["nurse_b"])
+    other = upload(client, uploads(COHORT, {"patients.csv"}))
+    other.refresh_from_db()
+    assert other.status == ImportJob.Status.INVALID and other.preview is None
+    assert "patients.csv:2: centre: you cannot enter data at centre AMC." in other.errors
+    assert not any("UMCU" in error and "belongs" in error for error in other.errors)
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        (lambda: [zipped({"../patients.csv": b"x"})], "points outside the zip"),
+        (lambda: [zipped({"/etc/patients.csv": b"x"})], "points outside the zip"),
+        (lambda: [zipped({"patients.csv": b"0" * (import_jobs.MAX_UNZIPPED_BYTES + 1)})], "unpacks to more than"),
+        (lambda: [SimpleUploadedFile("patients.csv", "study_id\nAMC-001 café\n".encode("latin-1"))], "not UTF-8"),
+        (lambda: [SimpleUploadedFile("notes.txt", b"hello")], "is not a form file"),
+        (lambda: [SimpleUploadedFile("cohort.zip", b"PK\x03\x04 not really")], "not a readable zip"),
+        (lambda: [zipped({"readme.txt": b"x"})], "holds no form files"),
+    ],
+)
+def test_unsafe_or_unreadable_uploads_are_refused_at_the_field(client, people, settings, tmp_path, files, message):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    login_as(client, people["nurse_a"])
+    response = client.post(reverse("cohort:import-upload"), {"files": files()})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert 'id="id_files_errors"' in response.content.decode()
+    assert ImportJob.objects.count() == 0 and not (tmp_path / "media").exists()
+
+
+def test_an_oversize_file_is_refused(client, people, settings, tmp_path, monkeypatch):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setattr(import_jobs, "MAX_FILE_BYTES", 1000)
+    login_as(client, people["nurse_a"])
+    response = client.post(reverse("cohort:import-upload"), {"files": uploads(COHORT, {"assessments.csv"})})
+    assert response.status_code == 400 and "is larger than" in response.content.decode()
+
+
+def test_the_dutch_page_names_fields_and_codes_in_dutch(client, people, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    from cohort.accounts import language_remember
+
+    run_import(COHORT)
+    directory = changed_copy(tmp_path)
+    language_remember(people["coordinator"], "nl")
+    login_as(client, people["coordinator"])
+    job = upload(client, uploads(directory))
+    page = client.get(reverse("cohort:import-detail", args=[job.pk]), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
+    assert "Geboortejaar" in page or "geboortejaar" in page
+    assert "77,5" in page
+    assert "Toepassen" in page and "Reden van wijziging" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_preview_runs_in_a_real_worker_with_the_files_from_the_shared_volume(
+    client, centres, celery_worker, celery_on_redis
+):
+    from tests.conftest import wait_for
+
+    run_import(COHORT)
+    nurse = make_user("nurse_w", centre=None)
+    from cohort.models import Centre
+
+    Membership.objects.create(user=nurse, centre=Centre.objects.get(code="AMC"), role=Role.NURSE)
+    login_as(client, nurse)
+    job = upload(client, uploads(COHORT, {"patients.csv"}))
+    try:
+        assert ImportJob.objects.get(pk=job.pk).status in (
+            ImportJob.Status.QUEUED,
+            ImportJob.Status.RUNNING,
+            ImportJob.Status.READY,
+        )
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.READY, timeout=60, what="the preview"
+        )
+        job.refresh_from_db()
+        assert job.progress == 100 and job.preview["counts"]["unchanged"] == {"patients": 12}
+    finally:
+        shutil.rmtree(import_jobs.job_dir(job), ignore_errors=True)

@@ -1,0 +1,337 @@
+"""Import in the browser with a preview (issue 15 item 4).
+
+A nurse (her centres' patients) or a coordinator (any centre) uploads the form files or a zip of
+them. The files go to MEDIA_ROOT/imports/<job id>/, the volume the web and worker containers share,
+and a worker (in-process without a broker, as the export jobs) computes the preview with the
+importer's own write step, recording instead of writing (cohort.importer.import_rows). Apply writes
+through the same importer with the user and the reason in the audit trail, and compares what it
+wrote with the preview shown: any difference (the data changed meanwhile) rolls it all back and
+shows the new preview instead. A job is applied at most once (`ready` -> `applied`, conditionally).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import uuid
+import zipfile
+from decimal import Decimal, InvalidOperation
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cohort import access, crf, csvformat, display
+from cohort.audit import audit_context
+from cohort.importer import ImportFailed, import_cohort
+from cohort.models import ImportJob
+
+log = logging.getLogger(__name__)
+
+RUN_TASK = "reports.tasks.run_import_preview"
+SOURCE = "web_import"  # the audit context's source of an applied import
+MAX_FILE_BYTES = 100 * 2**20  # one uploaded file, zip or CSV
+MAX_UNZIPPED_BYTES = 500 * 2**20  # a zip's form files, unpacked
+MAX_ATTEMPTS = 3
+FORM_FILES = tuple(f"{form}.csv" for form in crf.FILES)
+
+
+class StalePreview(Exception):
+    """What apply would write is not the preview shown: the data changed since."""
+
+
+# --- who ---------------------------------------------------------------------------------------
+
+
+def importable_centre_ids(user: User) -> set[int] | None:
+    """The centres whose patients the user may import: a coordinator any (None), a nurse hers,
+    anyone else none (an empty set: the page answers 403)."""
+    if access.is_coordinator(user):
+        return None
+    return access.writable_centre_ids(user)
+
+
+def may_import(user: User) -> bool:
+    return importable_centre_ids(user) != set()
+
+
+def jobs_for_user(user: User):
+    """Only one's own uploads: another user's job answers 404, as one that does not exist."""
+    return ImportJob.objects.filter(uploaded_by=user)
+
+
+# --- upload ------------------------------------------------------------------------------------
+
+
+def job_dir(job: ImportJob) -> Path:
+    return Path(settings.MEDIA_ROOT) / "imports" / str(job.pk)
+
+
+def unpack(uploads: list[UploadedFile]) -> tuple[dict[str, bytes], list[str]]:
+    """The form files' bytes by name, from CSV files or one zip of them, and what is wrong with the
+    upload (for the file field). Refused: other names, paths in a zip that climb out of it or are
+    absolute, a zip unpacking to more than MAX_UNZIPPED_BYTES (its sizes are checked as it is
+    read, not trusted from its directory), files over MAX_FILE_BYTES, text that is not UTF-8."""
+    files: dict[str, bytes] = {}
+    problems: list[str] = []
+    for upload in uploads:
+        name = PurePosixPath((upload.name or "").replace("\\", "/")).name
+        if upload.size is not None and upload.size > MAX_FILE_BYTES:
+            problems.append(_("%(name)s is larger than %(size)d MB.") % {"name": name, "size": MAX_FILE_BYTES // 2**20})
+        elif name.lower().endswith(".zip"):
+            problems.extend(_unzip(upload, name, files))
+        elif name in FORM_FILES:
+            files[name] = b"".join(upload.chunks())
+        else:
+            problems.append(
+                _("%(name)s is not a form file: upload %(expected)s, or a zip of them.")
+                % {"name": name, "expected": ", ".join(FORM_FILES)}
+            )
+    for name, content in files.items():
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = content[: error.start].count(b"\n") + 1
+            problems.append(
+                _("%(name)s is not UTF-8 text (line %(line)d); save it as UTF-8 (CSV UTF-8) and upload it again.")
+                % {"name": name, "line": line}
+            )
+    if not files and not problems:
+        problems.append(_("Choose the form files (e.g. patients.csv) or a zip of them."))
+    return files, problems
+
+
+def _unzip(upload: UploadedFile, name: str, files: dict[str, bytes]) -> list[str]:
+    try:
+        with zipfile.ZipFile(upload) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            for member in members:
+                path = PurePosixPath(member.filename.replace("\\", "/"))
+                if path.is_absolute() or ".." in path.parts:
+                    return [
+                        _("%(name)s: %(member)s points outside the zip.") % {"name": name, "member": member.filename}
+                    ]
+            wanted = [m for m in members if PurePosixPath(m.filename).name in FORM_FILES]
+            if not wanted:
+                return [_("%(name)s holds no form files (e.g. patients.csv).") % {"name": name}]
+            budget = MAX_UNZIPPED_BYTES
+            for member in wanted:
+                with archive.open(member) as fh:  # read at most the budget left, whatever the zip claims
+                    content = fh.read(budget + 1)
+                budget -= len(content)
+                if budget < 0:
+                    return [
+                        _("%(name)s unpacks to more than %(size)d MB.")
+                        % {"name": name, "size": MAX_UNZIPPED_BYTES // 2**20}
+                    ]
+                files[PurePosixPath(member.filename).name] = content
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError):
+        return [_("%(name)s is not a readable zip file.") % {"name": name}]
+    return []
+
+
+def import_upload(*, by: User, files: dict[str, bytes]) -> ImportJob:
+    """Store the files where the worker reads them and queue the preview. The row is committed
+    before the worker is told (and the sweep tells it again if the wake-up is lost)."""
+    with transaction.atomic():
+        centres = importable_centre_ids(by)
+        job = ImportJob.objects.create(
+            uploaded_by=by, centres=None if centres is None else sorted(centres), files=sorted(files)
+        )
+        directory = job_dir(job)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (directory / name).write_bytes(content)
+        transaction.on_commit(lambda: enqueue(job.pk))
+    return job
+
+
+def enqueue(job_id: int) -> bool:
+    from reports import background
+
+    return background.wake(RUN_TASK, job_id)
+
+
+# --- preview (the worker) ----------------------------------------------------------------------
+
+
+def preview_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
+    """Claim a queued job and compute its preview; None when another worker has it or it is done.
+    Safe to run twice. `claim` names the task message (see reports.jobs.job_run)."""
+    from reports import background
+
+    claim = claim or uuid.uuid4().hex
+    now = timezone.now()
+    ImportJob.objects.filter(
+        pk=job_id, status=ImportJob.Status.RUNNING, claimed_by=claim, attempts__gte=MAX_ATTEMPTS
+    ).update(status=ImportJob.Status.FAILED, error="worker lost during every attempt", finished_at=now)
+    claimed = ImportJob.objects.filter(
+        Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, claimed_by=claim), pk=job_id
+    ).update(
+        status=ImportJob.Status.RUNNING, heartbeat_at=now, claimed_by=claim, progress=0, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return None
+    job = ImportJob.objects.select_related("uploaded_by").get(pk=job_id)
+    mine = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING, attempts=job.attempts)
+
+    def progress(percent: int, message: str) -> None:
+        mine.update(progress=max(0, min(99, int(percent))), message=message[:200], heartbeat_at=timezone.now())
+
+    try:
+        with background.heartbeat(lambda: mine.all()):
+            preview, errors = _preview(job, progress)
+    except Exception as error:
+        mine.update(
+            status=ImportJob.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], finished_at=timezone.now()
+        )
+        log.exception("import preview %s failed", job.pk)
+        return ImportJob.objects.get(pk=job.pk)
+    status = ImportJob.Status.INVALID if errors else ImportJob.Status.READY
+    mine.update(status=status, preview=preview, errors=errors, progress=100, message="", finished_at=timezone.now())
+    return ImportJob.objects.get(pk=job.pk)
+
+
+def _centres(job: ImportJob) -> set[int] | None:
+    return None if job.centres is None else set(job.centres)
+
+
+def _preview(job: ImportJob, progress=None) -> tuple[dict | None, list[str]]:
+    try:
+        summary = import_cohort(
+            job_dir(job),
+            user=job.uploaded_by,
+            centres=_centres(job),
+            source=SOURCE,
+            write=False,
+            record=True,
+            progress=progress,
+        )
+    except ImportFailed as failure:
+        return None, failure.errors
+    return summary.as_json(), []
+
+
+def sweep() -> int:
+    """Re-send previews left queued and take back those whose worker died (beat, with the report jobs)."""
+    from reports import background
+
+    cutoff = background.stale_before()
+    ImportJob.objects.filter(
+        status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff, attempts__lt=MAX_ATTEMPTS
+    ).update(status=ImportJob.Status.QUEUED, message="")
+    ImportJob.objects.filter(status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=ImportJob.Status.FAILED, error="worker lost during every attempt", finished_at=timezone.now()
+    )
+    queued = ImportJob.objects.filter(status=ImportJob.Status.QUEUED).values_list("pk", flat=True)
+    return sum(enqueue(pk) for pk in queued)
+
+
+# --- apply -------------------------------------------------------------------------------------
+
+
+def import_apply(job: ImportJob, *, by: User, reason: str) -> bool:
+    """Write the previewed import, all or nothing, as `by` with `reason` in the audit trail. True
+    when written; False when the job was not ready (applied already: a double click, the back
+    button). Raises StalePreview, with the job showing the new preview (or its errors), when what
+    would be written is no longer what was shown; nothing is written then."""
+    try:
+        with transaction.atomic():
+            # The conditional update takes the row's lock: a second click waits here, then finds it applied.
+            claimed = ImportJob.objects.filter(pk=job.pk, uploaded_by=by, status=ImportJob.Status.READY).update(
+                status=ImportJob.Status.APPLIED, reason=reason, applied_at=timezone.now()
+            )
+            if not claimed:
+                return False
+            with audit_context(user=by, reason=reason, source=SOURCE):
+                summary = import_cohort(
+                    job_dir(job), user=by, centres=importable_centre_ids(by), source=SOURCE, record=True
+                )
+            if summary.as_json() != job.preview:
+                raise StalePreview
+    except (StalePreview, ImportFailed):
+        # Rolled back. Show what an apply would now write (or why it cannot), for a new decision.
+        preview, errors = _preview(job)
+        status = ImportJob.Status.INVALID if errors else ImportJob.Status.READY
+        ImportJob.objects.filter(pk=job.pk).update(status=status, preview=preview, errors=errors)
+        raise StalePreview from None
+    shutil.rmtree(job_dir(job), ignore_errors=True)  # written: the files are in the database now
+    return True
+
+
+# --- display -----------------------------------------------------------------------------------
+
+
+def _field(form: str, variable: str):
+    model = crf.FILES[form].model
+    return model._meta.get_field(csvformat.field_name(next(v for v in crf.FILES[form].variables if v.name == variable)))
+
+
+def _shown(field, text: str) -> str:
+    """A value of the import files as the forms show it in the user's language, a code with its label."""
+    if text == "":
+        return display.MISSING
+    if field.choices:
+        label = dict(field.flatchoices).get(text)
+        return f"{label} ({text})" if label is not None and str(label) != text else text
+    value: object = text
+    if field.get_internal_type() == "DateField":
+        try:
+            value = dt.date.fromisoformat(text)
+        except ValueError:
+            return text
+    elif display.is_number(field):
+        try:
+            value = Decimal(text) if field.get_internal_type() == "DecimalField" else int(text)
+        except (InvalidOperation, ValueError):
+            return text
+    return display.value_text(field, value)
+
+
+def preview_context(preview: dict) -> dict:
+    """The preview as the page shows it: counts per form, and per patient each row's change with
+    the variables' labels (the data dictionary's, in the user's language) and values as the forms
+    show them."""
+    counts = preview["counts"]
+    totals = [
+        {"form": crf.FILES[form].label, **{bucket: counts[bucket].get(form, 0) for bucket in counts}}
+        for form in crf.FILES
+        if any(counts[bucket].get(form) for bucket in counts)
+    ]
+    patients = []
+    for patient in preview["patients"]:
+        rows = []
+        for row in patient["rows"]:
+            form = row["form"]
+            title = (
+                crf.BY_KEY[row["row"]].title
+                if form == "assessments" and row["row"] in crf.BY_KEY
+                else crf.FILES[form].label
+            )
+            fields = []
+            for variable, old, new in row["fields"]:
+                field = _field(form, variable)
+                fields.append(
+                    {
+                        "variable": variable,
+                        "label": field.verbose_name,
+                        "old": _shown(field, old),
+                        "new": _shown(field, new),
+                    }
+                )
+            which = "" if form == "assessments" else row["row"]
+            rows.append({"title": title, "which": which, "action": row["action"], "fields": fields})
+        patients.append({**patient, "rows": rows})
+    return {
+        "totals": totals,
+        "patients": patients,
+        "created": sum(1 for p in preview["patients"] if p["new"]),
+        "changed": sum(1 for p in preview["patients"] if not p["new"]),
+        "changes": sum(sum(counts[b].values()) for b in ("created", "updated", "deleted")),
+    }

@@ -1,0 +1,124 @@
+"""Import in the browser with a preview (issue 15 item 4; cohort/import_jobs.py has the how):
+upload, the preview's page (progress while a worker computes it), the status the page polls, and
+"Apply" with a reason for change. Nurses import their centres' patients, coordinators any centre's;
+read-only roles get 403; another user's upload answers 404."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from cohort import import_jobs
+from cohort.models import REASON_MAX_LENGTH, ImportJob
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".csv,.zip", "class": "form-control"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        uploads = data if isinstance(data, list | tuple) else [data]
+        return [super(MultipleFileField, self).clean(upload, initial) for upload in uploads]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(
+        label=gettext_lazy("Form files"),
+        help_text=gettext_lazy(
+            "The CSV files of the import format (patients.csv, assessments.csv, ...), or one zip of them. "
+            "Nothing is written until you apply the preview."
+        ),
+    )
+
+    def clean_files(self):
+        files, problems = import_jobs.unpack(self.cleaned_data["files"])
+        if problems:
+            raise forms.ValidationError(problems)
+        return files
+
+
+class ApplyForm(forms.Form):
+    reason = forms.CharField(
+        label=gettext_lazy("Reason for change"),
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.TextInput(attrs={"class": "form-control", "autocomplete": "off"}),
+    )
+
+
+def _importer(request: HttpRequest) -> None:
+    if not import_jobs.may_import(request.user):
+        raise PermissionDenied(_("Your role cannot import data."))
+
+
+def _job(request: HttpRequest, pk: int) -> ImportJob:
+    _importer(request)
+    return get_object_or_404(import_jobs.jobs_for_user(request.user), pk=pk)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def import_upload(request: HttpRequest) -> HttpResponse:
+    _importer(request)
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        job = import_jobs.import_upload(by=request.user, files=form.cleaned_data["files"])
+        return redirect("cohort:import-detail", pk=job.pk)
+    recent = import_jobs.jobs_for_user(request.user)[:10]
+    return render(
+        request, "cohort/import_upload.html", {"form": form, "recent": recent}, status=400 if form.errors else 200
+    )
+
+
+@login_required
+@require_safe
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _job(request, pk)
+    context = {"job": job, "form": ApplyForm()}
+    if job.preview is not None:
+        context.update(import_jobs.preview_context(job.preview))
+    return render(request, "cohort/import_detail.html", context)
+
+
+@login_required
+@require_safe
+@never_cache
+def import_status(request: HttpRequest, pk: int) -> JsonResponse:
+    """What the preview's page polls while a worker computes it."""
+    job = _job(request, pk)
+    return JsonResponse({"status": job.status, "progress": job.progress, "message": job.message})
+
+
+@login_required
+@require_POST
+def import_apply(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _job(request, pk)
+    form = ApplyForm(request.POST)
+    if not form.is_valid():
+        context = {"job": job, "form": form, **(import_jobs.preview_context(job.preview) if job.preview else {})}
+        return render(request, "cohort/import_detail.html", context, status=400)
+    try:
+        applied = import_jobs.import_apply(job, by=request.user, reason=form.cleaned_data["reason"])
+    except import_jobs.StalePreview:
+        messages.error(
+            request,
+            _("The data changed since this preview; nothing was written. This is what an import would now change."),
+        )
+        return redirect("cohort:import-detail", pk=job.pk)
+    if applied:
+        messages.success(request, _("Imported: every change of the preview is written."))
+    else:
+        messages.info(request, _("This import was applied already, or is not ready; nothing more was written."))
+    return redirect("cohort:import-detail", pk=job.pk)
