@@ -36,6 +36,7 @@ SOURCES = {
     "admin": pgettext_lazy("where a change came from", "administration"),
     "import_cohort": pgettext_lazy("where a change came from", "import"),
     "api_import": pgettext_lazy("where a change came from", "import through the API"),
+    "web_import": pgettext_lazy("where a change came from", "import in the browser"),
     "seed_demo": pgettext_lazy("where a change came from", "demo data"),
     "create_centre": pgettext_lazy("where a change came from", "new centre"),
 }

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from cohort.api_auth import token_create
 from cohort.choices import Role
-from cohort.models import Assessment
+from cohort.models import Assessment, Patient
 from cohort.queries import raise_query
 from tests.base import make_patient, make_record, make_user
 from tests.test_browser import TIMEOUT_MS, page, shot  # noqa: F401 (page is a fixture)
@@ -33,6 +33,24 @@ def late_patient(people):
     return late
 
 
+def import_preview(user, patient):
+    """An uploaded import's preview page with a change (the patient's birth year), computed in-process."""
+    import csv
+    import io
+
+    from cohort import csvformat, import_jobs
+
+    header, rows = csvformat.export_rows("patients", Patient.objects.filter(pk=patient.pk))
+    rows[0][header.index("birth_year")] = "1979"
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([header, *rows])
+    job = import_jobs.import_upload(by=user, files={"patients.csv": text.getvalue().encode()})
+    import_jobs.preview_run(job.pk)  # unless its wake-up ran it already (no broker: in-process)
+    job.refresh_from_db()
+    assert job.status == job.Status.READY, job.errors
+    return job
+
+
 def pages_per_role(people, patient) -> dict:
     """(user, [paths]) per role: every page kind the role may open."""
     late_patient(people)
@@ -49,6 +67,7 @@ def pages_per_role(people, patient) -> dict:
     )
     investigator = make_user("investigator", centre=people["centre_a"], role=Role.INVESTIGATOR)
     token_create(user=people["nurse_a"], name="R on the analysis laptop")  # the token list has a row
+    preview = import_preview(people["coordinator"], patient)
     return {
         "nurse": (
             people["nurse_a"],
@@ -68,6 +87,7 @@ def pages_per_role(people, patient) -> dict:
                 "/reports/",
                 "/accounts/mfa/",
                 "/accounts/api-tokens/",
+                "/imports/",
             ],
         ),
         "investigator": (
@@ -85,6 +105,8 @@ def pages_per_role(people, patient) -> dict:
                 "/locks/",
                 "/outcomes/",
                 "/reports/",
+                "/imports/",
+                f"/imports/{preview.pk}/",
             ],
         ),
         "admin": (

@@ -96,3 +96,56 @@ def test_the_casebook_and_the_list_read_dutch_dates_and_numbers(page, live_serve
         shot(page, f"dutch-casebook-{width}")
         page.goto(f"{live_server.url}/patients/")
         shot(page, f"dutch-list-{width}")
+
+
+@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_a_dutch_nurse_uploads_previews_and_applies_an_import(page, live_server, people, patient, tmp_path, settings):  # noqa: F811
+    """Issue 15 item 4: upload -> preview (each change with its Dutch label, a code with its label) -> apply."""
+    import csv
+    import io
+
+    from playwright.sync_api import expect
+
+    from cohort import csvformat
+    from cohort.models import Patient
+    from tests.test_browser import TIMEOUT_MS, shot
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    expect.set_options(timeout=TIMEOUT_MS)
+    header, rows = csvformat.export_rows("patients", Patient.objects.filter(pk=patient.pk))
+    rows[0][header.index("birth_year")] = "1979"
+    rows[0][header.index("montreal_location")] = "L1"
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([header, *rows])
+    upload = tmp_path / "patients.csv"
+    upload.write_text(text.getvalue(), encoding="utf-8")
+    with translation.override("nl"):
+        birth_year = str(Patient._meta.get_field("birth_year").verbose_name)
+        location = dict(Patient._meta.get_field("montreal_location").flatchoices)["L1"]
+        location = f"{location} (L1)"
+    sign_in(page, live_server, people["nurse_a"])
+
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto(f"{live_server.url}/patients/")
+    page.get_by_role("link", name="Importeren").click()
+    expect(page.locator("h1")).to_have_text("Importeren")
+    page.get_by_label("Formulierbestanden").set_input_files(str(upload))
+    shot(page, "dutch-import-upload")
+    page.get_by_role("button", name="Uploaden en voorbeeld bekijken").click()
+    expect(page.locator("#import-status")).to_have_text("klaar om toe te passen")
+    section = page.locator(".import-patient", has_text=patient.study_id)
+    expect(section.locator("tr", has_text=birth_year)).to_contain_text("1979")
+    expect(section.locator("tr", has_text=location)).to_be_visible()
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        shot(page, f"dutch-import-preview-{width}")
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.get_by_role("button", name="Toepassen").click()  # no reason: asked for, nothing written
+    assert Patient.objects.get(pk=patient.pk).birth_year != 1979
+    page.get_by_label("Reden van wijziging").fill("Correctie uit het bronbestand")
+    page.get_by_role("button", name="Toepassen").click()
+    expect(page.locator("body")).to_contain_text("Geïmporteerd")
+    expect(page.locator("#import-status")).to_have_text("toegepast")
+    shot(page, "dutch-import-applied")
+    assert Patient.objects.get(pk=patient.pk).birth_year == 1979
