@@ -95,7 +95,7 @@ def menu_for_user(user: User | AnonymousUser) -> dict[str, bool]:
         "reports": reads,
         "queries": reads,
         "locks": is_coordinator(user),
-        # cohort.import_jobs.may_import: nurses (their centres) and coordinators.
+        # reports.imports.may_import: nurses (their centres) and coordinators.
         "imports": is_coordinator(user) or bool(writable_centre_ids(user)),
         "admin": can_use_admin(user),
     }

@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from cohort import converters, import_views, lock_views, query_views, sign_views, views  # noqa: F401 (converters registers the path converters)
+from cohort import converters, lock_views, query_views, sign_views, views  # noqa: F401 (converters registers the path converters)
 
 app_name = "cohort"
 
@@ -21,10 +21,6 @@ urlpatterns = [
     path("queries/", query_views.query_list, name="query-list"),
     path("queries/<int:pk>/", query_views.query_detail, name="query"),
     path("patients/<study_id:study_id>/sign/", sign_views.sign, name="sign"),
-    path("imports/", import_views.import_upload, name="import-upload"),
-    path("imports/<int:pk>/", import_views.import_detail, name="import-detail"),
-    path("imports/<int:pk>/status/", import_views.import_status, name="import-status"),
-    path("imports/<int:pk>/apply/", import_views.import_apply, name="import-apply"),
     path("locks/", lock_views.lock_list, name="lock-list"),
     path("locks/new/", lock_views.lock_new, name="lock-new"),
     path("locks/unlock/", lock_views.lock_unlock, name="lock-unlock"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from cohort.models import REASON_MAX_LENGTH
+
 
 class RecomputeRequest(models.Model):
     """A scope whose outcomes are out of date. Written by a database trigger in the same
@@ -115,3 +117,47 @@ class ReportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.scope} #{self.pk} {self.status}"
+
+
+class ImportJob(models.Model):
+    """An import uploaded in the browser (issue 15 item 4): its files (under MEDIA_ROOT/imports/<id>/,
+    the volume web and worker share), the preview a worker computed from them, and, once applied,
+    who applied it and why. Applied at most once: `ready` -> `applied` by a conditional update."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("checking")
+        READY = "ready", _("ready to apply")
+        INVALID = "invalid", _("has errors")
+        FAILED = "failed", _("failed")
+        APPLIED = "applied", _("applied")
+
+    uploaded_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="import_jobs")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    # The centres whose patients the files may write (a nurse's); null: any (a coordinator).
+    centres = models.JSONField(null=True, blank=True)
+    files = models.JSONField(default=list, help_text="the form files' names")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=200, blank=True, default="")
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # cohort.importer.ImportSummary.as_json() of the preview; the errors as `file:row: variable: message`.
+    preview = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    reason = models.CharField(max_length=REASON_MAX_LENGTH, blank=True, default="")
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-uploaded_at", "-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="importjob_status_idx")]
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} {self.status}"
+
+    @property
+    def working(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

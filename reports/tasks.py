@@ -9,8 +9,9 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError, connection
 
 from cohort import data_checks as checks
-from cohort import import_jobs, monitoring
+from cohort import monitoring
 from cohort.models import Patient
+from reports import imports as import_jobs
 from reports import jobs, services
 
 # Every task that changes the study's derived state: acknowledged only when done, so a worker that

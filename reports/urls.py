@@ -1,7 +1,7 @@
 from django.urls import path
 
 from cohort import converters  # noqa: F401 (registers <study_id:...>)
-from reports import downloads, views
+from reports import downloads, import_views, views
 
 app_name = "reports"
 
@@ -15,5 +15,9 @@ urlpatterns = [
     path("reports/<int:job_id>/status.json", downloads.job_status, name="job-status"),
     path("reports/<int:job_id>/download/", downloads.job_download, name="job-download"),
     path("reports/<int:job_id>/retry/", downloads.job_retry, name="job-retry"),
+    path("imports/", import_views.import_upload, name="import-upload"),
+    path("imports/<int:import_id>/", import_views.import_detail, name="import-detail"),
+    path("imports/<int:import_id>/status/", import_views.import_status, name="import-status"),
+    path("imports/<int:import_id>/apply/", import_views.import_apply, name="import-apply"),
     path("patients/<study_id:study_id>/casebook-pdf/", downloads.casebook_request, name="casebook-request"),
 ]

@@ -38,7 +38,8 @@ def import_preview(user, patient):
     import csv
     import io
 
-    from cohort import csvformat, import_jobs
+    from cohort import csvformat
+    from reports import imports as import_jobs
 
     header, rows = csvformat.export_rows("patients", Patient.objects.filter(pk=patient.pk))
     rows[0][header.index("birth_year")] = "1979"

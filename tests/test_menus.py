@@ -16,6 +16,7 @@ ITEMS = {
     "Outcomes": "/outcomes/",
     "Reports": "/reports/",
     "Queries": "/queries/",
+    "Import": "/imports/",
     "Locks": "/locks/",
     "Administration": "/admin/",
 }
@@ -35,10 +36,10 @@ def users(people) -> dict:
     auditor = make_user("auditor", centre=centre_a, role=Role.COORDINATOR, is_staff=True)
     auditor.user_permissions.add(Permission.objects.get(codename="view_membership"))
     return {
-        "nurse": (people["nurse_a"], {"Patients", "Outcomes", "Reports", "Queries"}),
+        "nurse": (people["nurse_a"], {"Patients", "Outcomes", "Reports", "Queries", "Import"}),
         "investigator": (investigator, {"Patients", "Outcomes", "Reports", "Queries"}),
-        "coordinator": (people["coordinator"], {"Patients", "Outcomes", "Reports", "Queries", "Locks"}),
-        "staff coordinator": (staff_coordinator, {"Patients", "Outcomes", "Reports", "Queries", "Locks"}),
+        "coordinator": (people["coordinator"], {"Patients", "Outcomes", "Reports", "Queries", "Import", "Locks"}),
+        "staff coordinator": (staff_coordinator, {"Patients", "Outcomes", "Reports", "Queries", "Import", "Locks"}),
         "coordinator with an admin permission": (auditor, set(ITEMS)),
         "admin": (people["admin"], {"Patients", "Outcomes", "Reports", "Queries", "Administration"}),
     }

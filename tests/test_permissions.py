@@ -78,6 +78,13 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     "cohort:lock-list": row((LOGIN, LOGIN), (403, 405), (403, 405), (200, 405), (403, 405)),
     "cohort:lock-new": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),
     "cohort:lock-unlock": row((LOGIN, LOGIN), (405, 403), (405, 403), (405, 302), (405, 403)),
+    # Import with a preview (cohort/import_views.py): nurses and coordinators; an empty upload or an
+    # apply without a reason is the form again with its error (400). An upload is its uploader's
+    # only (here nurse A's): anyone else gets 404, a role that cannot import 403.
+    "reports:import-upload": row((LOGIN, LOGIN), (200, 400), (200, 400), (200, 400), (403, 403)),
+    "reports:import-detail": row((LOGIN, LOGIN), (200, 405), (404, 405), (404, 405), (403, 405)),
+    "reports:import-status": row((LOGIN, LOGIN), (200, 405), (404, 405), (404, 405), (403, 405)),
+    "reports:import-apply": row((LOGIN, LOGIN), (405, 400), (405, 404), (405, 404), (405, 403)),
     # accounts (cohort/account_urls.py)
     "login": row((200, 200), (200, 200), (200, 200), (200, 200), (200, 200)),
     "logout": row((LOGIN, LOGIN), (405, 302), (405, 302), (405, 302), (405, 302)),
@@ -160,7 +167,7 @@ def keys_of(pattern: URLPattern) -> list[str]:
 def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
     """The pattern reversed for `patient`: once per form key it accepts, with a stored row for `pk`."""
     groups = set(pattern.pattern.regex.groupindex)
-    unknown = groups - {"study_id", "key", "pk", "scope", "job_id", "uidb64", "token"}
+    unknown = groups - {"study_id", "key", "pk", "scope", "job_id", "import_id", "uidb64", "token"}
     assert not unknown, f"{name}: teach urls_for() how to fill {sorted(unknown)}"
     if not groups:
         return [reverse(name)]
@@ -171,6 +178,8 @@ def urls_for(name: str, pattern: URLPattern, patient) -> list[str]:
         return [reverse(name, kwargs={"scope": patient.centre.code})]
     if groups == {"pk"}:  # a data query on the patient
         return [reverse(name, kwargs={"pk": a_query(patient).pk})]
+    if groups == {"import_id"}:  # an import previewed for the patient's nurse
+        return [reverse(name, kwargs={"import_id": an_import(patient).pk})]
     if groups == {"job_id"}:  # a finished report of the patient's centre
         return [reverse(name, kwargs={"job_id": finished_job(patient).pk})]
     urls = []
@@ -197,6 +206,16 @@ def a_query(patient):
             patient=patient, form_key="week_8", row_id=None, field="crp_mg_l", text="CRP?", by=coordinator
         )
     return found
+
+
+def an_import(patient):
+    """An upload of the patient's nurse, previewed as changing nothing (made on first use)."""
+    from reports.models import ImportJob
+
+    preview = {"counts": {bucket: {} for bucket in ("created", "updated", "deleted", "unchanged")}, "patients": []}
+    return ImportJob.objects.get_or_create(
+        uploaded_by=patient.created_by, defaults={"status": ImportJob.Status.READY, "preview": preview}
+    )[0]
 
 
 def finished_job(patient):

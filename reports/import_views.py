@@ -1,4 +1,4 @@
-"""Import in the browser with a preview (issue 15 item 4; cohort/import_jobs.py has the how):
+"""Import in the browser with a preview (issue 15 item 4; reports/imports.py has the how):
 upload, the preview's page (progress while a worker computes it), the status the page polls, and
 "Apply" with a reason for change. Nurses import their centres' patients, coordinators any centre's;
 read-only roles get 403; another user's upload answers 404."""
@@ -16,8 +16,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from cohort import import_jobs
-from cohort.models import REASON_MAX_LENGTH, ImportJob
+from cohort.models import REASON_MAX_LENGTH
+from reports import imports as import_jobs
+from reports.models import ImportJob
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -63,52 +64,52 @@ def _importer(request: HttpRequest) -> None:
         raise PermissionDenied(_("Your role cannot import data."))
 
 
-def _job(request: HttpRequest, pk: int) -> ImportJob:
+def _job(request: HttpRequest, import_id: int) -> ImportJob:
     _importer(request)
-    return get_object_or_404(import_jobs.jobs_for_user(request.user), pk=pk)
+    return get_object_or_404(import_jobs.jobs_for_user(request.user), pk=import_id)
 
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def import_upload(request: HttpRequest) -> HttpResponse:
     _importer(request)
-    form = UploadForm(request.POST or None, request.FILES or None)
+    form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
     if request.method == "POST" and form.is_valid():
         job = import_jobs.import_upload(by=request.user, files=form.cleaned_data["files"])
-        return redirect("cohort:import-detail", pk=job.pk)
+        return redirect("reports:import-detail", import_id=job.pk)
     recent = import_jobs.jobs_for_user(request.user)[:10]
     return render(
-        request, "cohort/import_upload.html", {"form": form, "recent": recent}, status=400 if form.errors else 200
+        request, "reports/import_upload.html", {"form": form, "recent": recent}, status=400 if form.errors else 200
     )
 
 
 @login_required
 @require_safe
-def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = _job(request, pk)
+def import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
+    job = _job(request, import_id)
     context = {"job": job, "form": ApplyForm()}
     if job.preview is not None:
         context.update(import_jobs.preview_context(job.preview))
-    return render(request, "cohort/import_detail.html", context)
+    return render(request, "reports/import_detail.html", context)
 
 
 @login_required
 @require_safe
 @never_cache
-def import_status(request: HttpRequest, pk: int) -> JsonResponse:
+def import_status(request: HttpRequest, import_id: int) -> JsonResponse:
     """What the preview's page polls while a worker computes it."""
-    job = _job(request, pk)
+    job = _job(request, import_id)
     return JsonResponse({"status": job.status, "progress": job.progress, "message": job.message})
 
 
 @login_required
 @require_POST
-def import_apply(request: HttpRequest, pk: int) -> HttpResponse:
-    job = _job(request, pk)
+def import_apply(request: HttpRequest, import_id: int) -> HttpResponse:
+    job = _job(request, import_id)
     form = ApplyForm(request.POST)
     if not form.is_valid():
         context = {"job": job, "form": form, **(import_jobs.preview_context(job.preview) if job.preview else {})}
-        return render(request, "cohort/import_detail.html", context, status=400)
+        return render(request, "reports/import_detail.html", context, status=400)
     try:
         applied = import_jobs.import_apply(job, by=request.user, reason=form.cleaned_data["reason"])
     except import_jobs.StalePreview:
@@ -116,9 +117,9 @@ def import_apply(request: HttpRequest, pk: int) -> HttpResponse:
             request,
             _("The data changed since this preview; nothing was written. This is what an import would now change."),
         )
-        return redirect("cohort:import-detail", pk=job.pk)
+        return redirect("reports:import-detail", import_id=job.pk)
     if applied:
         messages.success(request, _("Imported: every change of the preview is written."))
     else:
         messages.info(request, _("This import was applied already, or is not ready; nothing more was written."))
-    return redirect("cohort:import-detail", pk=job.pk)
+    return redirect("reports:import-detail", import_id=job.pk)

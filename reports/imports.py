@@ -30,7 +30,8 @@ from django.utils.translation import gettext as _
 from cohort import access, crf, csvformat, display
 from cohort.audit import audit_context
 from cohort.importer import ImportFailed, import_cohort
-from cohort.models import ImportJob
+from reports import background
+from reports.models import ImportJob
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ def import_upload(*, by: User, files: dict[str, bytes]) -> ImportJob:
 
 
 def enqueue(job_id: int) -> bool:
-    from reports import background
-
     return background.wake(RUN_TASK, job_id)
 
 
@@ -164,8 +163,6 @@ def enqueue(job_id: int) -> bool:
 def preview_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
     """Claim a queued job and compute its preview; None when another worker has it or it is done.
     Safe to run twice. `claim` names the task message (see reports.jobs.job_run)."""
-    from reports import background
-
     claim = claim or uuid.uuid4().hex
     now = timezone.now()
     ImportJob.objects.filter(
@@ -220,8 +217,6 @@ def _preview(job: ImportJob, progress=None) -> tuple[dict | None, list[str]]:
 
 def sweep() -> int:
     """Re-send previews left queued and take back those whose worker died (beat, with the report jobs)."""
-    from reports import background
-
     cutoff = background.stale_before()
     ImportJob.objects.filter(
         status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff, attempts__lt=MAX_ATTEMPTS
