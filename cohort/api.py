@@ -152,7 +152,17 @@ def _unpack(request: Request, directory: Path) -> list[dict[str, object]]:
 
 
 class ImportRequestSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=REASON_MAX_LENGTH, help_text="The reason for change, in the audit trail.")
+    reason = serializers.CharField(
+        max_length=REASON_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text="The reason for change, in the audit trail (required unless dry_run).",
+    )
+    dry_run = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Write nothing; answer the change set: every patient to be created or changed, field by field.",
+    )
     file = serializers.FileField(required=False, help_text="A zip of the form files; or send each <form>.csv.")
 
 
@@ -188,22 +198,35 @@ class ImportView(APIView):
         centres = access.writable_centre_ids(request.user)
         if not centres:
             raise PermissionDenied("Your role is read-only.")
-        form = ImportRequestSerializer(data={"reason": request.data.get("reason", "")})
+        form = ImportRequestSerializer(
+            data={"reason": request.data.get("reason", ""), "dry_run": request.data.get("dry_run", False)}
+        )
         form.is_valid(raise_exception=True)
+        dry_run = form.validated_data["dry_run"]
+        if not dry_run and not form.validated_data["reason"]:
+            raise serializers.ValidationError({"reason": ["This field is required."]})
         with tempfile.TemporaryDirectory() as directory:
             errors = _unpack(request, Path(directory))
             if errors:
                 return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
             try:
                 with transaction.atomic(), audit_context(user=request.user, reason=form.validated_data["reason"]):
-                    summary = import_cohort(Path(directory), user=request.user, centres=centres, source="api_import")
+                    summary = import_cohort(
+                        Path(directory),
+                        user=request.user,
+                        centres=centres,
+                        source="api_import",
+                        write=not dry_run,
+                        record=dry_run,
+                    )
             except ImportFailed as failure:
                 log_access(request, detail=f"import refused: {len(failure.errors)} error(s)")
                 return Response({"errors": [error_json(e) for e in failure.errors]}, status=status.HTTP_400_BAD_REQUEST)
-        log_access(request, detail=f"import: {summary.changes} change(s)")
-        return Response(
-            {
-                "changes": summary.changes,
-                **{bucket: dict(getattr(summary, bucket)) for bucket in ("created", "updated", "deleted", "unchanged")},
-            }
-        )
+        log_access(request, detail=f"import{' dry run' if dry_run else ''}: {summary.changes} change(s)")
+        body = {
+            "changes": summary.changes,
+            **{bucket: dict(getattr(summary, bucket)) for bucket in ("created", "updated", "deleted", "unchanged")},
+        }
+        if dry_run:  # the change set, as `import_cohort --dry-run` prints it and the import page shows it
+            body["patients"] = summary.as_json()["patients"]
+        return Response(body)

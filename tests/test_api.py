@@ -203,8 +203,20 @@ def test_a_nurse_imports_her_centres_patients_all_or_nothing_and_twice_changes_n
     again = nurse.post("imports/", data={"reason": reason}, files={n: (n, data) for n, data in amc.items()})
     assert again.status_code == 200 and again.json()["changes"] == 0
 
-    bad = dict(amc)
+    # A dry run answers the change set and writes nothing (no reason needed).
+    changed = dict(amc)
     first = b"AMC-001,AMC,2021-10-04,yes,"
+    changed["patients.csv"] = changed["patients.csv"].replace(first + b"M,", first + b"F,", 1)
+    events = pghistory.models.Context.objects.count()
+    dry = nurse.post("imports/", data={"dry_run": "true"}, files={"file": ("amc.zip", as_zip(changed))})
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["changes"] == 1 and dry.json()["updated"] == {"patients": 1}
+    patient_row = {"form": "patients", "action": "changed", "row": "", "fields": [["sex", "M", "F"]]}
+    assert dry.json()["patients"] == [{"study_id": "AMC-001", "centre": "AMC", "new": False, "rows": [patient_row]}]
+    assert Patient.objects.get(study_id="AMC-001").sex == "M"
+    assert pghistory.models.Context.objects.count() == events
+
+    bad = dict(amc)
     bad["patients.csv"] = bad["patients.csv"].replace(first + b"M,", first + b"X,", 1)
     refused = nurse.post("imports/", data={"reason": reason}, files={"file": ("bad.zip", as_zip(bad))})
     assert refused.status_code == 400
