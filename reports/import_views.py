@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -19,6 +20,9 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from cohort.models import REASON_MAX_LENGTH
 from reports import imports as import_jobs
 from reports.models import ImportJob
+
+# A large import's preview is read a page of patients at a time (the summary counts them all).
+PATIENTS_PER_PAGE = 100
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -87,10 +91,21 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 @require_safe
 def import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
     job = _job(request, import_id)
-    context = {"job": job, "form": ApplyForm()}
+    return render(request, "reports/import_detail.html", _context(request, job, ApplyForm()))
+
+
+def _context(request: HttpRequest, job: ImportJob, form: ApplyForm) -> dict:
+    """The job, the apply form, and the preview's summary with one page of its patients."""
+    context = {"job": job, "form": form}
     if job.preview is not None:
-        context.update(import_jobs.preview_context(job.preview))
-    return render(request, "reports/import_detail.html", context)
+        page = Paginator(job.preview["patients"], PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
+        context.update(import_jobs.preview_context({**job.preview, "patients": page.object_list}))
+        context.update(
+            page=page,
+            created=sum(1 for p in job.preview["patients"] if p["new"]),
+            changed=sum(1 for p in job.preview["patients"] if not p["new"]),
+        )
+    return context
 
 
 @login_required
@@ -108,8 +123,7 @@ def import_apply(request: HttpRequest, import_id: int) -> HttpResponse:
     job = _job(request, import_id)
     form = ApplyForm(request.POST)
     if not form.is_valid():
-        context = {"job": job, "form": form, **(import_jobs.preview_context(job.preview) if job.preview else {})}
-        return render(request, "reports/import_detail.html", context, status=400)
+        return render(request, "reports/import_detail.html", _context(request, job, form), status=400)
     try:
         applied = import_jobs.import_apply(job, by=request.user, reason=form.cleaned_data["reason"])
     except import_jobs.StalePreview:

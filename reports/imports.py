@@ -191,7 +191,11 @@ def preview_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
         log.exception("import preview %s failed", job.pk)
         return ImportJob.objects.get(pk=job.pk)
     status = ImportJob.Status.INVALID if errors else ImportJob.Status.READY
-    mine.update(status=status, preview=preview, errors=errors, progress=100, message="", finished_at=timezone.now())
+    stored = mine.update(
+        status=status, preview=preview, errors=errors, progress=100, message="", finished_at=timezone.now()
+    )
+    if stored and errors:  # never to be applied: the files go (the errors stay on the job)
+        shutil.rmtree(job_dir(job), ignore_errors=True)
     return ImportJob.objects.get(pk=job.pk)
 
 

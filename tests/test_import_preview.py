@@ -348,3 +348,47 @@ def test_the_preview_runs_in_a_real_worker_with_the_files_from_the_shared_volume
         assert job.progress == 100 and job.preview["counts"]["unchanged"] == {"patients": 31}
     finally:
         shutil.rmtree(import_jobs.job_dir(job), ignore_errors=True)
+
+
+def test_a_large_preview_is_read_a_page_of_patients_at_a_time(client, people, settings, tmp_path, monkeypatch):
+    from reports import import_views
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setattr(import_views, "PATIENTS_PER_PAGE", 20)
+    login_as(client, people["coordinator"])
+    job = upload(client, uploads(COHORT))  # 31 new patients
+    url = reverse("reports:import-detail", args=[job.pk])
+    first, second = client.get(url).content.decode(), client.get(url + "?page=2").content.decode()
+    assert "31 patients to create" in first and "31 patients to create" in second
+    assert 'id="patient-AMC-001"' in first and 'id="patient-AMC-001"' not in second
+    shown = [page.count('class="bg-body rounded shadow-sm p-3 mb-3 import-patient"') for page in (first, second)]
+    assert shown == [20, 11]
+
+
+def test_a_preview_job_runs_once_and_the_sweep_takes_back_a_lost_one(people, settings, tmp_path):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    job = import_jobs.import_upload(
+        by=people["coordinator"], files={"patients.csv": (COHORT / "patients.csv").read_bytes()}
+    )
+    assert import_jobs.preview_run(job.pk).status == ImportJob.Status.READY
+    assert import_jobs.preview_run(job.pk) is None  # delivered twice: nothing more to do
+    # A worker that died mid-preview: its heartbeat stopped, the sweep queues the job again.
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.RUNNING, heartbeat_at=timezone.now() - dt.timedelta(minutes=1), attempts=1
+    )
+    import_jobs.sweep()  # without a broker the wake-up runs it here
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.READY and job.attempts == 2
+
+
+def test_the_files_of_an_upload_with_errors_are_not_kept(people, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    job = import_jobs.import_upload(
+        by=people["coordinator"], files={"patients.csv": (CORRUPT / "patients.csv").read_bytes()}
+    )
+    assert import_jobs.preview_run(job.pk).status == ImportJob.Status.INVALID
+    assert not import_jobs.job_dir(job).exists()
