@@ -255,10 +255,13 @@ def import_apply(job: ImportJob, *, by: User, reason: str) -> bool:
             if summary.as_json() != job.preview:
                 raise StalePreview
     except (StalePreview, ImportFailed):
-        # Rolled back. Show what an apply would now write (or why it cannot), for a new decision.
+        # Rolled back. Show what an apply would now write (or why it cannot), for a new decision,
+        # with the centres the user may import now (the apply's).
+        centres = importable_centre_ids(by)
+        job.centres = None if centres is None else sorted(centres)
         preview, errors = _preview(job)
         status = ImportJob.Status.INVALID if errors else ImportJob.Status.READY
-        ImportJob.objects.filter(pk=job.pk).update(status=status, preview=preview, errors=errors)
+        ImportJob.objects.filter(pk=job.pk).update(status=status, preview=preview, errors=errors, centres=job.centres)
         raise StalePreview from None
     shutil.rmtree(job_dir(job), ignore_errors=True)  # written: the files are in the database now
     return True

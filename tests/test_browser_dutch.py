@@ -149,3 +149,44 @@ def test_a_dutch_nurse_uploads_previews_and_applies_an_import(page, live_server,
     expect(page.locator("#import-status")).to_have_text("toegepast")
     shot(page, "dutch-import-applied")
     assert Patient.objects.get(pk=patient.pk).birth_year == 1979
+
+
+@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_the_import_page_shows_progress_until_the_worker_has_the_preview(
+    page,  # noqa: F811
+    live_server,
+    people,
+    patient,
+    tmp_path,
+    settings,
+):
+    from playwright.sync_api import expect
+
+    from reports import imports
+    from reports.models import ImportJob
+    from tests.test_browser import TIMEOUT_MS, shot
+    from tests.test_import import COHORT
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    expect.set_options(timeout=TIMEOUT_MS)
+    # Queued as the upload leaves it, with no worker yet: the page waits and shows how far it is.
+    job = ImportJob.objects.create(
+        uploaded_by=people["nurse_a"], centres=[people["centre_a"].pk], files=["patients.csv"], progress=0
+    )
+    imports.job_dir(job).mkdir(parents=True)
+    (imports.job_dir(job) / "patients.csv").write_bytes((COHORT / "patients.csv").read_bytes())
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING, progress=40, message="patients.csv")
+    sign_in(page, live_server, people["nurse_a"])
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto(f"{live_server.url}/imports/{job.pk}/")
+    expect(page.locator("#import-status")).to_have_text("wordt gecontroleerd")
+    expect(page.locator("#import-progress .progress")).to_have_attribute("aria-valuenow", "40")
+    shot(page, "dutch-import-progress")
+    ImportJob.objects.filter(pk=job.pk).update(progress=80, message="validating")
+    expect(page.locator("#import-progress .progress")).to_have_attribute("aria-valuenow", "80")
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.QUEUED)
+    imports.preview_run(job.pk)  # the worker
+    expect(page.locator("#import-status")).to_have_text("bevat fouten")  # other centres' patients, for her
+    expect(page.locator("#import-errors")).to_contain_text("patients.csv:")
+    shot(page, "dutch-import-errors")
