@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reports', '0006_report_job_odm'),
+        ('reports', '0007_form_changed_without_statistics'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
