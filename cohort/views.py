@@ -155,8 +155,7 @@ def patient_enrol(request: HttpRequest) -> HttpResponse:
 def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
     """The casebook: forms x visits with their status, the visit schedule and recent changes."""
     patient = access.get_patient_for_user(request.user, study_id)
-    patient = services.with_forms(Patient.objects.filter(pk=patient.pk)).get()
-    record = services.patient_record(patient)
+    record = services.read_record(patient)
     cells = casebook.form_cells(record)
     marks = sdv.marks_of(record)
     open_queries = queries.not_closed(patient)
@@ -389,7 +388,7 @@ def _lock_context(request, covering: list, *, kind: str, row=None) -> dict:
     }
 
 
-def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpResponse:
+def _render_form(request, patient, key, form, rows=None, editing=None, record=None) -> HttpResponse:
     instance = form.instance
     lockable = instance if rows is None and instance.pk else None  # a form with one stored row
     covering = locks.all_covering(patient, lockable)
@@ -397,7 +396,7 @@ def _render_form(request, patient, key, form, rows=None, editing=None) -> HttpRe
     if not can_write:
         for field in form.fields.values():
             field.disabled = True
-    record = services.patient_record(patient)
+    record = record or services.read_record(patient)
     form_queries = queries.conversations(patient, key)
     for query in form_queries:
         query.label = queries.field_label(crf.form(key), query.field)
@@ -483,10 +482,11 @@ def rows(request: HttpRequest, study_id: str, key: str) -> HttpResponse:
             return response
     elif write and form.is_bound:
         _report_rules(form, patient)
-    stored = list(model.objects.filter(patient=patient))
-    flags = validators.soft_flags(services.patient_record(patient))
+    record = services.read_record(patient)
+    flags = validators.soft_flags(record)
+    stored = crf.form(key).rows(record)
     listed = [(item, next((flag.message for flag in flags if _same_row(flag.row, item)), None)) for item in stored]
-    return _render_form(request, patient, key, form, rows=listed, editing=row.pk)
+    return _render_form(request, patient, key, form, rows=listed, editing=row.pk, record=record)
 
 
 def _typed(form) -> bool:

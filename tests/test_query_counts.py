@@ -20,12 +20,17 @@ pytestmark = pytest.mark.django_db
 # count, a page of patients with centre, re-induction and follow-up joined, 5 prefetches (4 forms,
 # confirmed flags), the active locks, the page's source-verification marks, its open-query counts and
 # its valid signatures (SPEC section 10; the list's monitoring filters are conditions of the count and
-# page queries, no query of their own); the casebook: the patient through cohort.access, again with
-# its forms joined, 5 prefetches, the audit trail, and the active locks that cover it, its
-# source-verification marks and its queries not closed (SPEC section 10), and for the signature panel
-# its signatures with their signers.
+# page queries, no query of their own); the casebook: the patient through cohort.access, its whole
+# record with the confirmed flags in one statement (services.read_record; issue 14: it was the
+# patient again with its forms joined and 5 prefetches), the audit trail, and the active locks that
+# cover it, its source-verification marks and its queries not closed (SPEC section 10), and for the
+# signature panel its signatures with their signers. A form page: the request's, the patient (with a
+# one-row form's stored row), the record in one statement (it was 7: 13-20 per form page before),
+# the locks covering it and the form's queries (a one-row form not stored yet: one more, its patient
+# read after its row).
 PATIENT_LIST_QUERIES = 16
-CASEBOOK_QUERIES = 17
+CASEBOOK_QUERIES = 12
+FORM_PAGE_QUERIES = 9
 # A coordinator verified by TOTP: django-otp reads the device from the session (a nurse's check that
 # she has none comes with the user).
 COORDINATOR_LIST_QUERIES = PATIENT_LIST_QUERIES + 1
@@ -90,3 +95,22 @@ def test_the_casebook_runs_the_same_queries_for_a_bare_and_a_complete_patient(
     assert len(complete_queries) == len(bare_queries), "\n".join(complete_queries)
     with django_assert_max_num_queries(CASEBOOK_QUERIES):
         assert client.get(reverse("cohort:patient-detail", args=[complete.study_id])).status_code == 200
+
+
+def test_every_form_page_runs_a_pinned_number_of_queries_for_a_bare_and_a_complete_patient(
+    client, people, django_assert_max_num_queries
+):
+    from cohort import crf
+    from cohort.views import form_url
+
+    login_as(client, people["nurse_a"])
+    bare = make_patient(people["centre_a"], people["nurse_a"])
+    complete = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    for case_form in crf.FORMS:
+        bare_queries = queries_for(client, form_url(bare, case_form.key))
+        complete_queries = queries_for(client, form_url(complete, case_form.key))
+        assert len(complete_queries) <= FORM_PAGE_QUERIES, (case_form.key, "\n".join(complete_queries))
+        # A one-row form not stored yet reads its patient after the row was not found: one more.
+        assert len(bare_queries) <= FORM_PAGE_QUERIES + 1, (case_form.key, "\n".join(bare_queries))
+        with django_assert_max_num_queries(FORM_PAGE_QUERIES):
+            assert client.get(form_url(complete, case_form.key)).status_code == 200

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from cohort import crf, locks, services
-from cohort.models import FollowUp, Patient
+from cohort.models import FlagConfirmation, FollowUp, Patient
 from tests.base import login_as, make_patient, make_record, personae
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +51,39 @@ def test_the_locked_record_is_the_record_the_pages_read(django_assert_num_querie
     assert record.patient.follow_up is record.follow_up
     assert record.confirmed == frozenset()
     assert active == []
+
+
+def test_the_pages_read_the_same_record_with_its_confirmed_flags_in_one_statement(django_assert_num_queries):
+    people = personae()
+    patient = make_record(make_patient(people["centre_a"], people["nurse_a"]))
+    make_record(make_patient(people["centre_a"], people["nurse_a"]))  # another patient's rows stay out
+    confirmation = FlagConfirmation.objects.create(
+        patient=patient,
+        form="doses",
+        row_id=patient.doses.first().pk,
+        field="dose_mg",
+        basis="dose_mg=260",
+        confirmed_by=people["nurse_a"],
+    )
+    bare = make_patient(people["centre_a"], people["nurse_a"])
+
+    page_patient = Patient.objects.select_related("centre").get(pk=patient.pk)
+    with django_assert_num_queries(1):
+        record = services.read_record(page_patient)
+
+    prefetched = services.with_forms(Patient.objects.filter(pk=patient.pk)).get()
+    expected = services.patient_record(prefetched)
+    assert record.patient is page_patient
+    for form_ in crf.FILES.values():
+        assert_same_rows(record.held(form_), expected.held(form_))
+        assert all(row.patient is page_patient for row in record.held(form_) if form_.model is not Patient)
+    assert page_patient.follow_up is record.follow_up
+    assert record.confirmed == expected.confirmed == {confirmation.key}
+    assert services.read_record(page_patient, confirmations=False).confirmed == frozenset()
+    with django_assert_num_queries(1):
+        empty = services.read_record(bare)
+    assert [empty.held(form_) for form_ in crf.FILES.values() if form_.model is not Patient] == [[]] * 6
+    assert empty.confirmed == frozenset()
 
 
 def test_a_bare_patient_has_no_rows_and_its_locks_are_read_with_it(django_assert_num_queries):
