@@ -17,8 +17,9 @@ pytestmark = pytest.mark.django_db
 # (3 with its savepoint), and the user with the memberships cohort.access and the MFA role check read
 # and whether a TOTP device exists, in one query (cohort.accounts.UserBackend; issue 14: they were 3
 # queries, 18 and 19 before, and the role check one more before that). Then the list:
-# count, a page of patients with centre, re-induction and follow-up joined, 5 prefetches (4 forms,
-# confirmed flags), the active locks, the page's source-verification marks, its open-query counts and
+# count, a page of patients with their centres, then their forms' rows and confirmed flags in one
+# statement (services.records_of; issue 14: the one-row forms joined and 5 prefetches), the active
+# locks, the page's source-verification marks, its open-query counts and
 # its valid signatures (SPEC section 10; the list's monitoring filters are conditions of the count and
 # page queries, no query of their own); the casebook: the patient through cohort.access, its whole
 # record with the confirmed flags in one statement (services.read_record; issue 14: it was the
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.django_db
 # one-row form's stored row), the record in one statement (it was 7: 13-20 per form page before),
 # the locks covering it and the form's queries (a one-row form not stored yet: one more, its patient
 # read after its row).
-PATIENT_LIST_QUERIES = 16
+PATIENT_LIST_QUERIES = 12
 CASEBOOK_QUERIES = 12
 FORM_PAGE_QUERIES = 9
 # A coordinator verified by TOTP: django-otp reads the device from the session (a nurse's check that
