@@ -148,7 +148,7 @@ def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write:
     come with the row (both arrays in membership order)."""
     unread = _roles_unread(user)
     statement = _row_statement(model, tuple(sorted(match)), with_roles=unread)
-    found = statement.run({_STUDY_ID: study_id, _USER_ID: user.pk, **{_placeholder(k): v for k, v in match.items()}})
+    found = statement.run({_STUDY_ID: study_id, USER_ID: user.pk, **{_placeholder(k): v for k, v in match.items()}})
     if not found:
         return None
     row = found[0]
@@ -167,9 +167,10 @@ def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write:
     return row
 
 
-# Placeholder values the row query is compiled with, replaced by the request's values at each run.
+# Placeholder values the row query (and accounts.UserBackend's user) is compiled with, replaced by
+# the request's values at each run.
 _STUDY_ID = "\x00study_id"
-_USER_ID = -7_000_001
+USER_ID = -7_000_001
 
 
 def _placeholder(field: str) -> str:
@@ -177,7 +178,7 @@ def _placeholder(field: str) -> str:
 
 
 @functools.cache
-def _row_statement(model, match_fields: tuple[str, ...], *, with_roles: bool) -> _CompiledRows:
+def _row_statement(model, match_fields: tuple[str, ...], *, with_roles: bool) -> CompiledRows:
     """get_row_for_user's query, composed by the ORM once per process and form (placeholders for the
     study ID, the user and the visit): composing it cost more CPU than running it. The rule of who
     has a role stays the one in _memberships."""
@@ -185,19 +186,20 @@ def _row_statement(model, match_fields: tuple[str, ...], *, with_roles: bool) ->
         patient__in=Patient.objects.filter(study_id=_STUDY_ID), **{k: _placeholder(k) for k in match_fields}
     )
     if with_roles:
-        memberships = _memberships(_USER_ID).order_by("pk")
+        memberships = _memberships(USER_ID).order_by("pk")
         rows = rows.annotate(
             ecrf_role_centres=ArraySubquery(memberships.values("centre_id")),
             ecrf_role_names=ArraySubquery(memberships.values("role")),
         )
     # At most one row (one per patient, or per patient and visit): no ORDER BY ... LIMIT, which
     # could have the planner walk the table's primary key instead of the study ID's index.
-    return _CompiledRows.of(rows)
+    return CompiledRows.of(rows)
 
 
 @dataclass(frozen=True)
-class _CompiledRows:
-    """A model queryset's SQL compiled once, run with other values in place of its placeholders;
+class CompiledRows:
+    """A model queryset's SQL compiled once, run with other values in place of its placeholders
+    (USER_ID, and get_row_for_user's study ID and visit);
     its rows become instances as the ORM's ModelIterable makes them (select_related, annotations)."""
 
     query: object
@@ -210,10 +212,10 @@ class _CompiledRows:
     populators: list  # the select_related objects (patient, centre) of each row
 
     @classmethod
-    def of(cls, queryset: QuerySet) -> _CompiledRows:
+    def of(cls, queryset: QuerySet) -> CompiledRows:
         compiler = queryset.query.get_compiler(using=DEFAULT_DB_ALIAS)
         sql, params = compiler.as_sql()
-        placeholders = (_STUDY_ID, _USER_ID)
+        placeholders = (_STUDY_ID, USER_ID)
         slots = tuple(
             (index, value)
             for index, value in enumerate(params)

@@ -6,6 +6,7 @@ enforces it on every request, the admin included. Login throttling is django-axe
 
 from __future__ import annotations
 
+import functools
 from base64 import b32encode
 from binascii import unhexlify
 from collections.abc import Iterable
@@ -51,23 +52,30 @@ class UserBackend(ModelBackend):
     on every request, so a deactivated account or a changed role applies at the next request."""
 
     def get_user(self, user_id):
-        memberships = Membership.objects.filter(user=OuterRef("pk")).order_by("pk")
-        user = (
-            get_user_model()
-            ._default_manager.annotate(
-                membership_centres=ArraySubquery(memberships.values("centre_id")),
-                membership_roles=ArraySubquery(memberships.values("role")),
-                membership_active=ArraySubquery(memberships.values("centre__active")),
-                confirmed_device=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
-            )
-            .filter(pk=user_id)
-            .first()
-        )
+        found = _user_statement().run({access.USER_ID: user_id})
+        user = found[0] if found else None
         if user is None or not self.user_can_authenticate(user):
             return None
         columns = (user.membership_centres, user.membership_roles, user.membership_active)
         user._ecrf_memberships = list(zip(*columns, strict=True))  # as access.memberships reads them
         return user
+
+
+@functools.cache
+def _user_statement() -> access.CompiledRows:
+    """UserBackend's query, composed by the ORM once per process (the user's id a placeholder):
+    composing its three array subqueries cost more CPU than running it, on every request."""
+    memberships = Membership.objects.filter(user=OuterRef("pk")).order_by("pk")
+    return access.CompiledRows.of(
+        get_user_model()
+        ._default_manager.annotate(
+            membership_centres=ArraySubquery(memberships.values("centre_id")),
+            membership_roles=ArraySubquery(memberships.values("role")),
+            membership_active=ArraySubquery(memberships.values("centre__active")),
+            confirmed_device=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
+        )
+        .filter(pk=access.USER_ID)
+    )
 
 
 def has_device(user) -> bool:
