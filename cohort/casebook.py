@@ -43,10 +43,15 @@ NO_EVENTS_TODO = _(
 @dataclass
 class FormCell:
     key: str
-    title: str
     column: str
     status: str
     flags: list[str]
+
+    @property
+    def title(self) -> str:
+        """The form's label in the active language: made when shown (the patient list makes 11 cells
+        for each of its 25 patients and shows none)."""
+        return str(crf.form(self.key).label)
 
     @property
     def status_label(self) -> str:
@@ -90,7 +95,6 @@ def form_cells(record: PatientRecord) -> list[FormCell]:
         cells.append(
             FormCell(
                 key=form.key,
-                title=str(form.label),
                 column=form.column,
                 status=_status(rows, flagged_rows, none_answered=form.key in none),
                 flags=[flag.message for flag in flags if id(flag.row) in row_ids],
