@@ -171,6 +171,7 @@ def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write:
 # the request's values at each run.
 _STUDY_ID = "\x00study_id"
 USER_ID = -7_000_001
+PATIENT_ID = -7_000_002
 
 
 def _placeholder(field: str) -> str:
@@ -199,7 +200,7 @@ def _row_statement(model, match_fields: tuple[str, ...], *, with_roles: bool) ->
 @dataclass(frozen=True)
 class CompiledRows:
     """A model queryset's SQL compiled once, run with other values in place of its placeholders
-    (USER_ID, and get_row_for_user's study ID and visit);
+    (USER_ID, PATIENT_ID, and get_row_for_user's study ID and visit);
     its rows become instances as the ORM's ModelIterable makes them (select_related, annotations)."""
 
     query: object
@@ -215,7 +216,7 @@ class CompiledRows:
     def of(cls, queryset: QuerySet) -> CompiledRows:
         compiler = queryset.query.get_compiler(using=DEFAULT_DB_ALIAS)
         sql, params = compiler.as_sql()
-        placeholders = (_STUDY_ID, USER_ID)
+        placeholders = (_STUDY_ID, USER_ID, PATIENT_ID)
         slots = tuple(
             (index, value)
             for index, value in enumerate(params)

@@ -9,6 +9,8 @@ user's language, before the database refuses.
 
 from __future__ import annotations
 
+import functools
+
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
@@ -16,7 +18,7 @@ from django.db.models import Q
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
-from cohort import crf
+from cohort import access, crf
 from cohort.audit import audit_context
 from cohort.models import REASON_MAX_LENGTH, Centre, Lock, LockKind, Patient
 
@@ -41,7 +43,18 @@ def active_for(patients) -> list[Lock]:
     """The active locks that may cover these patients: the study's, the centres', and their own
     casebook and row locks. One query, whatever the number of patients."""
     ids = [patient.pk for patient in patients if patient.pk]
+    if len(ids) == 1:  # a page of one patient (a form, the casebook): the query composed once
+        return _one_patient_statement().run({access.PATIENT_ID: ids[0]})
     return list(active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id__in=ids)))
+
+
+@functools.cache
+def _one_patient_statement() -> access.CompiledRows:
+    """active_for of one patient, composed by the ORM once per process (the patient's id a
+    placeholder): composing it cost more CPU than running it, on every page of a patient."""
+    return access.CompiledRows.of(
+        active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id=access.PATIENT_ID))
+    )
 
 
 def all_covering(
