@@ -316,6 +316,8 @@ SESSION_COOKIE_HTTPONLY = True
 # static/js/session.js warns two minutes before and offers to stay signed in.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(30 * 60)))
 SESSION_SAVE_EVERY_REQUEST = True
+# Django's database sessions, their read and renewal as fixed SQL (cohort/sessions.py).
+SESSION_ENGINE = "cohort.sessions"
 X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {
