@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.template import Context, Template
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -319,6 +319,25 @@ def test_it_expires_sessions_after_inactivity(client, people):
     assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == settings.SESSION_COOKIE_AGE
     assert later.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == settings.SESSION_COOKIE_AGE  # renewed
     assert client.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
+
+
+def test_each_request_renews_the_stored_session_and_an_idle_one_has_ended(client, people):
+    """The stored expiry moves with every request (cohort/sessions.py's renewal), and a session
+    idle past it is over: the next page asks to sign in, with its data and user gone."""
+    sign_in(client, "nurse_a")
+    session_key = client.session.session_key
+    soon = timezone.now() + dt.timedelta(seconds=60)
+    Session.objects.filter(session_key=session_key).update(expire_date=soon)
+
+    assert client.get("/patients/").status_code == 200
+    renewed = Session.objects.get(session_key=session_key).expire_date
+    assert renewed >= timezone.now() + dt.timedelta(seconds=settings.SESSION_COOKIE_AGE - 60)
+
+    Session.objects.filter(session_key=session_key).update(expire_date=timezone.now() - dt.timedelta(seconds=1))
+    response = client.get("/patients/")
+    assert response.status_code == 302
+    assert redirect_path(response) == reverse("login")
+    assert SESSION_KEY not in client.session
 
 
 def test_it_gives_the_inactivity_warning_the_session_age(people, settings):
