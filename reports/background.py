@@ -71,9 +71,11 @@ def wake(task_name: str, *args, countdown: float = 0) -> bool:
 
 
 @contextlib.contextmanager
-def heartbeat(claim: Callable[[], QuerySet]):
+def heartbeat(claim: Callable[[], QuerySet], fields: Callable[[], dict] | None = None):
     """Set `heartbeat_at` on the rows of `claim()` every HEARTBEAT while the body runs, from a thread
-    with its own database connection; it stops early once the claim matches no row (taken over)."""
+    with its own database connection; it stops early once the claim matches no row (taken over).
+    `fields()`: more columns to set with each beat, e.g. the progress of work whose own connection
+    is inside a transaction that other connections cannot see into."""
     if transaction.get_connection().in_atomic_block:
         # Inside a transaction (a test's): the claim is not visible to other connections, and the
         # beat would wait for this transaction's row locks.
@@ -85,7 +87,7 @@ def heartbeat(claim: Callable[[], QuerySet]):
         try:
             while not stop.wait(HEARTBEAT.total_seconds()):
                 try:
-                    if not claim().update(heartbeat_at=timezone.now()):
+                    if not claim().update(heartbeat_at=timezone.now(), **(fields() if fields else {})):
                         return
                 except Exception:  # the database is unreachable for now: try again at the next beat
                     log.warning("claim heartbeat failed", exc_info=True)

@@ -112,9 +112,11 @@ def _context(request: HttpRequest, job: ImportJob, form: ApplyForm) -> dict:
 @require_safe
 @never_cache
 def import_status(request: HttpRequest, import_id: int) -> JsonResponse:
-    """What the preview's page polls while a worker computes it."""
+    """What the import's page polls while a worker checks or applies it."""
     job = _job(request, import_id)
-    return JsonResponse({"status": job.status, "progress": job.progress, "message": job.message})
+    return JsonResponse(
+        {"status": job.status, "working": job.working, "progress": job.progress, "message": job.message}
+    )
 
 
 @login_required
@@ -124,16 +126,6 @@ def import_apply(request: HttpRequest, import_id: int) -> HttpResponse:
     form = ApplyForm(request.POST)
     if not form.is_valid():
         return render(request, "reports/import_detail.html", _context(request, job, form), status=400)
-    try:
-        applied = import_jobs.import_apply(job, by=request.user, reason=form.cleaned_data["reason"])
-    except import_jobs.StalePreview:
-        messages.error(
-            request,
-            _("The data changed since this preview; nothing was written. This is what an import would now change."),
-        )
-        return redirect("reports:import-detail", import_id=job.pk)
-    if applied:
-        messages.success(request, _("Imported: every change of the preview is written."))
-    else:
+    if not import_jobs.import_apply(job, by=request.user, reason=form.cleaned_data["reason"]):
         messages.info(request, _("This import was applied already, or is not ready; nothing more was written."))
     return redirect("reports:import-detail", import_id=job.pk)

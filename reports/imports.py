@@ -3,10 +3,12 @@
 A nurse (her centres' patients) or a coordinator (any centre) uploads the form files or a zip of
 them. The files go to MEDIA_ROOT/imports/<job id>/, the volume the web and worker containers share,
 and a worker (in-process without a broker, as the export jobs) computes the preview with the
-importer's own write step, recording instead of writing (cohort.importer.import_rows). Apply writes
-through the same importer with the user and the reason in the audit trail, and compares what it
-wrote with the preview shown: any difference (the data changed meanwhile) rolls it all back and
-shows the new preview instead. A job is applied at most once (`ready` -> `applied`, conditionally).
+importer's own write step, recording instead of writing (cohort.importer.import_rows). Apply is a
+job too (`ready` -> `apply_queued` -> `applying` -> `applied`): a worker writes through the same
+importer with the user and the reason in the audit trail, and compares what it wrote with the
+preview shown: any difference (the data changed meanwhile) rolls it all back and shows the new
+preview instead. A job is applied at most once (its rows and `applied` commit together, under the
+worker's claim).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from reports.models import ImportJob
 log = logging.getLogger(__name__)
 
 RUN_TASK = "reports.tasks.run_import_preview"
+APPLY_TASK = "reports.tasks.run_import_apply"
 SOURCE = "web_import"  # the audit context's source of an applied import
 MAX_FILE_BYTES = 100 * 2**20  # one uploaded file, zip or CSV
 MAX_UNZIPPED_BYTES = 500 * 2**20  # a zip's form files, unpacked
@@ -45,6 +48,10 @@ FORM_FILES = tuple(f"{form}.csv" for form in crf.FILES)
 
 class StalePreview(Exception):
     """What apply would write is not the preview shown: the data changed since."""
+
+
+class TakenOver(Exception):
+    """The apply's claim went to another worker (a lost heartbeat): roll back, it writes instead."""
 
 
 # --- who ---------------------------------------------------------------------------------------
@@ -220,40 +227,98 @@ def _preview(job: ImportJob, progress=None) -> tuple[dict | None, list[str]]:
 
 
 def sweep() -> int:
-    """Re-send previews left queued and take back those whose worker died (beat, with the report jobs)."""
+    """Re-send previews and applies left queued and take back those whose worker died (beat, with
+    the report jobs)."""
     cutoff = background.stale_before()
-    ImportJob.objects.filter(
-        status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff, attempts__lt=MAX_ATTEMPTS
-    ).update(status=ImportJob.Status.QUEUED, message="")
-    ImportJob.objects.filter(status=ImportJob.Status.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=ImportJob.Status.FAILED, error="worker lost during every attempt", finished_at=timezone.now()
-    )
-    queued = ImportJob.objects.filter(status=ImportJob.Status.QUEUED).values_list("pk", flat=True)
-    return sum(enqueue(pk) for pk in queued)
+    woken = 0
+    for running, queued, task in (
+        (ImportJob.Status.RUNNING, ImportJob.Status.QUEUED, RUN_TASK),
+        (ImportJob.Status.APPLYING, ImportJob.Status.APPLY_QUEUED, APPLY_TASK),
+    ):
+        ImportJob.objects.filter(status=running, heartbeat_at__lt=cutoff, attempts__lt=MAX_ATTEMPTS).update(
+            status=queued, message=""
+        )
+        ImportJob.objects.filter(status=running, heartbeat_at__lt=cutoff).update(
+            status=ImportJob.Status.FAILED, error="worker lost during every attempt", finished_at=timezone.now()
+        )
+        waiting = ImportJob.objects.filter(status=queued).values_list("pk", flat=True)
+        woken += sum(background.wake(task, pk) for pk in waiting)
+    return woken
 
 
 # --- apply -------------------------------------------------------------------------------------
 
 
 def import_apply(job: ImportJob, *, by: User, reason: str) -> bool:
-    """Write the previewed import, all or nothing, as `by` with `reason` in the audit trail. True
-    when written; False when the job was not ready (applied already: a double click, the back
-    button). Raises StalePreview, with the job showing the new preview (or its errors), when what
-    would be written is no longer what was shown; nothing is written then."""
+    """Queue the previewed import for a worker to write (a large one outlives a web request), with
+    `by` and `reason` for the audit trail. True when queued; False when the job was not ready
+    (applied or queued already: a double click, the back button). The row says so before the
+    worker is told; the sweep tells it again if the wake-up is lost."""
+    with transaction.atomic():
+        queued = ImportJob.objects.filter(pk=job.pk, uploaded_by=by, status=ImportJob.Status.READY).update(
+            status=ImportJob.Status.APPLY_QUEUED,
+            reason=reason,
+            stale=False,
+            progress=0,
+            message="",
+            attempts=0,
+            claimed_by="",
+            error="",
+        )
+        if queued:
+            transaction.on_commit(lambda: background.wake(APPLY_TASK, job.pk))
+    return bool(queued)
+
+
+def apply_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
+    """Claim a queued apply and write it, all or nothing, as its uploader with the job's reason in
+    the audit trail; None when another worker has it or it is done. Applied at most once: the
+    import's rows and the job's `applied` commit in one transaction, and only while this claim
+    holds (a worker taken over for a lost heartbeat rolls back). What would be written is compared
+    with the preview shown: any difference (the data changed since) writes nothing and makes the
+    job the new preview (`stale`), for a new decision."""
+    claim = claim or uuid.uuid4().hex
+    now = timezone.now()
+    ImportJob.objects.filter(
+        pk=job_id, status=ImportJob.Status.APPLYING, claimed_by=claim, attempts__gte=MAX_ATTEMPTS
+    ).update(status=ImportJob.Status.FAILED, error="worker lost during every attempt", finished_at=now)
+    claimed = ImportJob.objects.filter(
+        Q(status=ImportJob.Status.APPLY_QUEUED) | Q(status=ImportJob.Status.APPLYING, claimed_by=claim), pk=job_id
+    ).update(
+        status=ImportJob.Status.APPLYING, heartbeat_at=now, claimed_by=claim, progress=0, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return None
+    job = ImportJob.objects.select_related("uploaded_by").get(pk=job_id)
+    by = job.uploaded_by
+    mine = ImportJob.objects.filter(
+        pk=job.pk, status=ImportJob.Status.APPLYING, claimed_by=claim, attempts=job.attempts
+    )
+    # The import writes inside a transaction: its progress goes out with the heartbeat, from the
+    # heartbeat's own connection (this one's writes are not seen before the commit).
+    state = {"progress": 0, "message": ""}
+
+    def progress(percent: int, message: str) -> None:
+        state.update(progress=max(0, min(99, int(percent))), message=message[:200])
+
     try:
-        with transaction.atomic():
-            # The conditional update takes the row's lock: a second click waits here, then finds it applied.
-            claimed = ImportJob.objects.filter(pk=job.pk, uploaded_by=by, status=ImportJob.Status.READY).update(
-                status=ImportJob.Status.APPLIED, reason=reason, applied_at=timezone.now()
-            )
-            if not claimed:
-                return False
-            with audit_context(user=by, reason=reason, source=SOURCE):
+        with background.heartbeat(lambda: mine.all(), fields=lambda: dict(state)), transaction.atomic():
+            with audit_context(user=by, reason=job.reason, source=SOURCE, own=True):
                 summary = import_cohort(
-                    job_dir(job), user=by, centres=importable_centre_ids(by), source=SOURCE, record=True
+                    job_dir(job),
+                    user=by,
+                    centres=importable_centre_ids(by),
+                    source=SOURCE,
+                    record=True,
+                    progress=progress,
                 )
             if summary.as_json() != job.preview:
                 raise StalePreview
+            if not mine.update(status=ImportJob.Status.APPLIED, applied_at=timezone.now(), progress=100, message=""):
+                raise TakenOver
+    except TakenOver:
+        log.warning("import apply %s: claim taken over; rolled back", job.pk)
+        return None
     except (StalePreview, ImportFailed):
         # Rolled back. Show what an apply would now write (or why it cannot), for a new decision,
         # with the centres the user may import now (the apply's).
@@ -261,10 +326,27 @@ def import_apply(job: ImportJob, *, by: User, reason: str) -> bool:
         job.centres = None if centres is None else sorted(centres)
         preview, errors = _preview(job)
         status = ImportJob.Status.INVALID if errors else ImportJob.Status.READY
-        ImportJob.objects.filter(pk=job.pk).update(status=status, preview=preview, errors=errors, centres=job.centres)
-        raise StalePreview from None
+        mine.update(
+            status=status,
+            preview=preview,
+            errors=errors,
+            centres=job.centres,
+            stale=True,
+            progress=100,
+            message="",
+            finished_at=timezone.now(),
+        )
+        if errors:
+            shutil.rmtree(job_dir(job), ignore_errors=True)
+        return ImportJob.objects.get(pk=job.pk)
+    except Exception as error:
+        mine.update(
+            status=ImportJob.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], finished_at=timezone.now()
+        )
+        log.exception("import apply %s failed", job.pk)
+        return ImportJob.objects.get(pk=job.pk)
     shutil.rmtree(job_dir(job), ignore_errors=True)  # written: the files are in the database now
-    return True
+    return ImportJob.objects.get(pk=job.pk)
 
 
 # --- display -----------------------------------------------------------------------------------

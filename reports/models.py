@@ -96,7 +96,7 @@ class ReportJob(models.Model):
     patient = models.ForeignKey("cohort.Patient", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     requested_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="report_jobs")
     requested_at = models.DateTimeField(auto_now_add=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
@@ -130,14 +130,19 @@ class ImportJob(models.Model):
         READY = "ready", _("ready to apply")
         INVALID = "invalid", _("has errors")
         FAILED = "failed", _("failed")
+        # Apply is a job too (a large import outlives a web request): queued, then a worker writes it.
+        APPLY_QUEUED = "apply_queued", _("waiting to be applied")
+        APPLYING = "applying", _("applying")
         APPLIED = "applied", _("applied")
+        # Not applied within IMPORT_UPLOAD_EXPIRY_HOURS: its files are deleted.
+        EXPIRED = "expired", _("expired")
 
     uploaded_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="import_jobs")
     uploaded_at = models.DateTimeField(auto_now_add=True)
     # The centres whose patients the files may write (a nurse's); null: any (a coordinator).
     centres = models.JSONField(null=True, blank=True)
     files = models.JSONField(default=list, help_text="the form files' names")
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=200, blank=True, default="")
     claimed_by = models.CharField(max_length=64, blank=True, default="")
@@ -150,6 +155,8 @@ class ImportJob(models.Model):
     error = models.TextField(blank=True, default="")
     reason = models.CharField(max_length=REASON_MAX_LENGTH, blank=True, default="")
     applied_at = models.DateTimeField(null=True, blank=True)
+    # An apply refused because the data changed since the preview shown: the preview is the new one.
+    stale = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]
@@ -160,4 +167,9 @@ class ImportJob(models.Model):
 
     @property
     def working(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+        """A worker has (or is about to have) it: the page shows progress and polls."""
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING, self.Status.APPLY_QUEUED, self.Status.APPLYING)
+
+    @property
+    def applying(self) -> bool:
+        return self.status in (self.Status.APPLY_QUEUED, self.Status.APPLYING)

@@ -68,14 +68,21 @@ def run_report_job(self, job_id: int) -> str | None:
 @shared_task
 def sweep_report_jobs() -> int:
     """Periodic (beat, every 5 s): take back jobs of workers that died mid-render, re-send queued
-    jobs; the same for the import previews."""
+    jobs; the same for the import previews and applies."""
     return jobs.sweep() + import_jobs.sweep()
 
 
 @shared_task(name=import_jobs.RUN_TASK, bind=True, **DURABLE, max_retries=3, soft_time_limit=1800)
 def run_import_preview(self, job_id: int) -> str | None:
-    """Compute one uploaded import's preview (cohort.import_jobs); safe to run twice."""
+    """Compute one uploaded import's preview (reports.imports); safe to run twice."""
     job = import_jobs.preview_run(job_id, claim=self.request.id)
+    return job.status if job else None
+
+
+@shared_task(name=import_jobs.APPLY_TASK, bind=True, **DURABLE, max_retries=3, soft_time_limit=3600)
+def run_import_apply(self, job_id: int) -> str | None:
+    """Write one previewed import (reports.imports.apply_run); at most once, safe to deliver twice."""
+    job = import_jobs.apply_run(job_id, claim=self.request.id)
     return job.status if job else None
 
 

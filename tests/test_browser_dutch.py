@@ -190,3 +190,59 @@ def test_the_import_page_shows_progress_until_the_worker_has_the_preview(
     expect(page.locator("#import-status")).to_have_text("bevat fouten")  # other centres' patients, for her
     expect(page.locator("#import-errors")).to_contain_text("patients.csv:")
     shot(page, "dutch-import-errors")
+
+
+@pytest.mark.parametrize("page", ["nl-NL"], indirect=True)
+@pytest.mark.django_db(transaction=True)
+def test_the_import_page_shows_progress_while_the_worker_applies(
+    page,  # noqa: F811
+    live_server,
+    people,
+    patient,
+    tmp_path,
+    settings,
+):
+    """Apply is a worker job: the page shows it being applied, how far, then the applied import."""
+    import csv
+    import io
+
+    from django.utils import timezone
+    from playwright.sync_api import expect
+
+    from cohort import csvformat
+    from cohort.models import Patient
+    from reports import imports
+    from reports.models import ImportJob
+    from tests.test_browser import TIMEOUT_MS, shot
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    expect.set_options(timeout=TIMEOUT_MS)
+    header, rows = csvformat.export_rows("patients", Patient.objects.filter(pk=patient.pk))
+    rows[0][header.index("birth_year")] = "1979"
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([header, *rows])
+    job = imports.import_upload(by=people["nurse_a"], files={"patients.csv": text.getvalue().encode()})
+    assert ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.READY  # previewed in-process
+    # Taken by a worker, 60 % written (what the worker's heartbeat reports).
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.APPLYING,
+        reason="Correctie uit het bronbestand",
+        claimed_by="a-worker",
+        heartbeat_at=timezone.now(),
+        progress=60,
+        message="patients",
+    )
+    sign_in(page, live_server, people["nurse_a"])
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto(f"{live_server.url}/imports/{job.pk}/")
+    expect(page.locator("#import-status")).to_have_text("wordt toegepast")
+    expect(page.locator("#import-progress h2")).to_have_text("De import wordt toegepast")
+    expect(page.locator("#import-progress .progress")).to_have_attribute("aria-valuenow", "60")
+    expect(page.locator("#import-progress")).to_contain_text("Correctie uit het bronbestand")
+    shot(page, "dutch-import-applying")
+    # That worker died; the sweep put it back in the queue and another one writes it.
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLY_QUEUED)
+    imports.apply_run(job.pk)
+    expect(page.locator("#import-status")).to_have_text("toegepast")
+    expect(page.locator("#import-applied")).to_contain_text("Geïmporteerd op")
+    assert Patient.objects.get(pk=patient.pk).birth_year == 1979

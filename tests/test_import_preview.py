@@ -173,6 +173,14 @@ def upload(client, files) -> ImportJob | None:
     return ImportJob.objects.get(pk=int(response["Location"].rstrip("/").split("/")[-1]))
 
 
+def apply(client, job, reason: str):
+    """Post Apply; without a broker the apply job runs in-process once the request commits."""
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(reverse("reports:import-apply", args=[job.pk]), {"reason": reason})
+
+
 def test_a_coordinator_previews_then_applies_with_a_reason_exactly_what_was_shown(client, people, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     run_import(COHORT)
@@ -194,7 +202,7 @@ def test_a_coordinator_previews_then_applies_with_a_reason_exactly_what_was_show
     assert response.status_code == 400 and audit_count() == events
     preview = job.preview
 
-    response = client.post(reverse("reports:import-apply", args=[job.pk]), {"reason": "Lab results from the CRO"})
+    response = apply(client, job, "Lab results from the CRO")
 
     assert response.status_code == 302
     job.refresh_from_db()
@@ -211,7 +219,7 @@ def test_a_coordinator_previews_then_applies_with_a_reason_exactly_what_was_show
     assert preview["patients"] and {p["study_id"] for p in preview["patients"]} == {"AMC-001", "AMC-002", "AMC-900"}
     # A second click (or the back button) writes nothing more.
     events = audit_count()
-    client.post(reverse("reports:import-apply", args=[job.pk]), {"reason": "again"})
+    apply(client, job, "again")
     assert audit_count() == events
     job.refresh_from_db()
     assert job.reason == "Lab results from the CRO"
@@ -228,16 +236,18 @@ def test_a_stale_preview_is_refused_and_the_new_one_shown(client, people, tmp_pa
     Patient.objects.filter(study_id="AMC-001").update(birth_year=1971)
     events = audit_count()
 
-    response = client.post(reverse("reports:import-apply", args=[job.pk]), {"reason": "Lab results"}, follow=True)
+    apply(client, job, "Lab results")
 
-    assert "The data changed since this preview" in response.content.decode()
+    page = client.get(reverse("reports:import-detail", args=[job.pk])).content.decode()
+    assert "The data changed since this preview" in page and 'id="import-apply"' in page
     assert audit_count() == events and not Patient.objects.filter(study_id="AMC-900").exists()
     job.refresh_from_db()
     assert job.status == ImportJob.Status.READY
     amc1 = next(p for p in job.preview["patients"] if p["study_id"] == "AMC-001")
     assert "birth_year" not in {field[0] for row in amc1["rows"] for field in row["fields"]}
+    assert job.stale
     # The new preview applies.
-    client.post(reverse("reports:import-apply", args=[job.pk]), {"reason": "Lab results"})
+    apply(client, job, "Lab results")
     assert Patient.objects.filter(study_id="AMC-900").exists()
 
 
@@ -392,3 +402,109 @@ def test_the_files_of_an_upload_with_errors_are_not_kept(people, settings, tmp_p
     )
     assert import_jobs.preview_run(job.pk).status == ImportJob.Status.INVALID
     assert not import_jobs.job_dir(job).exists()
+
+
+# --- apply as a worker job ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_apply_runs_in_a_real_worker_with_the_reason_in_the_audit_trail(
+    client, centres, celery_worker, celery_on_redis
+):
+    from cohort.models import Centre
+    from tests.conftest import wait_for
+
+    run_import(COHORT)
+    coordinator = make_user("coordinator_w", centre=None)
+    Membership.objects.create(user=coordinator, centre=Centre.objects.get(code="AMC"), role=Role.COORDINATOR)
+    login_as(client, coordinator)
+    header, *rows = (COHORT / "patients.csv").read_text().splitlines()
+    birth = header.split(",").index("birth_year")
+    first = rows[0].split(",")
+    first[birth] = "1966"
+    job = upload(client, [SimpleUploadedFile("patients.csv", "\n".join([header, ",".join(first)]).encode() + b"\n")])
+    try:
+        wait_for(lambda: ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.READY, timeout=60, what="preview")
+        response = client.post(reverse("reports:import-apply", args=[job.pk]), {"reason": "Source data check"})
+        # The request only queues it: the worker writes.
+        assert response.status_code == 302
+        assert ImportJob.objects.get(pk=job.pk).status in (
+            ImportJob.Status.APPLY_QUEUED,
+            ImportJob.Status.APPLYING,
+            ImportJob.Status.APPLIED,
+        )
+        page = client.get(reverse("reports:import-detail", args=[job.pk])).content.decode()
+        assert 'id="import-progress"' in page or 'id="import-applied"' in page
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.APPLIED, timeout=60, what="the apply"
+        )
+        patient = Patient.objects.get(study_id=first[0])
+        assert patient.birth_year == 1966
+        last = patient_audit_trail(patient)[-1]
+        assert last["user"] == "coordinator_w" and last["reason"] == "Source data check"
+        assert last["source"] == "web_import"
+        page = client.get(reverse("reports:import-detail", args=[job.pk])).content.decode()
+        assert 'id="import-applied"' in page and "Source data check" in page
+        assert not import_jobs.job_dir(job).exists()
+        status = client.get(reverse("reports:import-status", args=[job.pk])).json()
+        assert status == {"status": "applied", "working": False, "progress": 100, "message": ""}
+    finally:
+        shutil.rmtree(import_jobs.job_dir(job), ignore_errors=True)
+
+
+def test_an_apply_is_written_once_and_the_sweep_takes_back_a_lost_one(people, settings, tmp_path):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    run_import(COHORT)
+    directory = changed_copy(tmp_path)
+    by = people["coordinator"]
+    job = import_jobs.import_upload(by=by, files={"patients.csv": (directory / "patients.csv").read_bytes()})
+    job = import_jobs.preview_run(job.pk)
+    assert import_jobs.import_apply(job, by=by, reason="Batch 2") is True
+    assert import_jobs.import_apply(job, by=by, reason="twice") is False  # a double click queues nothing
+    # A worker that died mid-apply: its transaction rolled back, its heartbeat stopped.
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.APPLYING, heartbeat_at=timezone.now() - dt.timedelta(minutes=1), attempts=1
+    )
+    assert not Patient.objects.filter(study_id="AMC-900").exists()
+    import_jobs.sweep()  # back in the queue; without a broker the wake-up runs it here
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.APPLIED and job.reason == "Batch 2" and job.attempts == 2
+    assert Patient.objects.filter(study_id="AMC-900").exists()
+    events = audit_count()
+    assert import_jobs.apply_run(job.pk) is None  # delivered again: nothing more is written
+    assert audit_count() == events
+
+
+def test_an_apply_whose_claim_was_taken_over_writes_nothing(people, settings, tmp_path, monkeypatch):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    run_import(COHORT)
+    directory = changed_copy(tmp_path)
+    by = people["coordinator"]
+    job = import_jobs.preview_run(
+        import_jobs.import_upload(by=by, files={"patients.csv": (directory / "patients.csv").read_bytes()}).pk
+    )
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLY_QUEUED, reason="Batch 2")
+    # The first worker claims it, then (its heartbeat lost) the sweep gives it to a second one,
+    # which holds the claim while the first finishes writing: the first rolls back.
+    from cohort import importer
+
+    original = importer.import_cohort
+
+    def taken_over_meanwhile(*args, **kwargs):
+        summary = original(*args, **kwargs)
+        ImportJob.objects.filter(pk=job.pk).update(claimed_by="second-worker")
+        return summary
+
+    monkeypatch.setattr(import_jobs, "import_cohort", taken_over_meanwhile)
+    assert import_jobs.apply_run(job.pk, claim="first-worker") is None
+    monkeypatch.undo()
+    assert not Patient.objects.filter(study_id="AMC-900").exists()
+    # (The takeover, made inside the first's transaction here, rolled back with it; the sweep's is
+    # its own and stays.) The job back in the queue, the second worker's delivery writes it.
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLY_QUEUED)
+    assert import_jobs.apply_run(job.pk, claim="second-worker").status == ImportJob.Status.APPLIED
+    assert Patient.objects.filter(study_id="AMC-900").exists()

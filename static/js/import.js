@@ -1,5 +1,5 @@
-// The import preview's page while a worker checks the files: progress from the status document,
-// then the page again once the preview (or its errors) is there.
+// The import's page while a worker checks the files or applies them: progress from the status
+// document, then the page again once the preview (or its errors, or the applied import) is there.
 (function () {
   "use strict";
   const section = document.getElementById("import-progress");
@@ -11,7 +11,7 @@
       const response = await fetch(section.dataset.statusUrl, { headers: { Accept: "application/json" } });
       if (response.ok) {
         const job = await response.json();
-        if (job.status !== "queued" && job.status !== "running") {
+        if (!job.working) {
           window.location.reload();
           return;
         }
