@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -25,13 +24,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cohort import access, crf, csvformat
+from cohort import access, csvformat, uploads
 from cohort.audit import audit_context
 from cohort.importer import ImportFailed, import_cohort
 from cohort.models import REASON_MAX_LENGTH, ApiAccess, Centre
 
-# An uploaded zip is refused past these: a small zip can hold gigabytes (a "zip bomb").
-MAX_UNZIPPED_BYTES = 500 * 1024 * 1024
 ERROR_PATTERN = re.compile(r"^(?P<file>[^:]*):(?P<row>[0-9]+): (?P<variable>[^:]*): (?P<message>.*)$", re.DOTALL)
 
 
@@ -123,32 +120,15 @@ def error_json(error: str) -> dict[str, object]:
 
 
 def _unpack(request: Request, directory: Path) -> list[dict[str, object]]:
-    """Put the uploaded form files (CSV files, or a zip of them) into `directory`; files that are
-    not forms of the data dictionary are passed over, as import_cohort does in a directory."""
-    errors: list[dict[str, object]] = []
-    forms = {f"{form}.csv" for form in crf.FILES}
-    for upload in (upload for key in request.FILES for upload in request.FILES.getlist(key)):
-        name = PurePosixPath(upload.name or "").name
-        if name.lower().endswith(".zip"):
-            try:
-                with zipfile.ZipFile(upload) as archive:
-                    members = [m for m in archive.infolist() if PurePosixPath(m.filename).name in forms]
-                    if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-                        message = f"more than {MAX_UNZIPPED_BYTES // 2**20} MiB unpacked."
-                        errors.append({"file": name, "row": 0, "variable": "", "message": message})
-                        continue
-                    for member in members:
-                        (directory / PurePosixPath(member.filename).name).write_bytes(archive.read(member))
-            except zipfile.BadZipFile:
-                errors.append({"file": name, "row": 0, "variable": "", "message": "not a zip file."})
-        elif name in forms:
-            with (directory / name).open("wb") as out:
-                for chunk in upload.chunks():
-                    out.write(chunk)
-    if not errors and not any(directory.iterdir()):
-        message = "no form files found (expected e.g. patients.csv, or a zip of the form files)."
-        errors.append({"file": "", "row": 0, "variable": "", "message": message})
-    return errors
+    """Put the uploaded form files (CSV files, or zips of them) into `directory`, checked as the
+    import page checks them (cohort.uploads: names, paths in a zip, its unpacked size as read, file
+    sizes, UTF-8); what is wrong comes back as the import's errors, and then nothing is written."""
+    files, problems = uploads.unpack([upload for key in request.FILES for upload in request.FILES.getlist(key)])
+    if problems:
+        return [problem.as_json() for problem in problems]
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    return []
 
 
 class ImportRequestSerializer(serializers.Serializer):

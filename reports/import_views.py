@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from cohort import uploads
 from cohort.models import REASON_MAX_LENGTH
 from reports import imports as import_jobs
 from reports.models import ImportJob
@@ -49,9 +50,9 @@ class UploadForm(forms.Form):
     )
 
     def clean_files(self):
-        files, problems = import_jobs.unpack(self.cleaned_data["files"])
+        files, problems = uploads.unpack(self.cleaned_data["files"])
         if problems:
-            raise forms.ValidationError(problems)
+            raise forms.ValidationError([str(problem) for problem in problems])
         return files
 
 

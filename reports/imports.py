@@ -17,17 +17,14 @@ import datetime as dt
 import logging
 import shutil
 import uuid
-import zipfile
 from decimal import Decimal, InvalidOperation
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from cohort import access, crf, csvformat, display
 from cohort.audit import audit_context
@@ -40,10 +37,7 @@ log = logging.getLogger(__name__)
 RUN_TASK = "reports.tasks.run_import_preview"
 APPLY_TASK = "reports.tasks.run_import_apply"
 SOURCE = "web_import"  # the audit context's source of an applied import
-MAX_FILE_BYTES = 100 * 2**20  # one uploaded file, zip or CSV
-MAX_UNZIPPED_BYTES = 500 * 2**20  # a zip's form files, unpacked
 MAX_ATTEMPTS = 3
-FORM_FILES = tuple(f"{form}.csv" for form in crf.FILES)
 
 
 class StalePreview(Exception):
@@ -79,69 +73,6 @@ def jobs_for_user(user: User):
 
 def job_dir(job: ImportJob) -> Path:
     return Path(settings.MEDIA_ROOT) / "imports" / str(job.pk)
-
-
-def unpack(uploads: list[UploadedFile]) -> tuple[dict[str, bytes], list[str]]:
-    """The form files' bytes by name, from CSV files or one zip of them, and what is wrong with the
-    upload (for the file field). Refused: other names, paths in a zip that climb out of it or are
-    absolute, a zip unpacking to more than MAX_UNZIPPED_BYTES (its sizes are checked as it is
-    read, not trusted from its directory), files over MAX_FILE_BYTES, text that is not UTF-8."""
-    files: dict[str, bytes] = {}
-    problems: list[str] = []
-    for upload in uploads:
-        name = PurePosixPath((upload.name or "").replace("\\", "/")).name
-        if upload.size is not None and upload.size > MAX_FILE_BYTES:
-            problems.append(_("%(name)s is larger than %(size)d MB.") % {"name": name, "size": MAX_FILE_BYTES // 2**20})
-        elif name.lower().endswith(".zip"):
-            problems.extend(_unzip(upload, name, files))
-        elif name in FORM_FILES:
-            files[name] = b"".join(upload.chunks())
-        else:
-            problems.append(
-                _("%(name)s is not a form file: upload %(expected)s, or a zip of them.")
-                % {"name": name, "expected": ", ".join(FORM_FILES)}
-            )
-    for name, content in files.items():
-        try:
-            content.decode("utf-8")
-        except UnicodeDecodeError as error:
-            line = content[: error.start].count(b"\n") + 1
-            problems.append(
-                _("%(name)s is not UTF-8 text (line %(line)d); save it as UTF-8 (CSV UTF-8) and upload it again.")
-                % {"name": name, "line": line}
-            )
-    if not files and not problems:
-        problems.append(_("Choose the form files (e.g. patients.csv) or a zip of them."))
-    return files, problems
-
-
-def _unzip(upload: UploadedFile, name: str, files: dict[str, bytes]) -> list[str]:
-    try:
-        with zipfile.ZipFile(upload) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            for member in members:
-                path = PurePosixPath(member.filename.replace("\\", "/"))
-                if path.is_absolute() or ".." in path.parts:
-                    return [
-                        _("%(name)s: %(member)s points outside the zip.") % {"name": name, "member": member.filename}
-                    ]
-            wanted = [m for m in members if PurePosixPath(m.filename).name in FORM_FILES]
-            if not wanted:
-                return [_("%(name)s holds no form files (e.g. patients.csv).") % {"name": name}]
-            budget = MAX_UNZIPPED_BYTES
-            for member in wanted:
-                with archive.open(member) as fh:  # read at most the budget left, whatever the zip claims
-                    content = fh.read(budget + 1)
-                budget -= len(content)
-                if budget < 0:
-                    return [
-                        _("%(name)s unpacks to more than %(size)d MB.")
-                        % {"name": name, "size": MAX_UNZIPPED_BYTES // 2**20}
-                    ]
-                files[PurePosixPath(member.filename).name] = content
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError):
-        return [_("%(name)s is not a readable zip file.") % {"name": name}]
-    return []
 
 
 def import_upload(*, by: User, files: dict[str, bytes]) -> ImportJob:

@@ -229,7 +229,57 @@ def test_a_nurse_imports_her_centres_patients_all_or_nothing_and_twice_changes_n
     unreasoned = nurse.post("imports/", files={"file": ("amc.zip", as_zip(amc))})
     assert unreasoned.status_code == 400 and "reason" in unreasoned.json()
     nothing = nurse.post("imports/", data={"reason": reason}, files={"file": ("notes.txt", b"hello")})
-    assert nothing.status_code == 400 and "no form files" in nothing.json()["errors"][0]["message"]
+    assert nothing.status_code == 400
+    ((error),) = nothing.json()["errors"]
+    assert error["file"] == "notes.txt" and "is not a form file" in error["message"]
+
+
+def test_the_api_refuses_zip_path_tricks_and_zip_bombs_as_the_import_page_does(api, people, monkeypatch):
+    """One upload check (cohort.uploads) for the page and the API; its problems as import errors."""
+    import struct
+
+    from cohort import uploads
+
+    nurse = api(people["nurse_a"])
+    amc = cohort_files("AMC-")
+
+    def post(name: str, data: bytes) -> httpx.Response:
+        return nurse.post("imports/", data={"reason": "x"}, files={"file": (name, data)})
+
+    for member in ("../patients.csv", "/etc/patients.csv"):
+        response = post("evil.zip", as_zip({member: amc["patients.csv"]}))
+        assert response.status_code == 400
+        assert response.json()["errors"] == [
+            {"file": "evil.zip", "row": 0, "variable": "", "message": f"evil.zip: {member} points outside the zip."}
+        ]
+    # A zip bomb: a few kB that unpack to far more than allowed (the limit scaled down for the test).
+    monkeypatch.setattr(uploads, "MAX_UNZIPPED_BYTES", 2**20)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("patients.csv", "w") as member:
+        for _ in range(32):
+            member.write(b"0" * 2**20)
+    bomb = buffer.getvalue()
+    assert len(bomb) < 100_000
+    response = post("bomb.zip", bomb)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"file": "bomb.zip", "row": 0, "variable": "", "message": "bomb.zip unpacks to more than 1 MB."}
+    ]
+    # The same bomb declaring itself small (its headers lie): its sizes are not trusted.
+    liar = bytearray(bomb)
+    local, central = liar.index(b"PK\x03\x04"), liar.index(b"PK\x01\x02")
+    struct.pack_into("<I", liar, local + 22, 100)
+    struct.pack_into("<I", liar, central + 24, 100)
+    response = post("liar.zip", bytes(liar))
+    assert response.status_code == 400
+    ((error),) = response.json()["errors"]
+    assert error["file"] == "liar.zip" and "not a readable zip" in error["message"]
+    # A file that is not UTF-8 is answered at its line.
+    latin = amc["patients.csv"].decode().replace("AMC-001", "AMC-001é", 1).encode("latin-1")
+    response = post("patients.csv", latin)
+    ((error),) = response.json()["errors"]
+    assert (error["file"], error["row"]) == ("patients.csv", 2) and "not UTF-8" in error["message"]
+    assert Patient.all_objects.count() == 0
 
 
 def test_read_only_roles_get_403_on_imports_and_a_nurse_cannot_touch_another_centres_patient(api, people):

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
+from cohort import uploads as upload_check
 from cohort.choices import Role
 from cohort.importer import ImportFailed, import_cohort
 from cohort.models import Assessment, Membership, Patient
@@ -292,7 +293,7 @@ def test_who_may_import_and_see_an_upload(client, people, settings, tmp_path):
     [
         (lambda: [zipped({"../patients.csv": b"x"})], "points outside the zip"),
         (lambda: [zipped({"/etc/patients.csv": b"x"})], "points outside the zip"),
-        (lambda: [zipped({"patients.csv": b"0" * (import_jobs.MAX_UNZIPPED_BYTES + 1)})], "unpacks to more than"),
+        (lambda: [zipped({"patients.csv": b"0" * (upload_check.MAX_UNZIPPED_BYTES + 1)})], "unpacks to more than"),
         (lambda: [SimpleUploadedFile("patients.csv", "study_id\nAMC-001 café\n".encode("latin-1"))], "not UTF-8"),
         (lambda: [SimpleUploadedFile("notes.txt", b"hello")], "is not a form file"),
         (lambda: [SimpleUploadedFile("cohort.zip", b"PK\x03\x04 not really")], "not a readable zip"),
@@ -311,7 +312,7 @@ def test_unsafe_or_unreadable_uploads_are_refused_at_the_field(client, people, s
 
 def test_an_oversize_file_is_refused(client, people, settings, tmp_path, monkeypatch):
     settings.MEDIA_ROOT = tmp_path / "media"
-    monkeypatch.setattr(import_jobs, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(upload_check, "MAX_FILE_BYTES", 1000)
     login_as(client, people["nurse_a"])
     response = client.post(reverse("reports:import-upload"), {"files": uploads(COHORT, {"assessments.csv"})})
     assert response.status_code == 400 and "is larger than" in response.content.decode()
