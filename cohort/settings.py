@@ -303,6 +303,10 @@ REMISSION_HBI_MAX = int(os.environ.get("REMISSION_HBI_MAX", "4"))
 REMISSION_CRP_MAX = float(os.environ.get("REMISSION_CRP_MAX", "5"))
 REMISSION_FCAL_MAX = float(os.environ.get("REMISSION_FCAL_MAX", "200"))
 
+# Hours an uploaded import (reports/imports.py) may wait to be applied; then the sweep deletes its
+# files from the media volume and its page says it expired.
+IMPORT_UPLOAD_EXPIRY_HOURS = float(os.environ.get("IMPORT_UPLOAD_EXPIRY_HOURS", "72"))
+
 # Production hardening: on whenever DEBUG is off (`manage.py check --deploy` is clean).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG and env_bool("SECURE_COOKIES", True)

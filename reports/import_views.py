@@ -6,6 +6,7 @@ read-only roles get 403; another user's upload answers 404."""
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -97,7 +98,7 @@ def import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
 
 def _context(request: HttpRequest, job: ImportJob, form: ApplyForm) -> dict:
     """The job, the apply form, and the preview's summary with one page of its patients."""
-    context = {"job": job, "form": form}
+    context = {"job": job, "form": form, "expiry_hours": round(settings.IMPORT_UPLOAD_EXPIRY_HOURS)}
     if job.preview is not None:
         page = Paginator(job.preview["patients"], PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
         context.update(import_jobs.preview_context({**job.preview, "patients": page.object_list}))

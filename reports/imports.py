@@ -174,7 +174,27 @@ def sweep() -> int:
         )
         waiting = ImportJob.objects.filter(status=queued).values_list("pk", flat=True)
         woken += sum(background.wake(task, pk) for pk in waiting)
+    expire()
     return woken
+
+
+# Uploads waiting for a decision, whose files are on the media volume (not queued or being applied).
+EXPIRES = (ImportJob.Status.READY, ImportJob.Status.FAILED, ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
+
+
+def expire() -> int:
+    """Delete the files of uploads not applied within IMPORT_UPLOAD_EXPIRY_HOURS (the sweep); the
+    job stays, `expired`, so its page says so. An apply queued or running is left alone; one queued
+    at the same moment wins or loses by the conditional update."""
+    cutoff = timezone.now() - dt.timedelta(hours=settings.IMPORT_UPLOAD_EXPIRY_HOURS)
+    expired = 0
+    for job in ImportJob.objects.filter(status__in=EXPIRES, uploaded_at__lt=cutoff).only("pk"):
+        if ImportJob.objects.filter(pk=job.pk, status__in=EXPIRES).update(
+            status=ImportJob.Status.EXPIRED, finished_at=timezone.now(), progress=0, message="", stale=False
+        ):
+            shutil.rmtree(job_dir(job), ignore_errors=True)
+            expired += 1
+    return expired
 
 
 # --- apply -------------------------------------------------------------------------------------

@@ -509,3 +509,51 @@ def test_an_apply_whose_claim_was_taken_over_writes_nothing(people, settings, tm
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.APPLY_QUEUED)
     assert import_jobs.apply_run(job.pk, claim="second-worker").status == ImportJob.Status.APPLIED
     assert Patient.objects.filter(study_id="AMC-900").exists()
+
+
+# --- expiry ------------------------------------------------------------------------------------
+
+
+def test_uploads_not_applied_in_time_expire_and_their_files_go(client, people, settings, tmp_path):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.IMPORT_UPLOAD_EXPIRY_HOURS = 24
+    run_import(COHORT)
+    directory = changed_copy(tmp_path)
+    login_as(client, people["coordinator"])
+    old, applying, fresh = (upload(client, uploads(directory, {"patients.csv"})) for _ in range(3))
+    ImportJob.objects.filter(pk__in=[old.pk, applying.pk]).update(uploaded_at=timezone.now() - dt.timedelta(hours=25))
+    ImportJob.objects.filter(pk=applying.pk).update(status=ImportJob.Status.APPLY_QUEUED, reason="Batch 2")
+    assert all(import_jobs.job_dir(job).exists() for job in (old, applying, fresh))
+
+    import_jobs.expire()
+
+    statuses = dict(ImportJob.objects.values_list("pk", "status"))
+    assert statuses == {
+        old.pk: ImportJob.Status.EXPIRED,
+        applying.pk: ImportJob.Status.APPLY_QUEUED,  # a decision taken in time is kept
+        fresh.pk: ImportJob.Status.READY,
+    }
+    assert not import_jobs.job_dir(old).exists()
+    assert import_jobs.job_dir(applying).exists() and import_jobs.job_dir(fresh).exists()
+    page = client.get(reverse("reports:import-detail", args=[old.pk])).content.decode()
+    assert "This upload expired: it was not applied within 24 hours" in page
+    assert 'id="import-apply"' not in page
+    # Apply on the expired page (an old tab) writes nothing.
+    apply(client, old, "late")
+    assert ImportJob.objects.get(pk=old.pk).status == ImportJob.Status.EXPIRED
+    assert not Patient.objects.filter(study_id="AMC-900").exists()
+    from cohort.accounts import language_remember
+
+    language_remember(people["coordinator"], "nl")
+    login_as(client, people["coordinator"])
+    page = client.get(reverse("reports:import-detail", args=[old.pk]), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
+    assert "Deze upload is verlopen" in page and "verlopen" in page
+    # The beat's sweep does it too.
+    ImportJob.objects.filter(pk=fresh.pk).update(uploaded_at=timezone.now() - dt.timedelta(hours=25))
+    import_jobs.sweep()
+    assert ImportJob.objects.get(pk=fresh.pk).status == ImportJob.Status.EXPIRED
+    assert not import_jobs.job_dir(fresh).exists()
