@@ -96,7 +96,7 @@ class ReportJob(models.Model):
     patient = models.ForeignKey("cohort.Patient", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     requested_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="report_jobs")
     requested_at = models.DateTimeField(auto_now_add=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
