@@ -18,7 +18,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import formats
-from django.utils.html import format_html, format_html_join
+from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -433,3 +433,136 @@ class AdverseEventForm(CrfForm):
 def form_class(form: crf.CaseForm) -> type[CrfForm]:
     """The browser form of a casebook form (one CrfForm subclass per model)."""
     return next(cls for cls in CrfForm.__subclasses__() if cls._meta.model is form.model)
+
+
+# The form's layout in Python: what {% crispy form %} renders for a CrfForm (crispy-bootstrap5's
+# whole_uni_form.html, layout/fieldset.html and layout/div.html around FIELD_TEMPLATE's fields, with
+# its whitespace), without crispy's per-field template contexts and includes (about 40% of a form
+# page). Anything else (errors of the whole form, a checkbox, file or fieldset widget, a layout object
+# other than these) goes through crispy itself. tests/test_crf.py holds the two equal, byte for byte.
+def _crispy_remove_spaces(html: str) -> str:
+    from crispy_forms.templatetags.crispy_forms_utils import remove_spaces
+
+    return remove_spaces(html)
+
+
+class _NotPlain(Exception):
+    """Something render_crf_form leaves to crispy."""
+
+
+def _crispy_field(bound, classes: str) -> str:
+    """crispy's {% crispy_field field 'class' classes %} (crispy_forms_field.CrispyFieldNode)."""
+    widget = bound.field.widget
+    if hasattr(widget, "widgets") or hasattr(widget, "widget"):
+        raise _NotPlain
+    class_name = type(widget).__name__.lower()
+    css_class = widget.attrs.get("class", "")
+    if css_class:
+        if css_class.find(class_name) == -1:
+            css_class += f" {class_name}"
+    else:
+        css_class = class_name
+    for word in classes.split():
+        if word not in css_class.split():
+            css_class += " " + word
+    widget.attrs["class"] = css_class
+    return str(bound)
+
+
+def _field_html(form, name: str, attrs: dict | None, wrapper_class: str | None) -> str:
+    """crispy's render_field and FIELD_TEMPLATE (templates/cohort/includes/_field.html) for one field."""
+    if name in form.rendered_fields:
+        raise _NotPlain
+    bound = form[name]
+    widget = bound.field.widget
+    if attrs:
+        if hasattr(widget, "widgets") or attrs.get("type") == "hidden":
+            raise _NotPlain
+        widget.attrs.update(attrs)
+    form.rendered_fields.add(name)
+    if bound.is_hidden:
+        return f"\n\n    {bound}\n\n"
+    if bound.use_fieldset or isinstance(widget, (forms.CheckboxInput, forms.FileInput)):
+        raise _NotPlain
+    esc = conditional_escape
+    auto_id = bound.auto_id
+    required = bound.field.required
+    parts = [
+        f'\n\n    <div id="div_{esc(auto_id)}" class="mb-3',
+        f" {esc(wrapper_class)}" if wrapper_class else "",
+        f" {esc(bound.css_classes())}" if bound.css_classes() else "",
+        '">\n        ',
+    ]
+    if bound.label:
+        target = f'for="{esc(bound.id_for_label)}"' if bound.id_for_label else ""
+        star = '<span class="asteriskField">*</span>' if required else ""
+        parts.append(
+            f'<label {target} class="form-label{" requiredField" if required else ""}">\n'
+            f"                {esc(bound.label)}{star}\n"
+            "            </label>\n        "
+        )
+    parts.append("\n        ")
+    select = isinstance(widget, forms.Select)
+    errors = bound.errors
+    if errors:
+        parts.append(_crispy_field(bound, "form-select is-invalid" if select else "form-control is-invalid"))
+        parts.append(f'\n            <div id="{esc(errors.field_id)}_error" class="invalid-feedback">\n            ')
+        for number, error in enumerate(errors, 1):
+            span = f'<span id="error_{number}_{esc(auto_id)}"><strong>{esc(error)}</strong></span>'
+            parts.append(f"\n                {span}\n            ")
+        parts.append("\n            </div>\n        ")
+    else:
+        parts.append(_crispy_field(bound, "form-select" if select else "form-control"))
+    parts.append("\n        ")
+    if bound.help_text:
+        helptext_id = f'id="{esc(auto_id)}_helptext" ' if auto_id else ""
+        parts.append(f'<div {helptext_id}class="form-text">{bound.help_text}</div>\n        ')
+    parts.append("\n    </div>\n\n")
+    return "".join(parts)
+
+
+def _layout_html(form, item) -> str:
+    if isinstance(item, str):
+        return _field_html(form, item, None, None)
+    kind = type(item)
+    if kind is Field:
+        return "".join(_field_html(form, name, item.attrs, item.wrapper_class) for name in item.fields)
+    if kind is Layout:
+        return "".join(_layout_html(form, part) for part in item.fields)
+    if kind is Div and item.template == "%s/layout/div.html":
+        fields = "".join(_layout_html(form, part) for part in item.fields)
+        css_id = f'id="{conditional_escape(item.css_id)}"' if item.css_id else ""
+        css_class = f'class="{conditional_escape(item.css_class)}"' if item.css_class else ""
+        return f"<div {css_id} \n    {css_class} {item.flat_attrs}>\n        {fields}\n</div>\n"
+    if kind is Fieldset and item.template == "%s/layout/fieldset.html":
+        fields = "".join(_layout_html(form, part) for part in item.fields)
+        legend = str(item.legend) if item.legend else ""
+        if "{" in legend:
+            raise _NotPlain  # crispy renders a legend as a template
+        css_id = f'id="{conditional_escape(item.css_id)}"' if item.css_id else ""
+        css_class = f'class="{conditional_escape(item.css_class)}"' if item.css_class else ""
+        shown = f"<legend>{legend}</legend>" if legend else ""
+        opening = f"<fieldset {css_id} \n    {css_class}\n    {item.flat_attrs}>"
+        return f"{opening}\n    {shown}\n    {fields} \n</fieldset>\n"
+    if kind is HTML and "{" not in str(item.html):
+        return str(item.html)
+    raise _NotPlain
+
+
+def render_crf_form(form: CrfForm) -> SafeString | None:
+    """What {% crispy form %} renders for this CRF form (its helper: no <form> tag, no csrf input, no
+    inputs), or None where it is crispy's to render."""
+    helper = form.helper
+    if form.non_field_errors() or helper.inputs or str(form.media):
+        return None
+    form.rendered_fields = set()
+    try:
+        html = _layout_html(form, helper.layout)
+        for name in form.fields:  # render_unmentioned_fields
+            if name not in form.rendered_fields:
+                html += _field_html(form, name, None, None)
+    except _NotPlain:
+        return None
+    # whole_uni_form.html: its display_form.html adds only whitespace around the layout, in a
+    # specialspaceless (which strips it), after two newlines and before one.
+    return SafeString("\n\n" + _crispy_remove_spaces(html.strip()) + "\n")

@@ -124,23 +124,43 @@ def test_the_one_pass_field_template_renders_what_crispys_own_does(language, mon
             variants = [("new", None, case_form.model()), ("stored", None, stored), ("errors", refused, stored)]
             for variant, data, instance in variants:
                 one_pass, crispys = browser_form(data, instance=instance), browser_form(data, instance=instance)
+                in_python = browser_form(data, instance=instance)
                 if variant == "errors":
-                    assert not one_pass.is_valid() and not crispys.is_valid()
+                    assert not one_pass.is_valid() and not crispys.is_valid() and not in_python.is_valid()
                     assert one_pass.errors
                 if variant == "stored":
-                    for form in (one_pass, crispys):  # read-only, a question beside a field
+                    for form in (one_pass, crispys, in_python):  # read-only, a question beside a field
                         for field in form.fields.values():
                             field.disabled = True
                         first = case_form.fields[0]
                         form.fields[first].help_text = format_html('{}<span class="query-note">Q #1</span>', "x")
+                # The layout rendered in Python (the form pages' {% crf_form %}): crispy's, byte for byte.
+                assert _in_python(in_python) == _crispy_tag(one_pass), (case_form.key, variant, language)
                 assert _crispy_html(one_pass, FIELD_TEMPLATE, monkeypatch) == _crispy_html(
                     crispys, "bootstrap5/field.html", monkeypatch
                 ), (case_form.key, variant, language)
-        enrol = [EnrolForm(data, user=people["nurse_a"]) for data in (None, {"centre": "x"}) for _ in range(2)]
-        for one_pass, crispys in (enrol[:2], enrol[2:]):
+        enrol = [EnrolForm(data, user=people["nurse_a"]) for data in (None, {"centre": "x"}) for _ in range(3)]
+        for one_pass, crispys, in_python in (enrol[:3], enrol[3:]):
+            assert _in_python(in_python) == _crispy_tag(one_pass)
             assert _crispy_html(one_pass, FIELD_TEMPLATE, monkeypatch) == _crispy_html(
                 crispys, "bootstrap5/field.html", monkeypatch
             )
+
+
+def _crispy_tag(form) -> str:
+    """The form as the page's {% crispy form %} rendered it."""
+    from django.template import Context, Template
+
+    return Template("{% load crispy_forms_tags %}{% crispy form %}").render(Context({"form": form}))
+
+
+def _in_python(form) -> str:
+    """The form as cohort.forms.render_crf_form renders it (never left to crispy for these forms)."""
+    from cohort.forms import render_crf_form
+
+    html = render_crf_form(form)
+    assert html is not None
+    return html
 
 
 def test_the_crf_widgets_render_what_djangos_do():
