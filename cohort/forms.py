@@ -8,6 +8,7 @@ never taken from a POST. Validation beyond the field types is the validation lay
 
 from __future__ import annotations
 
+import html
 import re
 from decimal import Decimal
 
@@ -18,7 +19,6 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import formats
-from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -40,16 +40,18 @@ from cohort.models import (
 # tests/test_crf.py holds each equal to Django's own for every field of the CRF.
 
 
-def _html_attrs(attrs: dict) -> SafeString:
+def _escape(value) -> str:
+    """django.utils.html.conditional_escape, without its lazy-string wrapper (an option's label and
+    value, an attribute: a few hundred per form page)."""
+    return value.__html__() if hasattr(value, "__html__") else html.escape(str(value))
+
+
+def _html_attrs(attrs: dict) -> str:
     """django/forms/widgets/attrs.html: ` name="value"`, a True value as the bare name, False left out."""
-    return format_html_join(
-        "",
-        " {}{}",
-        (
-            (name, "" if value is True else format_html('="{}"', value))
-            for name, value in attrs.items()
-            if value is not False
-        ),
+    return "".join(
+        f" {_escape(name)}" if value is True else f' {_escape(name)}="{_escape(value)}"'
+        for name, value in attrs.items()
+        if value is not False
     )
 
 
@@ -58,9 +60,10 @@ class OnePassInput:
 
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
         widget = self.get_context(name, value, attrs)["widget"]
-        shown = "" if widget["value"] is None else format_html(' value="{}"', widget["value"])
-        return format_html(
-            '<input type="{}" name="{}"{}{}>', widget["type"], widget["name"], shown, _html_attrs(widget["attrs"])
+        shown = "" if widget["value"] is None else f' value="{_escape(widget["value"])}"'
+        return SafeString(
+            f'<input type="{_escape(widget["type"])}" name="{_escape(widget["name"])}"{shown}'
+            f"{_html_attrs(widget['attrs'])}>"
         )
 
 
@@ -74,18 +77,14 @@ class Select(forms.Select):
 
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
         widget = self.get_context(name, value, attrs)["widget"]
-        parts = [format_html('<select name="{}"{}>', widget["name"], _html_attrs(widget["attrs"]))]
+        parts = [f'<select name="{_escape(widget["name"])}"{_html_attrs(widget["attrs"])}>']
         for group_name, options, _index in widget["optgroups"]:
             if group_name:
-                parts.append(format_html('\n  <optgroup label="{}">', group_name))
+                parts.append(f'\n  <optgroup label="{_escape(group_name)}">')
             for option in options:
                 parts.append(
-                    format_html(
-                        '\n  <option value="{}"{}>{}</option>\n',
-                        option["value"],
-                        _html_attrs(option["attrs"]),
-                        option["label"],
-                    )
+                    f'\n  <option value="{_escape(option["value"])}"{_html_attrs(option["attrs"])}>'
+                    f"{_escape(option['label'])}</option>\n"
                 )
             if group_name:
                 parts.append("\n  </optgroup>")
@@ -484,7 +483,7 @@ def _field_html(form, name: str, attrs: dict | None, wrapper_class: str | None) 
         return f"\n\n    {bound}\n\n"
     if bound.use_fieldset or isinstance(widget, (forms.CheckboxInput, forms.FileInput)):
         raise _NotPlain
-    esc = conditional_escape
+    esc = _escape
     auto_id = bound.auto_id
     required = bound.field.required
     parts = [
@@ -531,16 +530,16 @@ def _layout_html(form, item) -> str:
         return "".join(_layout_html(form, part) for part in item.fields)
     if kind is Div and item.template == "%s/layout/div.html":
         fields = "".join(_layout_html(form, part) for part in item.fields)
-        css_id = f'id="{conditional_escape(item.css_id)}"' if item.css_id else ""
-        css_class = f'class="{conditional_escape(item.css_class)}"' if item.css_class else ""
+        css_id = f'id="{_escape(item.css_id)}"' if item.css_id else ""
+        css_class = f'class="{_escape(item.css_class)}"' if item.css_class else ""
         return f"<div {css_id} \n    {css_class} {item.flat_attrs}>\n        {fields}\n</div>\n"
     if kind is Fieldset and item.template == "%s/layout/fieldset.html":
         fields = "".join(_layout_html(form, part) for part in item.fields)
         legend = str(item.legend) if item.legend else ""
         if "{" in legend:
             raise _NotPlain  # crispy renders a legend as a template
-        css_id = f'id="{conditional_escape(item.css_id)}"' if item.css_id else ""
-        css_class = f'class="{conditional_escape(item.css_class)}"' if item.css_class else ""
+        css_id = f'id="{_escape(item.css_id)}"' if item.css_id else ""
+        css_class = f'class="{_escape(item.css_class)}"' if item.css_class else ""
         shown = f"<legend>{legend}</legend>" if legend else ""
         opening = f"<fieldset {css_id} \n    {css_class}\n    {item.flat_attrs}>"
         return f"{opening}\n    {shown}\n    {fields} \n</fieldset>\n"
