@@ -71,6 +71,10 @@ class TextInput(OnePassInput, forms.TextInput):
     pass
 
 
+class HiddenInput(OnePassInput, forms.HiddenInput):
+    pass
+
+
 class Select(forms.Select):
     """Django's Select, its HTML (django/forms/widgets/select.html, select_option.html, attrs.html) made
     in one pass: through the templates, one include per option was most of a form page's widget time."""
@@ -212,7 +216,7 @@ class CrfForm(forms.ModelForm):
     """A CRF form: its fields, the reason for change (asked for when editing a completed form) and
     the version the user loaded (for the optimistic lock; never written)."""
 
-    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    version = forms.IntegerField(widget=HiddenInput, required=False)
     reason_for_change = forms.CharField(
         label=_("Reason for change"),
         required=False,
