@@ -18,10 +18,11 @@ from django.db import models, transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.html import format_html
+from django.utils import formats, timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST, require_safe
 
 from cohort import (
@@ -59,6 +60,115 @@ class ListRow:
     verified: tuple[int, int]  # (forms verified, forms with rows)
     open_queries: int
     signed: bool  # a valid signature whose hash matches the casebook now
+    html: str = ""  # the row's <tr>, made by _row_html
+
+
+def _row_words() -> dict[str, str]:
+    """The rows' words, translated once per page (escaped, as the template showed them)."""
+    return {
+        "next_visit": escape(_("Next visit")),
+        "overdue": escape(_("Overdue")),
+        "flags": escape(_("Flags")),
+        "queries": escape(_("Queries")),
+        "complete": escape(_("Forms complete")),
+        "verified": escape(_("Verified")),
+        "signed": escape(_("Signed")),
+        "locked": escape(_("locked")),
+        "signed_badge": escape(_("signed")),
+    }
+
+
+_VISIT_BADGE = {"overdue": "text-bg-danger", "due": "text-bg-warning"}
+
+
+def _shown(value) -> str:
+    """A value as `{{ value }}` shows it: localized (dates in the language's format), escaped. An
+    integer below a thousand is its digits in every language (no grouping): most of a row's."""
+    if type(value) is int and -1000 < value < 1000:
+        return str(value)
+    return escape(formats.localize(value))
+
+
+def _shown_date(value) -> str:
+    """A date as `{{ value|date }}` shows it."""
+    return "" if value in (None, "") else escape(formats.date_format(value))
+
+
+def _width(complete: int, total: int) -> str:
+    """`{% widthratio complete total 100 %}`."""
+    try:
+        return str(round(float(complete) / float(total) * 100))
+    except ZeroDivisionError:
+        return "0"
+
+
+def _row_html(row: ListRow, words: dict[str, str]) -> str:
+    """One row of the patient list, the HTML the per-row template made (every value escaped as it
+    escaped them): 25 rows of a dozen tags cost a third of the page's CPU through the template."""
+    patient, progress, verified = row.patient, row.progress, row.verified
+    url = escape(reverse("cohort:patient-detail", args=[patient.study_id]))
+    study_id = escape(patient.study_id)
+    lock = (
+        f' <span class="badge text-bg-secondary" data-locked="{escape(row.lock.kind)}">{words["locked"]}</span>'
+        if row.lock
+        else ""
+    )
+    visit = progress.next_visit
+    if visit:
+        next_visit = (
+            f'\n        <span class="badge {_VISIT_BADGE.get(visit.state, "text-bg-light")}">'
+            f"{escape(visit.label)}</span>"
+            f'\n        <span class="small">{_shown_date(visit.window_start)} – {_shown_date(visit.window_end)}</span>'
+            "\n      "
+        )
+    else:
+        next_visit = '<span class="text-muted">–</span>'
+    overdue = (
+        f'<span class="badge text-bg-danger">{_shown(progress.overdue)}</span>'
+        if progress.overdue
+        else '<span class="text-muted">0</span>'
+    )
+    flags = (
+        f'<span class="badge text-bg-warning">{_shown(progress.flags)}</span>'
+        if progress.flags
+        else '<span class="text-muted">0</span>'
+    )
+    n = row.open_queries
+    if n:
+        count = ngettext("%(n)s open", "%(n)s open", n) % {"n": _shown(n)}
+        open_queries = f'<a class="badge text-bg-danger text-decoration-none" href="{url}">{count}</a>'
+    else:
+        open_queries = '<span class="text-muted">0</span>'
+    complete, total = _shown(progress.complete), _shown(progress.total)
+    verified_text = f"{_shown(verified[0])}/{_shown(verified[1])}"
+    signed = (
+        f'<span class="badge text-bg-success">{words["signed_badge"]}</span>'
+        if row.signed
+        else '<span class="text-muted">–</span>'
+    )
+    return (
+        "\n    <tr>"
+        f'\n      <td class="text-nowrap"><a href="{url}" class="fw-semibold">{study_id}</a>{lock}</td>'
+        f'\n      <td class="d-none d-lg-table-cell">{_shown(patient.centre.code)}</td>'
+        f'\n      <td class="d-none d-lg-table-cell">{_shown(patient.enrolment_date)}</td>'
+        f'\n      <td class="next-visit" data-label="{words["next_visit"]}">{next_visit}</td>'
+        f'\n      <td data-label="{words["overdue"]}">{overdue}</td>'
+        f'\n      <td data-label="{words["flags"]}">{flags}</td>'
+        f'\n      <td data-label="{words["queries"]}" data-open-queries="{_shown(n)}">{open_queries}</td>'
+        f'\n      <td data-label="{words["complete"]}">'
+        f'\n        <div class="progress" role="progressbar" aria-label="{words["complete"]}"'
+        f' aria-valuenow="{complete}" aria-valuemin="0" aria-valuemax="{total}" style="height: .5rem; max-width: 8rem">'
+        f'\n          <div class="progress-bar bg-success"'
+        f' style="width: {_width(progress.complete, progress.total)}%"></div>'
+        "\n        </div>"
+        f'\n        <span class="small text-muted">{complete}/{total}</span>'
+        "\n      </td>"
+        f'\n      <td class="small" data-label="{words["verified"]}" data-sdv-progress="{verified_text}">'
+        f"{verified_text}</td>"
+        f'\n      <td data-label="{words["signed"]}" data-signed="{"yes" if row.signed else "no"}">{signed}</td>'
+        "\n    </tr>"
+        "\n  "
+    )
 
 
 @login_required
@@ -91,19 +201,20 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     marks = sdv.marks_of_patients(shown)  # one query for the page
     open_counts = queries.open_counts(shown)  # one query for the page
     signed = signatures.valid_of_patients(shown)  # one query for the page
+    words = _row_words()
     rows = []
     for record in records:
         patient = record.patient
-        rows.append(
-            ListRow(
-                patient=patient,
-                progress=casebook.progress(record, today),
-                lock=locks.covering(patient, among=page_locks),
-                verified=sdv.progress(record, marks[patient.pk]),
-                open_queries=open_counts[patient.pk],
-                signed=signatures.is_signed(record, signed.get(patient.pk)),
-            )
+        row = ListRow(
+            patient=patient,
+            progress=casebook.progress(record, today),
+            lock=locks.covering(patient, among=page_locks),
+            verified=sdv.progress(record, marks[patient.pk]),
+            open_queries=open_counts[patient.pk],
+            signed=signatures.is_signed(record, signed.get(patient.pk)),
         )
+        row.html = mark_safe(_row_html(row, words))  # every value in it escaped by _row_html
+        rows.append(row)
     return render(
         request,
         "cohort/patient_list.html",
