@@ -40,6 +40,8 @@ def marks_of_patients(patients) -> dict[int, dict[tuple[str, int], Verification]
 
 def progress(record: crf.PatientRecord, marks: dict[tuple[str, int], Verification]) -> tuple[int, int]:
     """(forms verified, forms with rows): a patient's source data verification progress."""
+    if not marks:  # nothing verified: every form with rows is not verified (state's answer)
+        return 0, sum(bool(form.rows(record)) for form in crf.FORMS)
     states = [state(form.rows(record), marks) for form in crf.FORMS]
     return sum(found == VERIFIED for found in states), sum(found is not None for found in states)
 
