@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, F, JSONField, Q, Value, When
 from django.utils import timezone
 
 from cohort.access import ALL_SCOPE
@@ -307,8 +307,25 @@ def request_missing() -> list[str]:
 LATEST_FIRST = ("-data_version", "-computed_at", "-id")
 
 
-def latest_snapshot(scope: str) -> OutcomeSnapshot | None:
-    return OutcomeSnapshot.objects.filter(scope=scope).order_by(*LATEST_FIRST).first()
+def latest_snapshot(scope: str, *, without_result: list[int] | None = None) -> OutcomeSnapshot | None:
+    """The scope's newest snapshot. With `without_result`, the ids of snapshots whose result the
+    caller does not need (it keeps what it shows of them): the result document is read in the same
+    query only if the newest snapshot is not one of them."""
+    snapshots = OutcomeSnapshot.objects.filter(scope=scope).order_by(*LATEST_FIRST)
+    if without_result is None:
+        return snapshots.first()
+    snapshot = (
+        snapshots.defer("result")
+        .annotate(
+            result_unless_kept=Case(
+                When(pk__in=without_result, then=Value(None)), default=F("result"), output_field=JSONField()
+            )
+        )
+        .first()
+    )
+    if snapshot is not None and snapshot.result_unless_kept is not None:
+        snapshot.result = snapshot.result_unless_kept
+    return snapshot
 
 
 def last_failure(scope: str, snapshot: OutcomeSnapshot | None) -> RecomputeRequest | None:

@@ -7,14 +7,24 @@ about pending work and reads the centres' monitoring figures (three queries), so
 number of queries whatever the cohort's size.
 
 What the page prints of the outcome dict is built by reports/presentation.py, which the PDF uses too.
+That part of the page (baseline, drug survival, remission, adverse events) is a function of the
+snapshot, never changed once written, and of the language (its words and number formats): each
+process renders it once per snapshot and language and keeps the HTML, so a view of the page neither
+reads the result document again nor formats and draws it (the survival curve grows with the cohort).
+The status line and the monitoring figures are read and rendered on every view.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -26,7 +36,8 @@ from reports.models import OutcomeSnapshot
 @require_safe
 def dashboard(request: HttpRequest, scope: str | None = None) -> HttpResponse:
     scope, choices = access.readable_scope(request.user, scope)
-    snapshot = services.latest_snapshot(scope)
+    language = translation.get_language()
+    snapshot = services.latest_snapshot(scope, without_result=_rendered_ids(language))
     context = {
         "scope": scope,
         "scope_label": dict(choices)[scope],
@@ -39,8 +50,41 @@ def dashboard(request: HttpRequest, scope: str | None = None) -> HttpResponse:
         "monitoring": completeness.monitoring_rows(scope),
     }
     if snapshot is not None:
-        context.update(presentation.outcome_context(snapshot.result))
+        context.update(_rendered_outcomes(snapshot, language))
     return render(request, "reports/dashboard.html", context)
+
+
+# (snapshot id, language) -> what the page shows of the snapshot's result: the outcome part's HTML
+# and the two counts the status line prints. The most recently used few, per process.
+_rendered: OrderedDict[tuple[int, str], dict] = OrderedDict()
+_rendered_lock = threading.Lock()
+RENDERED_KEPT = 32
+
+
+def _rendered_ids(language: str) -> list[int]:
+    with _rendered_lock:
+        return [pk for pk, lang in _rendered if lang == language]
+
+
+def _rendered_outcomes(snapshot: OutcomeSnapshot, language: str) -> dict:
+    key = (snapshot.pk, language)
+    with _rendered_lock:
+        kept = _rendered.get(key)
+        if kept is not None:
+            _rendered.move_to_end(key)
+            return kept
+    # Not kept: its result was read with it (had it been evicted since, reading it is one more query).
+    outcome = presentation.outcome_context(snapshot.result)
+    kept = {
+        "n_patients": outcome["n_patients"],
+        "excluded_incomplete": outcome["excluded_incomplete"],
+        "outcomes_html": render_to_string("reports/includes/_outcomes.html", outcome),
+    }
+    with _rendered_lock:
+        _rendered[key] = kept
+        while len(_rendered) > RENDERED_KEPT:
+            _rendered.popitem(last=False)
+    return kept
 
 
 @login_required

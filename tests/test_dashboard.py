@@ -179,7 +179,7 @@ def test_it_shows_the_latest_snapshot_of_every_centre_to_a_coordinator(client, p
     html = response.content.decode()
     assert response.context["scope"] == "all"
     assert "Computed at 14 Mar 2025, 10:30 from data as of version 41 (algorithm 1.0.0)." in html
-    assert "30 patients included" in html and "99" not in response.context["baseline"][0]["label"]
+    assert "30 patients included" in html and "N = 30" in html and "N = 99" not in html
     assert "2 without a re-induction dose or follow-up form left out" in html
     assert 'id="updating"' not in html and 'data-updating="false"' in html
 
@@ -270,6 +270,23 @@ def test_percentages_are_whole_numbers_rounded_half_up():
     assert share(10, 27) == "37%" and share(0, 0) == "–"
     assert whole_percent(0.8308) == "83%" and whole_percent(None) == "–"
     assert ci_range(0.2152, 0.558) == "22–56%" and ci_range(None, 0.5) == "–"
+
+
+def test_the_outcomes_shown_are_those_of_the_latest_snapshot_in_the_readers_language(client, people):
+    # The outcome part is rendered once per snapshot and language and kept (reports/views.py): a
+    # new snapshot shows at once, and each language shows its own words and number formats.
+    make_snapshot(n_patients=30)
+    login_as(client, people["coordinator"])
+    english = client.get(dashboard_url("all")).content.decode()
+    assert "Baseline characteristics" in english and "N = 30" in english
+
+    dutch = client.get(dashboard_url("all"), headers={"accept-language": "nl"}).content.decode()
+    assert "Baseline characteristics" not in dutch and "N = 30" in dutch
+    assert "Baseline characteristics" in client.get(dashboard_url("all")).content.decode()
+
+    make_snapshot(data_version=42, n_patients=31)
+    html = client.get(dashboard_url("all")).content.decode()
+    assert "N = 31" in html and "N = 30" not in html and "31 patients included" in html
 
 
 def test_a_nurse_sees_her_own_centre_by_default(client, people):
