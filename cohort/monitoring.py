@@ -18,6 +18,7 @@ from django.db.models.functions import Cast
 from django.utils.translation import gettext_lazy as _
 
 from cohort import locks, queries, sdv, signatures
+from cohort.access import ALL_SCOPE
 from cohort.models import (
     Centre,
     CrfRowTally,
@@ -65,6 +66,36 @@ def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
     """Each centre's figures by code, over its patients (not removed). Three queries: the centres
     with their locks; the patients and queries not closed (tallied), signatures and casebook locks;
     the rows (tallied) and rows verified."""
+    listed, counted, verified = _queries(centres)
+    return _figures(list(listed), _counted_by_code(counted), sdv.verified_totals(verified))
+
+
+# by_scope's three statements, composed by the ORM once per process for each shape of scope (every
+# centre, or the one centre whose code takes the place of SCOPE_CODE): composing them cost more CPU
+# than running them.
+_by_scope: dict[bool, list[tuple[str, tuple]]] = {}
+SCOPE_CODE = "\x00scope code"
+
+
+def by_scope(scope: str) -> dict[str, CentreProgress]:
+    """by_centre of a scope's centres: every centre ("all") or the one with this code."""
+    one = scope != ALL_SCOPE
+    statements = _by_scope.get(one)
+    if statements is None:
+        centres = Centre.objects.filter(code=SCOPE_CODE) if one else Centre.objects.all()
+        statements = [query.query.sql_with_params() for query in _queries(centres)]
+        assert all(SCOPE_CODE in params for _sql, params in statements) == one
+        _by_scope[one] = statements
+    fetched = []
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, [scope if value == SCOPE_CODE else value for value in params])
+            fetched.append(cursor.fetchall())
+    listed, counted, verified = fetched
+    return _figures(listed, _counted_by_code(counted), sdv.verified_totals(verified))
+
+
+def _queries(centres: QuerySet[Centre]) -> tuple[QuerySet, QuerySet, QuerySet]:
     active = Lock.objects.filter(unlocked_at__isnull=True)
     listed = centres.order_by("code").annotate(
         study_lock=Exists(active.filter(kind=LockKind.STUDY)),
@@ -72,8 +103,10 @@ def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
     )
     listed = listed.values_list("code", "name", "active", "study_lock", "centre_lock")
     patients = Patient.objects.filter(centre__in=centres.values("pk"))
-    counted = _patients_signed_locked(centres, patients, active)
-    verified = sdv.rows_verified_by_centre(centres)
+    return listed, _patients_signed_locked(centres, patients, active), sdv.rows_verified_query(centres)
+
+
+def _figures(listed, counted: dict, verified: dict) -> dict[str, CentreProgress]:
     figures = {}
     for code, name, active_centre, study_lock, centre_lock in listed:
         n, signed, casebooks, waiting, answered = counted.get(code, (0, 0, 0, 0, 0))
@@ -94,11 +127,12 @@ def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
     return figures
 
 
-def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patient], active) -> dict:
-    """(patients, casebooks with a valid signature, casebooks locked, queries waiting for the site,
-    queries answered) by centre code, in one query whose cost is that of the signatures and locks,
-    not of the patients or queries: those come from the centres' tallies (CrfRowTally), the others
-    are counted from the valid signatures and active casebook locks themselves."""
+def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patient], active) -> QuerySet:
+    """(code, patients, casebooks with a valid signature, casebooks locked, queries waiting for the
+    site, queries answered) parts to add up by centre code (_counted_by_code), in one query whose
+    cost is that of the signatures and locks, not of the patients or queries: those come from the
+    centres' tallies (CrfRowTally), the others are counted from the valid signatures and active
+    casebook locks themselves."""
     zero = Value(0, output_field=BigIntegerField())
     columns = ("n", "signed", "casebooks", "waiting", "answered")
 
@@ -128,9 +162,13 @@ def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patien
             casebooks=Count("patient", distinct=True),
         ),
     ]
+    return parts[0].union(*parts[1:], all=True)
+
+
+def _counted_by_code(parts) -> dict[str, tuple[int, ...]]:
     counted: dict[str, tuple[int, ...]] = {}
-    for code, *figures in parts[0].union(*parts[1:], all=True):
-        before = counted.get(code, (0,) * len(columns))
+    for code, *figures in parts:
+        before = counted.get(code, (0,) * 5)
         counted[code] = tuple(a + b for a, b in zip(before, figures, strict=True))
     return counted
 

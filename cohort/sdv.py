@@ -80,6 +80,11 @@ def rows_verified_by_centre(centres: QuerySet[Centre]) -> dict[str, tuple[int, i
     one query whatever the number of patients: the marks at their row's current version (a UNION
     over the CRF tables, as many rows as marks), and the rows from the centres' tallies
     (CrfRowTally, kept by triggers) rather than counted."""
+    return verified_totals(rows_verified_query(centres))
+
+
+def rows_verified_query(centres: QuerySet[Centre]) -> QuerySet:
+    """rows_verified_by_centre's query: (code, verified, rows) parts to add up by code."""
     patients = Patient.objects.filter(centre__in=centres.values("pk"))
     counted = []
     for model in crf.MODELS:
@@ -101,8 +106,13 @@ def rows_verified_by_centre(centres: QuerySet[Centre]) -> dict[str, tuple[int, i
         .annotate(verified=Value(0, output_field=BigIntegerField()), rows=Cast(Sum("crf_rows"), BigIntegerField()))
         .values_list("code", "verified", "rows")
     )
+    return counted[0].union(*counted[1:], all=True)
+
+
+def verified_totals(parts) -> dict[str, tuple[int, int]]:
+    """(rows verified, rows) by centre code, from rows_verified_query's rows."""
     totals: dict[str, tuple[int, int]] = {}
-    for code, verified, rows in counted[0].union(*counted[1:], all=True):
+    for code, verified, rows in parts:
         done, total = totals.get(code, (0, 0))
         totals[code] = (done + verified, total + rows)
     return totals

@@ -60,7 +60,7 @@ def centre_completeness(scope: str, columns: outcome_columns.Columns) -> list[di
     with connection.cursor() as cursor:
         cursor.execute(_FORMS.format(scope=condition), params)
         forms = {code: (total, complete, last) for code, total, complete, last in cursor.fetchall()}
-    progress = monitoring.by_centre(_centres_of(scope))
+    progress = monitoring.by_scope(scope)
     centres = list(centres)
 
     counts = patient_counts(columns, {pk: code for pk, code, _name, _active in centres})
@@ -163,16 +163,12 @@ def patient_counts_of(patients: Sequence[outcomes.PatientData]) -> tuple[Counter
     return enrolled, with_t0, with_follow_up, included, recorded, expected
 
 
-def _centres_of(scope: str):
-    return Centre.objects.all() if scope == ALL_SCOPE else Centre.objects.filter(code=scope)
-
-
 def monitoring_rows(scope: str) -> list[dict]:
     """The monitoring figures of each centre of the scope that is active or has patients, in code
     order, as the dashboard prints them (`monitoring_cells`). Three queries."""
     return [
         {"code": code, "name": figures.name, **monitoring_cells(figures)}
-        for code, figures in monitoring.by_centre(_centres_of(scope)).items()
+        for code, figures in monitoring.by_scope(scope).items()
         if figures.active or figures.patients
     ]
 
