@@ -71,17 +71,62 @@ def _filtered(request: HttpRequest):
 
 def _rows(found) -> list[dict]:
     now = timezone.now()
+    # The labels of the states and checks in the active language, once per list rather than per
+    # row (as get_FOO_display would: it hashes every choice's label, translating it, each call);
+    # the URLs reversed once per list, each row's values put in their places (_UrlOf); what a
+    # query is about once per form and field.
+    states, checks = _labels(QueryState.choices), _labels(QueryCheck.choices)
+    query_url, patient_url = _UrlOf("cohort:query", _PK), _UrlOf("cohort:patient-detail", _STUDY_ID)
+    form_urls, wheres = {}, {}
+
+    def where(query) -> str:
+        if (query.form, query.field) not in wheres:
+            wheres[query.form, query.field] = queries.where(query.form, query.field)
+        return wheres[query.form, query.field]
+
+    def form_page_of(query) -> str:
+        if query.form not in form_urls:
+            form_urls[query.form] = _UrlOf(
+                "cohort:rows" if crf.form(query.form).repeating else "cohort:form", _STUDY_ID, query.form
+            )
+        url = form_urls[query.form](query.patient.study_id)
+        return f"{url}?edit={query.row_id}" if crf.form(query.form).repeating and query.row_id else url
+
     return [
         {
             "query": query,
-            "where": queries.where(query.form, query.field),
-            "url": form_page(query),
+            "query_url": query_url(query.pk),
+            "patient_url": patient_url(query.patient.study_id),
+            "state": states.get(query.state, query.state),
+            "where": where(query),
+            "url": form_page_of(query),
             "age": (now - query.raised_at).days,
-            "by": query.raised_by.get_username() if query.raised_by else query.get_rule_display(),
+            "by": query.raised_by.get_username() if query.raised_by else checks.get(query.rule, query.rule),
             "last": queries.message_text(query.last_text or "", query.last_template, query.last_values),
         }
         for query in found
     ]
+
+
+def _labels(choices) -> dict[str, str]:
+    return {value: str(label) for value, label in choices}
+
+
+# Stand-ins for a query's id and a patient's study ID (which their converters pass as they are and
+# reverse() does not quote): no URL holds them otherwise.
+_PK = 9876543210
+_STUDY_ID = "ZZZZZZZZZZ-99999"
+
+
+class _UrlOf:
+    """A URL reversed once with a stand-in for one argument; called with that argument's value, the
+    URL reverse() gives for it."""
+
+    def __init__(self, name: str, stand_in, *rest) -> None:
+        self.before, self.after = reverse(name, args=[stand_in, *rest]).split(str(stand_in))
+
+    def __call__(self, value) -> str:
+        return f"{self.before}{value}{self.after}"
 
 
 @login_required
