@@ -16,7 +16,7 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
@@ -74,10 +74,16 @@ def _rows(found) -> list[dict]:
     # The labels of the states and checks in the active language, once per list rather than per
     # row (as get_FOO_display would: it hashes every choice's label, translating it, each call);
     # the URLs reversed once per list, each row's values put in their places (_UrlOf); what a
-    # query is about once per form and field.
+    # query is about once per form and field, and each day's date.
     states, checks = _labels(QueryState.choices), _labels(QueryCheck.choices)
     query_url, patient_url = _UrlOf("cohort:query", _PK), _UrlOf("cohort:patient-detail", _STUDY_ID)
-    form_urls, wheres = {}, {}
+    form_urls, wheres, days = {}, {}, {}
+
+    def raised_on(query) -> str:  # as the template's |date filter prints it, once per day
+        day = timezone.localtime(query.raised_at).date()
+        if day not in days:
+            days[day] = formats.date_format(day)
+        return days[day]
 
     def where(query) -> str:
         if (query.form, query.field) not in wheres:
@@ -100,6 +106,7 @@ def _rows(found) -> list[dict]:
             "state": states.get(query.state, query.state),
             "where": where(query),
             "url": form_page_of(query),
+            "raised_on": raised_on(query),
             "age": (now - query.raised_at).days,
             "by": query.raised_by.get_username() if query.raised_by else checks.get(query.rule, query.rule),
             "last": queries.message_text(query.last_text or "", query.last_template, query.last_values),
