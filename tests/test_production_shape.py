@@ -8,7 +8,8 @@ generated, the database is a fresh one on the test PostgreSQL server with an own
 and an app role (everything else), the broker is the test Redis, gunicorn serves the web, and TLS
 redirect and secure cookies are off (standing for the TLS proxy in front).
 
-Then, over HTTP only: a nurse signs in and saves a form; a coordinator signs in with a TOTP code,
+Then, over HTTP only: a nurse signs in, saves a form and imports a change through the import
+page (previewed and applied by the worker from the media volume); a coordinator signs in with a TOTP code,
 sees the dashboard reach the data version of that save, generates the cohort PDF and an SPSS export
 and downloads both; static files come compressed with far-future cache headers; no log shows a
 traceback. Then the same reports with two workers: each rendered exactly once.
@@ -16,7 +17,9 @@ traceback. Then the same reports with two workers: each rendered exactly once.
 
 from __future__ import annotations
 
+import csv
 import http.cookiejar
+import io
 import json
 import os
 import re
@@ -258,6 +261,26 @@ class Browser:
     def get(self, path: str, **kwargs):
         return self.request(path, **kwargs)
 
+    def upload(self, path: str, files: dict[str, tuple[str, bytes]]):
+        """A multipart POST of files (field -> (file name, content)), as a file input sends them."""
+        boundary = secrets.token_hex(16)
+        token = next((c.value for c in self.cookies if c.name == "csrftoken"), "")
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{token}\r\n'.encode()
+        ]
+        for field, (name, content) in files.items():
+            head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+            parts.append(f"{head}Content-Type: text/csv\r\n\r\n".encode() + content + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        req = urllib.request.Request(
+            self.base + path, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+        try:
+            with self.opener.open(req, timeout=60) as response:
+                return response.status, response.headers, response.read(), response.url
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers, error.read(), error.url
+
     def post(self, path: str, data: dict):
         return self.request(path, data=data)
 
@@ -397,6 +420,45 @@ def test_the_compose_services_work_together_over_http(tmp_path, database, redis_
             "SELECT next_therapy FROM cohort_followup f JOIN cohort_patient p "
             "ON p.id = f.patient_id WHERE p.study_id = 'AMC-001'",
         ) == [("vedolizumab (production-shape test)",)]
+        ((version,),) = query(owner_url, "SELECT last_value FROM reports_data_version")
+
+        # The nurse imports a change through the import page: the worker (another filesystem; the
+        # upload on the media volume) checks the preview, then applies it with her reason.
+        exported = tmp_path / "exported"
+        web.run(["python", "manage.py", "export_cohort", str(exported)], web_env)
+        header, *rows = csv.reader(io.StringIO((exported / "follow_up.csv").read_text(encoding="utf-8")))
+        row = next(r for r in rows if r[0] == "AMC-002")
+        row[header.index("next_therapy")] = "adalimumab (import test)"
+        upload = io.StringIO()
+        csv.writer(upload, lineterminator="\n").writerows([header, row])
+        status, _h, body, url = nurse.upload("/imports/", {"files": ("follow_up.csv", upload.getvalue().encode())})
+        assert status == 200 and re.search(r"/imports/\d+/$", url), body.decode()[-3000:]
+        import_id = int(url.rstrip("/").rsplit("/", 1)[1])
+
+        def import_state(*states: str):
+            def reached():
+                status, _h, body, _url = nurse.get(f"/imports/{import_id}/status/")
+                state = json.loads(body)
+                assert state["status"] not in ("failed", "invalid"), state
+                return state if state["status"] in states else None
+
+            return reached
+
+        wait_for(import_state("ready"), timeout=DEADLINE, what=f"the preview of import {import_id}")
+        status, _h, body, _url = nurse.get(f"/imports/{import_id}/")
+        assert status == 200 and b"adalimumab (import test)" in body
+        assert query(
+            owner_url,
+            "SELECT next_therapy FROM cohort_followup f JOIN cohort_patient p "
+            "ON p.id = f.patient_id WHERE p.study_id = 'AMC-002'",
+        ) != [("adalimumab (import test)",)], "the preview wrote"
+        nurse.post(f"/imports/{import_id}/apply/", {"reason": "Follow-up corrected from the clinic letter."})
+        wait_for(import_state("applied"), timeout=DEADLINE, what=f"import {import_id} applied")
+        assert query(
+            owner_url,
+            "SELECT next_therapy FROM cohort_followup f JOIN cohort_patient p "
+            "ON p.id = f.patient_id WHERE p.study_id = 'AMC-002'",
+        ) == [("adalimumab (import test)",)]
         ((version,),) = query(owner_url, "SELECT last_value FROM reports_data_version")
 
         # A coordinator signs in with a TOTP code and sees the dashboard reach that version.
