@@ -1,4 +1,4 @@
-"""What the recompute requests and the report jobs share: the wake-up sent to the workers after a
+"""What the recompute requests, the report jobs and the import jobs share: the wake-up sent to the workers after a
 commit, and the heartbeat that keeps a worker's claim on its work alive (SPEC section 6).
 
 The database row is the work; the broker message is only a hint. A save never waits for Redis:
@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from cohort.celery import app
@@ -45,6 +45,8 @@ SWEEP = dt.timedelta(seconds=5)  # CELERY_BEAT_SCHEDULE in cohort/settings.py
 # is still waiting), so the sweep's wake-ups never pile up behind long renders.
 WAKE_UP_EXPIRES = dt.timedelta(seconds=60)
 BROKER_BACKOFF = 5.0  # seconds
+# Deliveries of one job before it fails for good (a render that kills its worker every time).
+MAX_ATTEMPTS = 3
 
 _broker_down_until = 0.0
 
@@ -107,3 +109,20 @@ def heartbeat(claim: Callable[[], QuerySet], fields: Callable[[], dict] | None =
 def stale_before() -> dt.datetime:
     """Claims whose heartbeat is older than this belong to a worker that died."""
     return timezone.now() - CLAIM_STALE
+
+
+def claim_job(jobs: QuerySet, job_id: int, *, claim: str, queued: str, running: str, **fields) -> bool:
+    """Claim a job row (a report or an import job) for the task message `claim`: a queued one, or
+    one this very message held before its worker died (delivered again, it takes the job over as a
+    new attempt rather than waiting for the sweep). A job lost by its worker MAX_ATTEMPTS times
+    fails instead of looping for ever. `fields` are set with the claim. False: another worker has
+    it, or it is finished."""
+    now = timezone.now()
+    jobs.filter(pk=job_id, status=running, claimed_by=claim, attempts__gte=MAX_ATTEMPTS).update(
+        status="failed", error="worker lost during every attempt", message="", finished_at=now
+    )
+    return bool(
+        jobs.filter(Q(status=queued) | Q(status=running, claimed_by=claim), pk=job_id).update(
+            status=running, heartbeat_at=now, claimed_by=claim, progress=0, attempts=F("attempts") + 1, **fields
+        )
+    )

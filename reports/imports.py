@@ -23,7 +23,6 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from cohort import access, crf, csvformat, display
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 RUN_TASK = "reports.tasks.run_import_preview"
 APPLY_TASK = "reports.tasks.run_import_apply"
 SOURCE = "web_import"  # the audit context's source of an applied import
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = background.MAX_ATTEMPTS
 
 
 class StalePreview(Exception):
@@ -102,16 +101,13 @@ def preview_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
     """Claim a queued job and compute its preview; None when another worker has it or it is done.
     Safe to run twice. `claim` names the task message (see reports.jobs.job_run)."""
     claim = claim or uuid.uuid4().hex
-    now = timezone.now()
-    ImportJob.objects.filter(
-        pk=job_id, status=ImportJob.Status.RUNNING, claimed_by=claim, attempts__gte=MAX_ATTEMPTS
-    ).update(status=ImportJob.Status.FAILED, error="worker lost during every attempt", finished_at=now)
-    claimed = ImportJob.objects.filter(
-        Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, claimed_by=claim), pk=job_id
-    ).update(
-        status=ImportJob.Status.RUNNING, heartbeat_at=now, claimed_by=claim, progress=0, attempts=F("attempts") + 1
-    )
-    if not claimed:
+    if not background.claim_job(
+        ImportJob.objects.all(),
+        job_id,
+        claim=claim,
+        queued=ImportJob.Status.QUEUED,
+        running=ImportJob.Status.RUNNING,
+    ):
         return None
     job = ImportJob.objects.select_related("uploaded_by").get(pk=job_id)
     mine = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING, attempts=job.attempts)
@@ -229,16 +225,13 @@ def apply_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
     with the preview shown: any difference (the data changed since) writes nothing and makes the
     job the new preview (`stale`), for a new decision."""
     claim = claim or uuid.uuid4().hex
-    now = timezone.now()
-    ImportJob.objects.filter(
-        pk=job_id, status=ImportJob.Status.APPLYING, claimed_by=claim, attempts__gte=MAX_ATTEMPTS
-    ).update(status=ImportJob.Status.FAILED, error="worker lost during every attempt", finished_at=now)
-    claimed = ImportJob.objects.filter(
-        Q(status=ImportJob.Status.APPLY_QUEUED) | Q(status=ImportJob.Status.APPLYING, claimed_by=claim), pk=job_id
-    ).update(
-        status=ImportJob.Status.APPLYING, heartbeat_at=now, claimed_by=claim, progress=0, attempts=F("attempts") + 1
-    )
-    if not claimed:
+    if not background.claim_job(
+        ImportJob.objects.all(),
+        job_id,
+        claim=claim,
+        queued=ImportJob.Status.APPLY_QUEUED,
+        running=ImportJob.Status.APPLYING,
+    ):
         return None
     job = ImportJob.objects.select_related("uploaded_by").get(pk=job_id)
     by = job.uploaded_by

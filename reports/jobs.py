@@ -19,7 +19,6 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone, translation
 
 from cohort import access
@@ -41,7 +40,7 @@ EXTENSIONS = {
     ReportJob.Kind.AUDIT_CSV: "csv",
     ReportJob.Kind.ODM_XML: "xml",
 }
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = background.MAX_ATTEMPTS
 # The Celery task that runs `job_run` (reports/tasks.py), woken by its name.
 RUN_TASK = "reports.tasks.run_report_job"
 
@@ -130,22 +129,14 @@ def job_run(job_id: int, *, claim: str | None = None) -> ReportJob | None:
     `claim` names the task message: delivered again after its worker died, it takes the job over
     (a new attempt) rather than waiting for the sweep."""
     claim = claim or uuid.uuid4().hex
-    now = timezone.now()
-    # A job whose render killed its worker every time (out of memory, say) must not loop for ever.
-    ReportJob.objects.filter(
-        pk=job_id, status=ReportJob.Status.RUNNING, claimed_by=claim, attempts__gte=MAX_ATTEMPTS
-    ).update(status=ReportJob.Status.FAILED, error="worker lost during every attempt", message="", finished_at=now)
-    claimed = ReportJob.objects.filter(
-        Q(status=ReportJob.Status.QUEUED) | Q(status=ReportJob.Status.RUNNING, claimed_by=claim), pk=job_id
-    ).update(
-        status=ReportJob.Status.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        claimed_by=claim,
-        progress=0,
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
+    if not background.claim_job(
+        ReportJob.objects.all(),
+        job_id,
+        claim=claim,
+        queued=ReportJob.Status.QUEUED,
+        running=ReportJob.Status.RUNNING,
+        started_at=timezone.now(),
+    ):
         return None
     job = ReportJob.objects.select_related("patient").get(pk=job_id)
     attempt = job.attempts

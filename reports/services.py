@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # A request is taken once no change has come for this long, so a burst of saves coalesces into
 # one recompute per scope. In-process mode (no broker) recomputes at once.
 DEBOUNCE = dt.timedelta(seconds=1)
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = background.MAX_ATTEMPTS
 # The Celery task that runs `recompute` (reports/tasks.py), woken by its name.
 RECOMPUTE_TASK = "reports.tasks.recompute_outcomes"
 DATA_CHECKS_TASK = "reports.tasks.data_checks"
