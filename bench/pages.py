@@ -4,8 +4,9 @@ Run: .venv/bin/python bench/pages.py [--sizes 1000,100000] [--seconds 30] [--flo
 
 Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_demo (8 centres) up to
 each size (not timed). After seeding: the automatic data checks (cohort/data_checks.py, which raise
-the open queries) of the measured centre's patients, and the outcome snapshots of the scopes the
-clients read ("all" and that centre), as a worker would have left them; the CRF row tallies folded, as the
+the open queries and store the patient list's casebook summaries, cohort/listing.py) of every
+patient, as beat's hourly run leaves them, and the outcome snapshots of the scopes the clients read
+("all" and that centre), as a worker would have left them; the CRF row tallies folded, as the
 hourly task does. Then the database is settled as an operator's would be some minutes after a bulk
 load (harness.settle): VACUUM ANALYZE as the tables' owner (what autovacuum does), a CHECKPOINT (the
 load's dirty pages written out) and no autovacuum worker running, so that neither autovacuum nor
@@ -345,7 +346,8 @@ def sign_in_coordinator(browser: Browser, username: str, password: str, device) 
 
 
 def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
-    """seed_demo up to `size` patients, then the data checks of `centre` and the outcome snapshots."""
+    """seed_demo up to `size` patients, then the data checks of every patient (as beat's hourly run)
+    and the outcome snapshots of "all" and `centre`."""
     from django.core.management import call_command
 
     from cohort import data_checks, monitoring
@@ -360,7 +362,7 @@ def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
     harness.vacuum_analyze()  # the planner's statistics of the seed, for the data checks
     monitoring.fold_tallies()  # as the hourly task does
     if centre is not None:
-        data_checks.run(Patient.objects.filter(centre=centre).values_list("pk", flat=True))
+        data_checks.run()
         for scope in ("all", centre.code):
             services.recompute(scope)
             if services.latest_snapshot(scope) is None:

@@ -15,6 +15,7 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.query import get_related_populators
 from django.http import Http404
 
@@ -172,6 +173,13 @@ def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write:
 _STUDY_ID = "\x00study_id"
 USER_ID = -7_000_001
 PATIENT_ID = -7_000_002
+PATIENT_IDS = -7_000_003  # a list of patient ids (a page of the list), sent as one array
+
+
+def any_patient_id() -> RawSQL:
+    """In a compiled statement, `patient_id__in=any_patient_id()`: any of the PATIENT_IDS. One
+    parameter whatever their number, so the statement is the same for every page."""
+    return RawSQL("SELECT unnest(%s::bigint[])", (PATIENT_IDS,))
 
 
 def _placeholder(field: str) -> str:
@@ -216,12 +224,7 @@ class CompiledRows:
     def of(cls, queryset: QuerySet) -> CompiledRows:
         compiler = queryset.query.get_compiler(using=DEFAULT_DB_ALIAS)
         sql, params = compiler.as_sql()
-        placeholders = (_STUDY_ID, USER_ID, PATIENT_ID)
-        slots = tuple(
-            (index, value)
-            for index, value in enumerate(params)
-            if value in placeholders or (isinstance(value, str) and value.startswith("\x00match:"))
-        )
+        slots = _slots(params)
         select, klass_info = compiler.select, compiler.klass_info
         compiled = (select, klass_info, compiler.annotation_col_map, compiler.col_count)
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
@@ -230,13 +233,8 @@ class CompiledRows:
         return cls(queryset.query, sql, tuple(params), slots, compiled, init_list, (start, end), populators)
 
     def run(self, values: dict) -> list:
-        params = list(self.params)
-        for index, placeholder in self.slots:
-            params[index] = values[placeholder]
+        fetched = _fetch(self.sql, self.params, self.slots, values)
         connection = connections[DEFAULT_DB_ALIAS]
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            fetched = cursor.fetchall()
         compiler = self.query.get_compiler(connection=connection)
         compiler.select, compiler.klass_info, compiler.annotation_col_map, compiler.col_count = self.compiled
         model, annotations = self.compiled[1]["model"], self.compiled[2]
@@ -250,6 +248,43 @@ class CompiledRows:
                 setattr(obj, name, values_[position])
             found.append(obj)
         return found
+
+
+@dataclass(frozen=True)
+class CompiledValues:
+    """A values_list queryset's SQL compiled once, as CompiledRows; its rows as the database gives
+    them (for columns that need no conversion: ids, counts, text)."""
+
+    sql: str
+    params: tuple
+    slots: tuple[tuple[int, object], ...]
+
+    @classmethod
+    def of(cls, queryset: QuerySet) -> CompiledValues:
+        sql, params = queryset.query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
+        return cls(sql, tuple(params), _slots(params))
+
+    def run(self, values: dict) -> list[tuple]:
+        return _fetch(self.sql, self.params, self.slots, values)
+
+
+def _slots(params) -> tuple[tuple[int, object], ...]:
+    """Where a compiled statement's placeholders are among its parameters."""
+    placeholders = (_STUDY_ID, USER_ID, PATIENT_ID, PATIENT_IDS)
+    return tuple(
+        (index, value)
+        for index, value in enumerate(params)
+        if value in placeholders or (isinstance(value, str) and value.startswith("\x00match:"))
+    )
+
+
+def _fetch(sql: str, params: tuple, slots, values: dict) -> list[tuple]:
+    params = list(params)
+    for index, placeholder in slots:
+        params[index] = values[placeholder]
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 ALL_SCOPE = "all"

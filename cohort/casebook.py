@@ -4,7 +4,7 @@ forms x visits, the visit schedule with its windows, and the summary the patient
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.utils.translation import gettext_lazy as _
 
@@ -132,10 +132,16 @@ SCHEDULE_STATES = {
 
 def visit_schedule(record: PatientRecord, today: dt.date) -> list[ScheduledVisit]:
     """The four visits with their dates computed from the re-induction (day 0) and where each stands."""
+    return dated(visit_plan(record), today)
+
+
+def visit_plan(record: PatientRecord) -> list[ScheduledVisit]:
+    """visit_schedule as far as the record alone decides it: a visit still expected (due, overdue
+    or upcoming, by the day) has state PENDING, for `dated` to settle. What the patient list stores."""
     t0 = record.reinduction_date
     assessments = {a.visit: a for a in record.assessments}
     ended = record.follow_up.last_follow_up_date if record.follow_up else None
-    schedule = []
+    plan = []
     for visit in Visit:
         nominal_day, low, high = VISIT_SCHEDULE[visit]
         assessment = assessments.get(visit.value)
@@ -151,13 +157,9 @@ def visit_schedule(record: PatientRecord, today: dt.date) -> list[ScheduledVisit
             state = "unscheduled"
         elif ended is not None and record.follow_up.status == "discontinued":
             state = "ended"
-        elif today > dates[2]:
-            state = "overdue"
-        elif today >= dates[1]:
-            state = "due"
         else:
-            state = "upcoming"
-        schedule.append(
+            state = PENDING
+        plan.append(
             ScheduledVisit(
                 visit=visit.value,
                 label=visit.label,
@@ -168,7 +170,24 @@ def visit_schedule(record: PatientRecord, today: dt.date) -> list[ScheduledVisit
                 state=state,
             )
         )
-    return schedule
+    return plan
+
+
+PENDING = "pending"  # visit_plan's state of a visit still expected: dated() settles it by the day
+
+
+def dated(plan: list[ScheduledVisit], today: dt.date) -> list[ScheduledVisit]:
+    """The plan's expected visits settled by the day: overdue after the window, due in it, upcoming
+    before it (new ScheduledVisits; the plan is left as it is)."""
+    return [visit if visit.state != PENDING else replace(visit, state=_pending_state(visit, today)) for visit in plan]
+
+
+def _pending_state(visit: ScheduledVisit, today: dt.date) -> str:
+    if today > visit.window_end:
+        return "overdue"
+    if today >= visit.window_start:
+        return "due"
+    return "upcoming"
 
 
 @dataclass
@@ -182,12 +201,23 @@ class Progress:
 
 def progress(record: PatientRecord, today: dt.date) -> Progress:
     cells = form_cells(record)
-    schedule = visit_schedule(record, today)
-    pending = [visit for visit in schedule if visit.state in ("due", "overdue", "upcoming")]
-    return Progress(
+    return dated_progress(
         complete=sum(cell.status == FormStatus.COMPLETE for cell in cells),
         total=len(cells),
+        flags=sum(len(cell.flags) for cell in cells),
+        plan=visit_plan(record),
+        today=today,
+    )
+
+
+def dated_progress(*, complete: int, total: int, flags: int, plan: list[ScheduledVisit], today: dt.date) -> Progress:
+    """The progress of a record whose forms and visit plan were summed up (on any day) on `today`."""
+    schedule = dated(plan, today)
+    pending = [visit for visit in schedule if visit.state in ("due", "overdue", "upcoming")]
+    return Progress(
+        complete=complete,
+        total=total,
         next_visit=pending[0] if pending else None,
         overdue=sum(visit.state == "overdue" for visit in schedule),
-        flags=sum(len(cell.flags) for cell in cells),
+        flags=flags,
     )

@@ -53,7 +53,7 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone, translation
 from django.utils.translation import gettext_noop
 
-from cohort import casebook, crf, locks, queries, services, validators
+from cohort import casebook, crf, listing, locks, queries, sdv, services, validators
 from cohort.choices import FormStatus, Visit
 from cohort.crf import PatientRecord
 from cohort.models import (
@@ -169,12 +169,19 @@ def _check_chunk(ids: list[int], today: dt.date, summary: Summary) -> None:
         list(Patient.objects.filter(pk__in=ids).order_by("pk").select_for_update().values_list("pk", flat=True))
         # Their checks are done by this one: a save that asks again after it waits for the lock.
         DataCheckRequest.objects.filter(patient_id__in=ids).delete()
+        stamps = listing.stamps(ids)  # before the casebooks (listing.stamps)
         patients = list(services.with_forms(Patient.objects.filter(pk__in=ids)))
         existing = _automatic_queries(ids)
         active_locks = locks.active_for(patients)
+        marks = sdv.marks_of_patients(patients)
+        summed = []
         for patient in patients:
             record = services.patient_record(patient)
             _check_patient(record, existing.get(patient.pk, []), active_locks, today, summary)
+            if patient.pk in stamps:
+                summed.append((patient.pk, stamps[patient.pk], listing.summary(record, marks[patient.pk])))
+        # The patient list's summaries, from the casebooks read for the checks (cohort.listing).
+        listing.store(summed)
 
 
 def _automatic_queries(ids: list[int]) -> dict[int, list[Query]]:

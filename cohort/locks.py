@@ -45,7 +45,7 @@ def active_for(patients) -> list[Lock]:
     ids = [patient.pk for patient in patients if patient.pk]
     if len(ids) == 1:  # a page of one patient (a form, the casebook): the query composed once
         return _one_patient_statement().run({access.PATIENT_ID: ids[0]})
-    return list(active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id__in=ids)))
+    return _many_patients_statement().run({access.PATIENT_IDS: ids})
 
 
 @functools.cache
@@ -54,6 +54,14 @@ def _one_patient_statement() -> access.CompiledRows:
     placeholder): composing it cost more CPU than running it, on every page of a patient."""
     return access.CompiledRows.of(
         active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id=access.PATIENT_ID))
+    )
+
+
+@functools.cache
+def _many_patients_statement() -> access.CompiledRows:
+    """active_for of many patients (a page of the list), composed once as _one_patient_statement."""
+    return access.CompiledRows.of(
+        active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id__in=access.any_patient_id()))
     )
 
 

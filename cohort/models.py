@@ -266,6 +266,28 @@ class CrfRowTally(models.Model):
         return f"{self.centre_id}: {self.patients:+} patients, {self.crf_rows:+} CRF rows"
 
 
+class CasebookSummary(models.Model):
+    """What the patient list shows of a casebook (forms complete, flags, the visit plan, source
+    verification, the data's hash for its signature), as the automatic data checks last summed it
+    up (cohort.listing), so a page of the list reads 25 small rows instead of 25 whole casebooks.
+
+    `data_stamp` is raised by statement triggers on every table the summary is made from (the CRF
+    tables, flag confirmations, verification marks: migration 0021); a summary counts only while
+    its `summary_stamp` is the data's stamp and its `rules` the code's (cohort.listing.RULES). Any
+    other summary is stale and the list sums the casebook up from its rows, as it always did."""
+
+    patient = models.OneToOneField(
+        "Patient", primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    data_stamp = models.BigIntegerField(db_default=1)
+    summary_stamp = models.BigIntegerField(null=True)
+    rules = models.CharField(max_length=64, blank=True, db_default="")
+    summary = models.JSONField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: data {self.data_stamp}, summary {self.summary_stamp}"
+
+
 @audited()
 class Membership(models.Model):
     """A user's access: their role at one centre (SPEC section 2)."""

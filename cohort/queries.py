@@ -11,6 +11,7 @@ user sees at all is cohort.access (another centre's query answers 404).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -301,13 +302,19 @@ def not_closed(patient: Patient) -> list[Query]:
 def open_counts(patients) -> dict[int, int]:
     """Queries waiting for the site (open or re-opened), by patient id. One query for a page."""
     ids = [patient.pk for patient in patients]
-    counted = (
-        Query.objects.filter(patient_id__in=ids, state__in=QUERY_WAITING_FOR_SITE)
+    found = dict(_open_counts_statement().run({access.PATIENT_IDS: ids}))
+    return {pk: found.get(pk, 0) for pk in ids}
+
+
+@functools.cache
+def _open_counts_statement() -> access.CompiledValues:
+    """open_counts' query, composed by the ORM once per process."""
+    return access.CompiledValues.of(
+        Query.objects.filter(patient_id__in=access.any_patient_id(), state__in=QUERY_WAITING_FOR_SITE)
+        .order_by()
         .values_list("patient_id")
         .annotate(n=models.Count("id"))
     )
-    found = dict(counted)
-    return {pk: found.get(pk, 0) for pk in ids}
 
 
 @dataclass

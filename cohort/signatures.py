@@ -15,6 +15,7 @@ compares its hash with the data as they are now (`entries`), so a change the tri
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -228,13 +229,26 @@ def entries(signatures: list[Signature], current_hash: str) -> list[Entry]:
 def valid_of_patients(patients) -> dict[int, Signature]:
     """The valid signature of each of these patients that has one (a page of the list), by patient
     id. One query; `is_signed` then compares each with its record."""
-    ids = [patient.pk for patient in patients]
-    return {s.patient_id: s for s in Signature.objects.filter(patient_id__in=ids, invalidated_at__isnull=True)}
+    found = _valid_statement().run({access.PATIENT_IDS: [patient.pk for patient in patients]})
+    return {signature.patient_id: signature for signature in found}
+
+
+@functools.cache
+def _valid_statement() -> access.CompiledRows:
+    """valid_of_patients' query, composed by the ORM once per process."""
+    return access.CompiledRows.of(
+        Signature.objects.filter(patient_id__in=access.any_patient_id(), invalidated_at__isnull=True).order_by()
+    )
 
 
 def is_signed(record: crf.PatientRecord, valid: Signature | None) -> bool:
     """Whether the record is signed as it is now: a valid signature whose hash is that of the data."""
-    return valid is not None and valid.data_hash == data_hash(record)
+    return valid is not None and signs(valid, data_hash(record))
+
+
+def signs(valid: Signature | None, hashed: str | None) -> bool:
+    """Whether this valid signature (or None) signs the data whose data_hash is `hashed`."""
+    return valid is not None and valid.data_hash == hashed
 
 
 def has_valid_signature() -> models.Exists:

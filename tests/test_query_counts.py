@@ -18,10 +18,12 @@ pytestmark = pytest.mark.django_db
 # with the memberships cohort.access and the MFA role check read
 # and whether a TOTP device exists, in one query (cohort.accounts.UserBackend; issue 14: they were 3
 # queries, 18 and 19 before, and the role check one more before that). Then the list:
-# count, a page of patients with their centres, then their forms' rows and confirmed flags in one
-# statement (services.records_of; issue 14: the one-row forms joined and 5 prefetches), the active
-# locks, the page's source-verification marks, its open-query counts and
-# its valid signatures (SPEC section 10; the list's monitoring filters are conditions of the count and
+# count, a page of patients with their centres and stored summaries (cohort.listing), its valid
+# signatures, then, for the patients whose summary is stale (here every one: no data check ran),
+# their forms' rows and confirmed flags in one statement (services.records_of; issue 14: the one-row
+# forms joined and 5 prefetches) and their source-verification marks (with current summaries, 2
+# fewer: tests/test_listing.py), the active locks and its open-query counts (SPEC section 10; the
+# list's monitoring filters are conditions of the count and
 # page queries, no query of their own); the casebook: the patient through cohort.access, its whole
 # record with the confirmed flags in one statement (services.read_record; issue 14: it was the
 # patient again with its forms joined and 5 prefetches), the audit trail, and the active locks that
