@@ -476,10 +476,25 @@ def _let_workers_finish(app, timeout: float = 60) -> None:
         return
 
     def idle() -> bool:
-        replies = app.control.inspect(timeout=0.5).active()
-        return replies is None or all(not tasks for tasks in replies.values())
+        # A worker of --pool=solo answers nobody while it runs a task (no reply is not "idle"
+        # then): its transaction in the database says it is still at work. Reserved tasks (taken
+        # from the broker before the purge) are work still to come.
+        inspector = app.control.inspect(timeout=0.5)
+        waiting = [inspector.reserved(), inspector.active()]
+        if any(replies and any(tasks for tasks in replies.values()) for replies in waiting):
+            return False
+        from django.db import connection
 
-    wait_for(idle, timeout, what="the Celery workers to finish this test's tasks")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL"
+            )
+            return cursor.fetchone()[0] == 0
+
+    # Twice in a row: a task the worker took just after one look shows at the next.
+    quiet = []
+    wait_for(lambda: quiet.append(idle()) or quiet[-2:] == [True, True], timeout, what="the Celery workers to finish")
 
 
 def point_at(app, broker: str, *, result_backend: str | None = None) -> None:
