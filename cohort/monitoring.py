@@ -67,7 +67,7 @@ def by_centre(centres: QuerySet[Centre]) -> dict[str, CentreProgress]:
     with their locks; the patients and queries not closed (tallied), signatures and casebook locks;
     the rows (tallied) and rows verified."""
     listed, counted, verified = _queries(centres)
-    return _figures(list(listed), _counted_by_code(counted), sdv.verified_totals(verified))
+    return _figures(list(listed), _counted_by_centre(counted), sdv.verified_totals(verified))
 
 
 # by_scope's three statements, composed by the ORM once per process for each shape of scope (every
@@ -92,7 +92,7 @@ def by_scope(scope: str) -> dict[str, CentreProgress]:
             cursor.execute(sql, [scope if value == SCOPE_CODE else value for value in params])
             fetched.append(cursor.fetchall())
     listed, counted, verified = fetched
-    return _figures(listed, _counted_by_code(counted), sdv.verified_totals(verified))
+    return _figures(listed, _counted_by_centre(counted), sdv.verified_totals(verified))
 
 
 def _queries(centres: QuerySet[Centre]) -> tuple[QuerySet, QuerySet, QuerySet]:
@@ -101,16 +101,16 @@ def _queries(centres: QuerySet[Centre]) -> tuple[QuerySet, QuerySet, QuerySet]:
         study_lock=Exists(active.filter(kind=LockKind.STUDY)),
         centre_lock=Exists(active.filter(kind=LockKind.CENTRE, centre_id=OuterRef("pk"))),
     )
-    listed = listed.values_list("code", "name", "active", "study_lock", "centre_lock")
+    listed = listed.values_list("pk", "code", "name", "active", "study_lock", "centre_lock")
     patients = Patient.objects.filter(centre__in=centres.values("pk"))
     return listed, _patients_signed_locked(centres, patients, active), sdv.rows_verified_query(centres)
 
 
 def _figures(listed, counted: dict, verified: dict) -> dict[str, CentreProgress]:
     figures = {}
-    for code, name, active_centre, study_lock, centre_lock in listed:
-        n, signed, casebooks, waiting, answered = counted.get(code, (0, 0, 0, 0, 0))
-        done, rows = verified.get(code, (0, 0))
+    for pk, code, name, active_centre, study_lock, centre_lock in listed:
+        n, signed, casebooks, waiting, answered = counted.get(pk, (0, 0, 0, 0, 0))
+        done, rows = verified.get(pk, (0, 0))
         figures[code] = CentreProgress(
             name=name,
             active=active_centre,
@@ -128,48 +128,49 @@ def _figures(listed, counted: dict, verified: dict) -> dict[str, CentreProgress]
 
 
 def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patient], active) -> QuerySet:
-    """(code, patients, casebooks with a valid signature, casebooks locked, queries waiting for the
-    site, queries answered) parts to add up by centre code (_counted_by_code), in one query whose
+    """(centre id, patients, casebooks with a valid signature, casebooks locked, queries waiting for
+    the site, queries answered) parts to add up by centre (_counted_by_centre), in one query whose
     cost is that of the signatures and locks, not of the patients or queries: those come from the
     centres' tallies (CrfRowTally), the others are counted from the valid signatures and active
-    casebook locks themselves."""
+    casebook locks themselves. By centre id, not code: the tallies (one per write statement between
+    folds) summed as they are, with no join of the centres."""
     zero = Value(0, output_field=BigIntegerField())
     columns = ("n", "signed", "casebooks", "waiting", "answered")
 
-    def by_code(rows: QuerySet, code: str, **figures):
+    def by_centre(rows: QuerySet, centre: str, **figures):
         figures = {column: figures.get(column, zero) for column in columns}
-        return rows.annotate(code=F(code)).order_by().values("code").annotate(**figures).values_list("code", *columns)
+        return rows.order_by().values(centre).annotate(**figures).values_list(centre, *columns)
 
     def total(field: str):
         return Cast(Sum(field), BigIntegerField())
 
     parts = [
-        by_code(
+        by_centre(
             CrfRowTally.objects.filter(centre__in=centres.values("pk")),
-            "centre__code",
+            "centre_id",
             n=total("patients"),
             waiting=total("waiting_queries"),
             answered=total("answered_queries"),
         ),
-        by_code(
+        by_centre(
             Signature.objects.filter(invalidated_at__isnull=True, patient__in=patients.values("pk")),
-            "patient__centre__code",
+            "patient__centre_id",
             signed=Count("patient", distinct=True),
         ),
-        by_code(
+        by_centre(
             active.filter(kind=LockKind.PATIENT, patient__in=patients.values("pk")),
-            "patient__centre__code",
+            "patient__centre_id",
             casebooks=Count("patient", distinct=True),
         ),
     ]
     return parts[0].union(*parts[1:], all=True)
 
 
-def _counted_by_code(parts) -> dict[str, tuple[int, ...]]:
-    counted: dict[str, tuple[int, ...]] = {}
-    for code, *figures in parts:
-        before = counted.get(code, (0,) * 5)
-        counted[code] = tuple(a + b for a, b in zip(before, figures, strict=True))
+def _counted_by_centre(parts) -> dict[int, tuple[int, ...]]:
+    counted: dict[int, tuple[int, ...]] = {}
+    for centre, *figures in parts:
+        before = counted.get(centre, (0,) * 5)
+        counted[centre] = tuple(a + b for a, b in zip(before, figures, strict=True))
     return counted
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import BigIntegerField, Count, Exists, F, OuterRef, QuerySet, Sum, Value
+from django.db.models import BigIntegerField, Count, Exists, OuterRef, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -77,44 +77,45 @@ def not_verified(patients: QuerySet[Patient]) -> QuerySet[Patient]:
 
 def rows_verified_by_centre(centres: QuerySet[Centre]) -> dict[str, tuple[int, int]]:
     """(rows verified, rows) of the CRF of these centres' patients (not removed), by centre code, in
-    one query whatever the number of patients: the marks at their row's current version (a UNION
-    over the CRF tables, as many rows as marks), and the rows from the centres' tallies
-    (CrfRowTally, kept by triggers) rather than counted."""
-    return verified_totals(rows_verified_query(centres))
+    two queries whatever the number of patients (the centres' codes, and the figures): the marks at
+    their row's current version, and the rows from the centres' tallies (CrfRowTally, kept by
+    triggers) rather than counted."""
+    codes = dict(centres.values_list("pk", "code"))
+    return {codes[centre]: figures for centre, figures in verified_totals(rows_verified_query(centres)).items()}
 
 
 def rows_verified_query(centres: QuerySet[Centre]) -> QuerySet:
-    """rows_verified_by_centre's query: (code, verified, rows) parts to add up by code."""
+    """rows_verified_by_centre's query: (centre id, verified, rows) to add up by centre. One scan of the
+    marks, each looking up its row in its form's CRF table (one Exists per table, chosen by the
+    form): a branch per CRF table (a UNION) took the planner 2.7 ms, more than running it. By centre
+    id, not code: no join of the centres, so the tallies (one per write statement between folds)
+    are summed as they are rather than each joined to its centre first."""
     patients = Patient.objects.filter(centre__in=centres.values("pk"))
-    counted = []
+    current = Q()
     for model in crf.MODELS:
-        current = model.objects.filter(pk=OuterRef("row_id"), version=OuterRef("row_version"))
-        counted.append(
-            Verification.objects.filter(form=crf.file_of(model).name, patient__in=patients.values("pk"))
-            .filter(Exists(current))
-            .annotate(code=F("patient__centre__code"))
-            .order_by()
-            .values("code")
-            .annotate(verified=Count("pk"), rows=Value(0, output_field=BigIntegerField()))
-            .values_list("code", "verified", "rows")
-        )
-    counted.append(
-        CrfRowTally.objects.filter(centre__in=centres.values("pk"))
-        .annotate(code=F("centre__code"))
-        .order_by()
-        .values("code")
-        .annotate(verified=Value(0, output_field=BigIntegerField()), rows=Cast(Sum("crf_rows"), BigIntegerField()))
-        .values_list("code", "verified", "rows")
+        row = model.objects.filter(pk=OuterRef("row_id"), version=OuterRef("row_version"))
+        current |= Q(form=crf.file_of(model).name) & Exists(row)
+    verified = (
+        Verification.objects.filter(current, patient__in=patients.values("pk"))
+        .values("patient__centre_id")
+        .annotate(verified=Count("pk"), rows=Value(0, output_field=BigIntegerField()))
+        .values_list("patient__centre_id", "verified", "rows")
     )
-    return counted[0].union(*counted[1:], all=True)
+    rows = (
+        CrfRowTally.objects.filter(centre__in=centres.values("pk"))
+        .values("centre_id")
+        .annotate(verified=Value(0, output_field=BigIntegerField()), rows=Cast(Sum("crf_rows"), BigIntegerField()))
+        .values_list("centre_id", "verified", "rows")
+    )
+    return verified.order_by().union(rows.order_by(), all=True)
 
 
-def verified_totals(parts) -> dict[str, tuple[int, int]]:
-    """(rows verified, rows) by centre code, from rows_verified_query's rows."""
-    totals: dict[str, tuple[int, int]] = {}
-    for code, verified, rows in parts:
-        done, total = totals.get(code, (0, 0))
-        totals[code] = (done + verified, total + rows)
+def verified_totals(parts) -> dict[int, tuple[int, int]]:
+    """(rows verified, rows) by centre id, from rows_verified_query's rows."""
+    totals: dict[int, tuple[int, int]] = {}
+    for centre, verified, rows in parts:
+        done, total = totals.get(centre, (0, 0))
+        totals[centre] = (done + verified, total + rows)
     return totals
 
 
