@@ -67,12 +67,17 @@ def row_verified(model: type) -> Exists:
 
 def not_verified(patients: QuerySet[Patient]) -> QuerySet[Patient]:
     """The patients whose verification is not complete (`progress` short of its total): some row
-    of some form has no mark at its current version. Each CRF table is one NOT EXISTS."""
-    unverified = ~row_verified(Patient)  # the enrolment form is the patient row itself
+    of some form has no mark at its current version. Said as all but the verified patients, a set
+    found from the marks (their patient row marked at its version, then no row of another form
+    without a mark: one NOT EXISTS per CRF table), so that each patient of the list costs one probe
+    of that set rather than a lookup of its marks (100,000 patients, none verified: 27 -> 9 ms)."""
+    verified = Patient.objects.filter(row_verified(Patient))  # the enrolment form is the patient row itself
     for model in crf.MODELS:
         if model is not Patient:
-            unverified |= Exists(model.objects.filter(patient=OuterRef("pk")).filter(~row_verified(model)))
-    return patients.filter(unverified)
+            verified = verified.exclude(
+                Exists(model.objects.filter(patient=OuterRef("pk")).filter(~row_verified(model)))
+            )
+    return patients.exclude(pk__in=verified.values("pk"))
 
 
 def rows_verified_by_centre(centres: QuerySet[Centre]) -> dict[str, tuple[int, int]]:
@@ -85,20 +90,22 @@ def rows_verified_by_centre(centres: QuerySet[Centre]) -> dict[str, tuple[int, i
 
 
 def rows_verified_query(centres: QuerySet[Centre]) -> QuerySet:
-    """rows_verified_by_centre's query: (centre id, verified, rows) to add up by centre. One scan of the
-    marks, each looking up its row in its form's CRF table (one Exists per table, chosen by the
-    form): a branch per CRF table (a UNION) took the planner 2.7 ms, more than running it. By centre
-    id, not code: no join of the centres, so the tallies (one per write statement between folds)
-    are summed as they are rather than each joined to its centre first."""
+    """rows_verified_by_centre's query: (centre id, verified, rows) to add up by centre. One scan of
+    the marks of the centres' patients, each counted if its row is at the mark's version (one Exists
+    per CRF table, chosen by the form): a branch per CRF table (a UNION) took the planner 2.7 ms,
+    more than running it. The Exists in the count's filter, not the WHERE, so that only the marks
+    of these centres' patients look up their rows (148,000 marks at 100,000 patients: AMC's
+    figures 128 ms, the UNION's 172, a WHERE's 700). By centre id, not code: no join of the centres,
+    so the tallies (one per write statement between folds) are summed as they are."""
     patients = Patient.objects.filter(centre__in=centres.values("pk"))
     current = Q()
     for model in crf.MODELS:
         row = model.objects.filter(pk=OuterRef("row_id"), version=OuterRef("row_version"))
         current |= Q(form=crf.file_of(model).name) & Exists(row)
     verified = (
-        Verification.objects.filter(current, patient__in=patients.values("pk"))
+        Verification.objects.filter(patient__in=patients.values("pk"))
         .values("patient__centre_id")
-        .annotate(verified=Count("pk"), rows=Value(0, output_field=BigIntegerField()))
+        .annotate(verified=Count("pk", filter=current), rows=Value(0, output_field=BigIntegerField()))
         .values_list("patient__centre_id", "verified", "rows")
     )
     rows = (
