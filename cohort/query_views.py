@@ -61,12 +61,33 @@ def _filtered(request: HttpRequest):
     elif chosen["rule"] == "system":
         found = found.exclude(rule="")
     last = QueryMessage.objects.filter(query=OuterRef("pk")).order_by("-at", "-id")
-    found = found.select_related("patient__centre", "raised_by").annotate(
+    found = found.annotate(
         last_text=Subquery(last.values("text")[:1]),
         last_template=Subquery(last.values("template")[:1]),
         last_values=Subquery(last.values("values")[:1]),
     )
+    # What the list and its CSV show, as named tuples: not a query, its patient, its centre and its
+    # raiser as model instances each (about 1.5 of the list's 12.5 ms of CPU).
+    found = found.values_list(*LISTED, named=True)
     return found.order_by("raised_at", "id"), chosen, centres
+
+
+LISTED = (
+    "pk",
+    "form",
+    "row_id",
+    "field",
+    "state",
+    "rule",
+    "raised_at",
+    "updated_at",
+    "last_text",
+    "last_template",
+    "last_values",
+    "patient__study_id",
+    "patient__centre__code",
+    "raised_by__username",
+)
 
 
 def _rows(found) -> list[dict]:
@@ -95,20 +116,22 @@ def _rows(found) -> list[dict]:
             form_urls[query.form] = _UrlOf(
                 "cohort:rows" if crf.form(query.form).repeating else "cohort:form", _STUDY_ID, query.form
             )
-        url = form_urls[query.form](query.patient.study_id)
+        url = form_urls[query.form](query.patient__study_id)
         return f"{url}?edit={query.row_id}" if crf.form(query.form).repeating and query.row_id else url
 
     return [
         {
             "query": query,
             "query_url": query_url(query.pk),
-            "patient_url": patient_url(query.patient.study_id),
+            "patient_url": patient_url(query.patient__study_id),
             "state": states.get(query.state, query.state),
             "where": where(query),
             "url": form_page_of(query),
             "raised_on": raised_on(query),
             "age": (now - query.raised_at).days,
-            "by": query.raised_by.get_username() if query.raised_by else checks.get(query.rule, query.rule),
+            "by": query.raised_by__username
+            if query.raised_by__username is not None
+            else checks.get(query.rule, query.rule),
             "last": queries.message_text(query.last_text or "", query.last_template, query.last_values),
         }
         for query in found
@@ -197,13 +220,13 @@ def _csv(rows: list[dict]) -> HttpResponse:
         writer.writerow(
             (
                 query.pk,
-                query.patient.study_id,
-                query.patient.centre.code,
+                query.patient__study_id,
+                query.patient__centre__code,
                 query.form,
                 query.row_id or "",
                 query.field,
                 query.state,
-                query.raised_by.get_username() if query.raised_by else f"data_checks:{query.rule}",
+                query.raised_by__username if query.raised_by__username is not None else f"data_checks:{query.rule}",
                 _utc(query.raised_at),
                 _utc(query.updated_at),
                 row["age"],

@@ -200,6 +200,9 @@ def test_the_list_filters_and_exports_csv(client, patient, people):
         (str(new.pk), other.study_id, "closed", "crp_mg_l"),
     ]
     assert rows[0]["raised_at_utc"] == "2026-01-01T00:00:00Z" and rows[1]["last_message"] == "ok"
+    coordinator = people["coordinator"].username
+    assert [(r["centre"], r["raised_by"]) for r in rows] == [("AMC", coordinator), ("UMCU", coordinator)]
+    assert f"· {coordinator}</td>" in client.get(reverse("cohort:query-list")).content.decode()  # who raised it
 
     client.force_login(people["nurse_b"])
     response = client.get(reverse("cohort:query-list"), {"state": "", "format": "csv"})
