@@ -69,14 +69,15 @@ def not_verified(patients: QuerySet[Patient]) -> QuerySet[Patient]:
     """The patients whose verification is not complete (`progress` short of its total): some row
     of some form has no mark at its current version. Said as all but the verified patients, a set
     found from the marks (their patient row marked at its version, then no row of another form
-    without a mark: one NOT EXISTS per CRF table), so that each patient of the list costs one probe
+    without a mark), so that each patient of the list costs one probe
     of that set rather than a lookup of its marks (100,000 patients, none verified: 27 -> 9 ms)."""
-    verified = Patient.objects.filter(row_verified(Patient))  # the enrolment form is the patient row itself
+    unverified_row = Q()
     for model in crf.MODELS:
         if model is not Patient:
-            verified = verified.exclude(
-                Exists(model.objects.filter(patient=OuterRef("pk")).filter(~row_verified(model)))
-            )
+            unverified_row |= Exists(model.objects.filter(patient=OuterRef("pk")).filter(~row_verified(model)))
+    # The enrolment form is the patient row itself. One NOT (... OR ...), not an anti-join per
+    # table: the planner joins those (1.4 ms of planning at each use, the count's and the page's).
+    verified = Patient.objects.filter(row_verified(Patient)).exclude(unverified_row)
     return patients.exclude(pk__in=verified.values("pk"))
 
 
