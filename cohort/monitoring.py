@@ -137,7 +137,7 @@ def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patien
     zero = Value(0, output_field=BigIntegerField())
     columns = ("n", "signed", "casebooks", "waiting", "answered")
 
-    def by_centre(rows: QuerySet, centre: str, **figures):
+    def per_centre(rows: QuerySet, centre: str, **figures):
         figures = {column: figures.get(column, zero) for column in columns}
         return rows.order_by().values(centre).annotate(**figures).values_list(centre, *columns)
 
@@ -145,19 +145,19 @@ def _patients_signed_locked(centres: QuerySet[Centre], patients: QuerySet[Patien
         return Cast(Sum(field), BigIntegerField())
 
     parts = [
-        by_centre(
+        per_centre(
             CrfRowTally.objects.filter(centre__in=centres.values("pk")),
             "centre_id",
             n=total("patients"),
             waiting=total("waiting_queries"),
             answered=total("answered_queries"),
         ),
-        by_centre(
+        per_centre(
             Signature.objects.filter(invalidated_at__isnull=True, patient__in=patients.values("pk")),
             "patient__centre_id",
             signed=Count("patient", distinct=True),
         ),
-        by_centre(
+        per_centre(
             active.filter(kind=LockKind.PATIENT, patient__in=patients.values("pk")),
             "patient__centre_id",
             casebooks=Count("patient", distinct=True),
