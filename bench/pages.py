@@ -6,11 +6,12 @@ Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_de
 each size (not timed). After seeding: the automatic data checks (cohort/data_checks.py, which raise
 the open queries and store the patient list's casebook summaries, cohort/listing.py) of every
 patient, as beat's hourly run leaves them, and the outcome snapshots of the scopes the clients read
-("all" and that centre), as a worker would have left them; the CRF row tallies folded, as the
-hourly task does. Then the database is settled as an operator's would be some minutes after a bulk
-load (harness.settle): VACUUM ANALYZE as the tables' owner (what autovacuum does), a CHECKPOINT (the
-load's dirty pages written out) and no autovacuum worker running, so that neither autovacuum nor
-the checkpointer works through the seed during the measurement. The same pages and the same load at
+("all" and that centre), as a worker would have left them; the CRF row tallies folded after the
+checks, as the hourly task does (reports.tasks.data_checks, the code beat runs). Then the
+database is settled as an operator's would be some minutes after a bulk load (harness.settle):
+VACUUM ANALYZE as the tables' owner (what autovacuum does), a CHECKPOINT (the load's dirty pages
+written out) and no autovacuum worker running, so that neither autovacuum nor the checkpointer
+works through the seed during the measurement. The same pages and the same load at
 every size.
 
 Server: gunicorn (`--workers` sync workers) on a free loopback port with DEBUG off (a random
@@ -350,9 +351,9 @@ def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
     and the outcome snapshots of "all" and `centre`."""
     from django.core.management import call_command
 
-    from cohort import data_checks, monitoring
     from cohort.models import Patient
     from reports import services
+    from reports.tasks import data_checks as hourly_data_checks
 
     missing = size - Patient.objects.count()
     started = time.monotonic()
@@ -360,9 +361,8 @@ def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
         with contextlib.redirect_stdout(io.StringIO()):
             call_command("seed_demo", patients=missing, centres=8, seed=size, logins_file=str(work / "demo_logins.txt"))
     harness.vacuum_analyze()  # the planner's statistics of the seed, for the data checks
-    monitoring.fold_tallies()  # as the hourly task does
     if centre is not None:
-        data_checks.run()
+        hourly_data_checks()  # every patient's checks, then the tallies folded, as beat's hourly run
         for scope in ("all", centre.code):
             services.recompute(scope)
             if services.latest_snapshot(scope) is None:
