@@ -189,10 +189,14 @@ def locked(patients: models.QuerySet[Patient]) -> models.QuerySet[Patient]:
     study's, their centre's, their own casebook's; a form row's lock leaves the casebook open), in
     SQL: the patient list's filter, so a filtered list pages right. The centre and casebook locks
     as IN lists, which PostgreSQL hashes once, not EXISTS probed once per patient (43 ms against 9
-    for the count of AMC's 23,650 patients at 100,000)."""
+    for the count of AMC's 23,650 patients at 100,000). First, whether any such lock is active at
+    all: PostgreSQL asks that once, before the scan (a one-time filter), so while nothing is locked
+    (most of a study's life) the count and the page read no patient (the coordinator's, at 100,000:
+    17 ms each, to find none)."""
     active_ = Lock.objects.filter(unlocked_at__isnull=True)
     return patients.filter(
+        models.Exists(active_.filter(kind__in=(LockKind.STUDY, LockKind.CENTRE, LockKind.PATIENT))),
         models.Exists(active_.filter(kind=LockKind.STUDY))
         | models.Q(centre_id__in=active_.filter(kind=LockKind.CENTRE).values("centre_id"))
-        | models.Q(pk__in=active_.filter(kind=LockKind.PATIENT).values("patient_id"))
+        | models.Q(pk__in=active_.filter(kind=LockKind.PATIENT).values("patient_id")),
     )

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from cohort import crf, locks, queries, sdv, services
 from cohort.choices import Role
-from cohort.models import Assessment, Patient, QueryAction, Signature
+from cohort.models import Assessment, Lock, LockKind, Patient, QueryAction, Signature
 from tests.base import login_as, make_patient, make_record, make_user
 from tests.test_browser import page  # noqa: F401 - the Chromium fixture
 from tests.test_query_counts import queries_for
@@ -113,6 +113,17 @@ def test_each_filter_keeps_exactly_the_patients_in_that_state(client, people, co
     login_as(client, people["coordinator"])
 
     assert listed(client, filter=filters) == expected
+
+
+def test_the_locked_filter_keeps_none_while_only_a_row_is_locked_and_all_under_a_study_lock(client, people, cohort):
+    login_as(client, people["coordinator"])
+    row_lock = Lock.objects.get(kind=LockKind.ROW)
+    for active in Lock.objects.filter(unlocked_at__isnull=True).exclude(pk=row_lock.pk):
+        locks.unlock(lock=active, by=people["coordinator"], reason="monitoring done")
+
+    assert listed(client, filter=["locked"]) == []
+    locks.lock(by=people["coordinator"], reason="database lock")
+    assert listed(client, filter=["locked"]) == ["AMC-001", "AMC-002", "AMC-003", "UMCU-001"]
 
 
 def test_filters_combine_with_the_search_and_the_count(client, people, cohort):
