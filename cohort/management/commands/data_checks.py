@@ -11,7 +11,8 @@ from cohort import data_checks
 class Command(BaseCommand):
     help = (
         "Run the automatic data queries now: open a query for each unconfirmed flag, overdue visit and "
-        "form left incomplete after its window, and close those whose cause is gone."
+        "form left incomplete after its window, and close those whose cause is gone; store the patient list's "
+        "summary of each casebook."
     )
 
     def handle(self, *args, **options):
