@@ -36,6 +36,7 @@ from cohort.models import (
     ApiAccess,
     ApiToken,
     Assessment,
+    CasebookSummary,
     Centre,
     CrfRowTally,
     DataCheckRequest,
@@ -303,6 +304,16 @@ class CrfRowTallyAdmin(ReadOnlyAdmin):
 
     list_display = ["centre", "patients", "crf_rows", "waiting_queries", "answered_queries"]
     list_select_related = ["centre"]
+
+
+@admin.register(CasebookSummary)
+class CasebookSummaryAdmin(ReadOnlyAdmin):
+    """The patient list's summary of each casebook, read here to check it: the data checks store
+    them (cohort.listing), triggers raise the data stamp; one whose stamps differ is not used."""
+
+    list_display = ["patient", "data_stamp", "summary_stamp"]
+    list_select_related = ["patient"]
+    search_fields = ["patient__study_id"]
 
 
 @admin.register(ApiToken)
