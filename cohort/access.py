@@ -132,13 +132,21 @@ def can_sign(user: User | AnonymousUser, patient: Patient) -> bool:
 
 
 def get_patient_for_user(user: User | AnonymousUser, study_id: str, *, write: bool = False) -> Patient:
-    try:
-        patient = patients_for_user(user).select_related("centre").get(study_id=study_id)
-    except Patient.DoesNotExist:
-        raise Http404("No such patient.") from None
+    """The (not deleted) patient of this study ID with its centre, if the user may read it: else
+    404, as for a patient that does not exist. One query, composed once per process."""
+    found = _patient_statement().run({_STUDY_ID: study_id})
+    if not found or not _may_read(user, found[0]):
+        raise Http404("No such patient.")
+    patient = found[0]
     if write and not can_write(user, patient):
         raise PermissionDenied("Your role at this centre is read-only.")
     return patient
+
+
+def _may_read(user: User | AnonymousUser, patient: Patient) -> bool:
+    """patients_for_user's rule for one patient already read."""
+    readable = readable_centre_ids(user)
+    return readable is None or patient.centre_id in readable
 
 
 def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write: bool = False, **match):
@@ -149,14 +157,13 @@ def get_row_for_user(user: User | AnonymousUser, study_id: str, model, *, write:
     come with the row (both arrays in membership order)."""
     unread = _roles_unread(user)
     statement = _row_statement(model, tuple(sorted(match)), with_roles=unread)
-    found = statement.run({_STUDY_ID: study_id, USER_ID: user.pk, **{_placeholder(k): v for k, v in match.items()}})
+    found = statement.run({_STUDY_ID: study_id, USER_ID: user.pk, **{placeholder(k): v for k, v in match.items()}})
     if not found:
         return None
     row = found[0]
     if unread:
         user._ecrf_roles = list(zip(row.ecrf_role_centres, row.ecrf_role_names, strict=True))  # type: ignore[union-attr]
-    readable = readable_centre_ids(user)
-    if readable is not None and row.patient.centre_id not in readable:
+    if not _may_read(user, row.patient):
         return None
     if write and not can_write(user, row.patient):
         raise PermissionDenied("Your role at this centre is read-only.")
@@ -182,8 +189,17 @@ def any_patient_id() -> RawSQL:
     return RawSQL("SELECT unnest(%s::bigint[])", (PATIENT_IDS,))
 
 
-def _placeholder(field: str) -> str:
+def placeholder(field: str) -> str:
+    """The value a compiled statement (CompiledRows) holds in place of `field`'s, given at each run."""
     return f"\x00match:{field}"
+
+
+@functools.cache
+def _patient_statement() -> CompiledRows:
+    """get_patient_for_user's query, composed by the ORM once per process (the study ID a
+    placeholder): composing it cost more CPU than running it, on every page of a patient. Who may
+    read the patient is asked of the row read (_may_read), as get_row_for_user does."""
+    return CompiledRows.of(Patient.objects.select_related("centre").filter(study_id=_STUDY_ID).order_by())
 
 
 @functools.cache
@@ -192,7 +208,7 @@ def _row_statement(model, match_fields: tuple[str, ...], *, with_roles: bool) ->
     study ID, the user and the visit): composing it cost more CPU than running it. The rule of who
     has a role stays the one in _memberships."""
     rows = model.objects.select_related("patient__centre").filter(
-        patient__in=Patient.objects.filter(study_id=_STUDY_ID), **{k: _placeholder(k) for k in match_fields}
+        patient__in=Patient.objects.filter(study_id=_STUDY_ID), **{k: placeholder(k) for k in match_fields}
     )
     if with_roles:
         memberships = _memberships(USER_ID).order_by("pk")

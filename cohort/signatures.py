@@ -182,8 +182,14 @@ def _refuse_if_blocked(record: crf.PatientRecord) -> None:
 
 
 def of_patient(patient: Patient) -> list[Signature]:
-    """Every signature of the casebook, valid or not, newest first, with its signer. One query."""
-    return list(Signature.objects.filter(patient=patient).select_related("signed_by"))
+    """Every signature of the casebook, valid or not, newest first, with its signer. One query,
+    composed once per process."""
+    return _of_patient_statement().run({access.PATIENT_ID: patient.pk})
+
+
+@functools.cache
+def _of_patient_statement() -> access.CompiledRows:
+    return access.CompiledRows.of(Signature.objects.filter(patient_id=access.PATIENT_ID).select_related("signed_by"))
 
 
 @dataclass
@@ -267,7 +273,10 @@ def without_valid_signature(patients: models.QuerySet[Patient]) -> models.QueryS
 
 def history(record: crf.PatientRecord) -> list[Entry]:
     """Every signature of the casebook, newest first, each valid or not as the data are now."""
-    return entries(of_patient(record.patient), data_hash(record))
+    signatures = of_patient(record.patient)
+    # The data's hash only when a signature may still be valid (entries compares no other).
+    current = data_hash(record) if any(signature.invalidated_at is None for signature in signatures) else ""
+    return entries(signatures, current)
 
 
 def current(patient: Patient, record: crf.PatientRecord | None = None) -> Signature | None:
