@@ -55,3 +55,28 @@ def test_each_role_sees_only_the_menu_items_it_may_use(client, people):
             response = client.get(ITEMS[item])
             assert response.status_code == 200, (role, item)
             assert b"have permission to view or edit anything" not in response.content, (role, item)
+
+
+@pytest.mark.django_db
+def test_the_page_frame_follows_the_language_and_keeps_nothing_of_the_request(client, people):
+    """The navbar, the user menu and the footer are rendered once per process for each language and
+    menu ({% kept %}, templates/base.html): a page in Dutch after one in English is in Dutch, and the
+    next in English again; the user's name and the CSRF token stay the request's own."""
+    from django.conf import settings
+
+    words = {
+        "en": ("Patients", "Change password", "Do not enter names, hospital numbers", "Stay signed in"),
+        "nl": ("Patiënten", "Wachtwoord wijzigen", "Vul geen namen, ziekenhuisnummers", "Ingelogd blijven"),
+    }
+    for user, language in ((people["nurse_a"], "en"), (people["nurse_a"], "nl"), (people["nurse_b"], "en")):
+        client.logout()
+        login_as(client, user)
+        client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+        html = client.get("/patients/").content.decode()
+        other = words["nl" if language == "en" else "en"]
+        for word in words[language]:
+            assert word in html, (language, word)
+        assert not any(word in html for word in other), language
+        assert f'data-bs-toggle="dropdown" aria-expanded="false">{user.username}</a>' in html
+        tokens = set(re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', html))
+        assert len(tokens) == 1 and client.cookies[settings.CSRF_COOKIE_NAME].value, tokens
