@@ -18,7 +18,8 @@ from crispy_forms.layout import HTML, Div, Fieldset, Layout
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.utils import formats
+from django.utils import formats, translation
+from django.utils.functional import Promise
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -44,6 +45,32 @@ def _escape(value) -> str:
     """django.utils.html.conditional_escape, without its lazy-string wrapper (an option's label and
     value, an attribute: a few hundred per form page)."""
     return value.__html__() if hasattr(value, "__html__") else html.escape(str(value))
+
+
+# Lazy texts made once per process (the fields' labels and help texts, the choices' labels)
+# translated once per process and language: a form page shows about a hundred, and translating one
+# looks the active language up again each time. By id, the text itself kept with its translation
+# (a live object's id is its own).
+_TRANSLATED: dict[tuple[str, int], tuple[Promise, str]] = {}
+_TRANSLATED_LIMIT = 20_000  # far above the CRF's texts times its languages
+
+
+def _translated(value, language: str):
+    """`value` as str() gives it in the active `language`: a lazy text's translation kept."""
+    if not isinstance(value, Promise):
+        return value
+    key = (language, id(value))
+    found = _TRANSLATED.get(key)
+    if found is None or found[0] is not value:
+        found = (value, str(value))
+        if len(_TRANSLATED) < _TRANSLATED_LIMIT:
+            _TRANSLATED[key] = found
+    return found[1]
+
+
+def _escape_text(value, language: str) -> str:
+    """_escape of a label, a lazy one translated once per language (a lazy text has no __html__)."""
+    return html.escape(_translated(value, language)) if isinstance(value, Promise) else _escape(value)
 
 
 def _html_attrs(attrs: dict) -> str:
@@ -81,6 +108,7 @@ class Select(forms.Select):
 
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
         widget = self.get_context(name, value, attrs)["widget"]
+        language = translation.get_language()
         parts = [f'<select name="{_escape(widget["name"])}"{_html_attrs(widget["attrs"])}>']
         for group_name, options, _index in widget["optgroups"]:
             if group_name:
@@ -88,7 +116,7 @@ class Select(forms.Select):
             for option in options:
                 parts.append(
                     f'\n  <option value="{_escape(option["value"])}"{_html_attrs(option["attrs"])}>'
-                    f"{_escape(option['label'])}</option>\n"
+                    f"{_escape_text(option['label'], language)}</option>\n"
                 )
             if group_name:
                 parts.append("\n  </optgroup>")
@@ -490,18 +518,19 @@ def _field_html(form, name: str, attrs: dict | None, wrapper_class: str | None) 
     esc = _escape
     auto_id = bound.auto_id
     required = bound.field.required
+    label, help_text = _translated(bound.label, form.language_now), _translated(bound.help_text, form.language_now)
     parts = [
         f'\n\n    <div id="div_{esc(auto_id)}" class="mb-3',
         f" {esc(wrapper_class)}" if wrapper_class else "",
         f" {esc(bound.css_classes())}" if bound.css_classes() else "",
         '">\n        ',
     ]
-    if bound.label:
+    if label:
         target = f'for="{esc(bound.id_for_label)}"' if bound.id_for_label else ""
         star = '<span class="asteriskField">*</span>' if required else ""
         parts.append(
             f'<label {target} class="form-label{" requiredField" if required else ""}">\n'
-            f"                {esc(bound.label)}{star}\n"
+            f"                {esc(label)}{star}\n"
             "            </label>\n        "
         )
     parts.append("\n        ")
@@ -517,9 +546,9 @@ def _field_html(form, name: str, attrs: dict | None, wrapper_class: str | None) 
     else:
         parts.append(_crispy_field(bound, "form-select" if select else "form-control"))
     parts.append("\n        ")
-    if bound.help_text:
+    if help_text:
         helptext_id = f'id="{esc(auto_id)}_helptext" ' if auto_id else ""
-        parts.append(f'<div {helptext_id}class="form-text">{bound.help_text}</div>\n        ')
+        parts.append(f'<div {helptext_id}class="form-text">{help_text}</div>\n        ')
     parts.append("\n    </div>\n\n")
     return "".join(parts)
 
@@ -559,6 +588,7 @@ def render_crf_form(form: CrfForm) -> SafeString | None:
     if form.non_field_errors() or helper.inputs or str(form.media):
         return None
     form.rendered_fields = set()
+    form.language_now = translation.get_language()
     try:
         html = _layout_html(form, helper.layout)
         for name in form.fields:  # render_unmentioned_fields
