@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 
 from cohort.choices import Role
 from tests.base import login_as, make_user
@@ -35,12 +35,17 @@ def users(people) -> dict:
     staff_coordinator = make_user("staff_coordinator", centre=centre_a, role=Role.COORDINATOR, is_staff=True)
     auditor = make_user("auditor", centre=centre_a, role=Role.COORDINATOR, is_staff=True)
     auditor.user_permissions.add(Permission.objects.get(codename="view_membership"))
+    monitors = Group.objects.create(name="monitors")
+    monitors.permissions.add(Permission.objects.get(codename="view_membership"))
+    grouped = make_user("grouped", centre=centre_a, role=Role.COORDINATOR, is_staff=True)
+    grouped.groups.add(monitors)
     return {
         "nurse": (people["nurse_a"], {"Patients", "Outcomes", "Reports", "Queries", "Import"}),
         "investigator": (investigator, {"Patients", "Outcomes", "Reports", "Queries"}),
         "coordinator": (people["coordinator"], {"Patients", "Outcomes", "Reports", "Queries", "Import", "Locks"}),
         "staff coordinator": (staff_coordinator, {"Patients", "Outcomes", "Reports", "Queries", "Import", "Locks"}),
         "coordinator with an admin permission": (auditor, set(ITEMS)),
+        "coordinator with a group's admin permission": (grouped, set(ITEMS)),
         "admin": (people["admin"], {"Patients", "Outcomes", "Reports", "Queries", "Administration"}),
     }
 
