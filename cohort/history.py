@@ -7,6 +7,9 @@ and an automatic check's why in the reader's language.
 from __future__ import annotations
 
 from django.apps import apps
+from django.utils import formats, timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
@@ -109,3 +112,45 @@ def readable(trail: list[dict]) -> list[dict]:
         }
         for entry in trail
     ]
+
+
+def list_html(entries: list[dict]) -> SafeString:
+    """The readable entries as the casebook and the history page list them: the HTML the template
+    made (each value escaped, each time in the current time zone in the language's date and time
+    style, as `|date:"DATETIME_FORMAT"`), made here: the template's nodes cost about 60 µs an
+    entry, and the history page lists every one. Times repeat (a save writes a few events at once):
+    each is formatted once."""
+    if not entries:
+        return SafeString(
+            '\n<ul class="list-group small history">\n\n'
+            f'  <li class="list-group-item text-muted">{escape(_("No changes recorded."))}</li>\n\n</ul>\n'
+        )
+    actions = {"insert": escape(_("created")), "update": escape(_("changed"))}
+    removed, unknown, reason_word = escape(_("removed")), escape(_("unknown user")), escape(_("reason"))
+    times: dict = {}
+    parts = ['\n<ul class="list-group small history">\n']
+    for entry in entries:
+        at = entry["at"]
+        if at not in times:
+            times[at] = escape(formats.date_format(timezone.localtime(at), "DATETIME_FORMAT"))
+        user = escape(entry["user"]) if entry["user"] else unknown
+        reason = f" · {reason_word}: <em>{escape(entry['reason'])}</em>" if entry["reason"] else ""
+        changes = ""
+        if entry["changes"]:
+            items = "".join(
+                f"<li>{escape(change['label'])}: {escape(change['old'])} → {escape(change['new'])}</li>"
+                for change in entry["changes"]
+            )
+            changes = f'<ul class="mb-0 ps-3">{items}</ul>'
+        parts.append(
+            '\n  <li class="list-group-item">'
+            '\n    <div class="d-flex justify-content-between gap-2">'
+            f"\n      <strong>{escape(entry['form'])} {actions.get(entry['action'], removed)}</strong>"
+            f'\n      <span class="text-muted text-nowrap">{times[at]}</span>'
+            "\n    </div>"
+            f'\n    <div class="text-muted">{user}{reason}</div>'
+            f"\n    {changes}"
+            "\n  </li>\n"
+        )
+    parts.append("\n</ul>\n")
+    return SafeString("".join(parts))

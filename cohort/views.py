@@ -290,6 +290,9 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
         cell.sdv_label = sdv.LABELS.get(cell.sdv, "")
     grid = [(column, label, [cell for cell in cells if cell.column == column]) for column, label in casebook.COLUMNS]
     trail = services.patient_audit_trail(patient)
+    # The casebook's recent changes are of its data; the full history (and the PDF, and the
+    # audit export) also has the monitoring: queries, verification, signatures.
+    recent = history.readable([entry for entry in reversed(trail) if entry["file"]][:15])
     covering = locks.all_covering(patient)
     return render(
         request,
@@ -300,9 +303,8 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
             **_lock_context(request, covering, kind=LockKind.PATIENT),
             "grid": grid,
             "schedule": casebook.visit_schedule(record, timezone.localdate()),
-            # The casebook's recent changes are of its data; the full history (and the PDF, and the
-            # audit export) also has the monitoring: queries, verification, signatures.
-            "history": history.readable([entry for entry in reversed(trail) if entry["file"]][:15]),
+            "history": recent,
+            "history_html": history.list_html(recent),
             "history_count": len(trail),
             "can_write": access.can_write(request.user, patient) and not covering,
             "flags": [flag for cell in cells for flag in cell.flags],
@@ -316,7 +318,8 @@ def patient_detail(request: HttpRequest, study_id: str) -> HttpResponse:
 def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = access.get_patient_for_user(request.user, study_id)
     trail = history.readable(list(reversed(services.patient_audit_trail(patient))))
-    return render(request, "cohort/patient_history.html", {"patient": patient, "history": trail})
+    context = {"patient": patient, "history": trail, "history_html": history.list_html(trail)}
+    return render(request, "cohort/patient_history.html", context)
 
 
 @login_required

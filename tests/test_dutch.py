@@ -366,6 +366,29 @@ def test_the_history_page_names_form_visit_field_and_displayed_values(client, ch
     assert "Week 8" in form or "week 8" in form
 
 
+def test_the_history_gives_each_change_its_local_time_who_and_why(client, changed):
+    """Each entry: its time in the study's time zone in the Dutch style, who (escaped) and the reason
+    for change; the form and what changed (cohort.history.list_html)."""
+    from django.utils import formats
+
+    from cohort.services import patient_audit_trail
+
+    patient = changed["patient"]
+    dutch(client, changed["nurse"])
+    html = client.get(reverse("cohort:patient-history", args=[patient.study_id])).content.decode()
+    change = patient_audit_trail(patient)[-1]
+    with translation.override("nl"):
+        when = formats.date_format(timezone.localtime(change["at"]), "DATETIME_FORMAT")
+    assert timezone.localtime(change["at"]).utcoffset() != dt.timedelta(0)  # a time in Amsterdam's zone
+    form, changed_value = expected_change()
+    assert (
+        f"<strong>{form} gewijzigd</strong>"
+        f'\n      <span class="text-muted text-nowrap">{when}</span>'
+        f'\n    </div>\n    <div class="text-muted">{changed["nurse"].username} · reden: <em>typfout</em></div>'
+        f'\n    <ul class="mb-0 ps-3"><li>{changed_value}</li></ul>'
+    ) in html
+
+
 def test_the_casebook_shows_the_same_history(client, changed):
     dutch(client, changed["nurse"])
     texts = visible_texts(
