@@ -73,6 +73,37 @@ def _escape_text(value, language: str) -> str:
     return html.escape(_translated(value, language)) if isinstance(value, Promise) else _escape(value)
 
 
+# Each list of plain choices' <option>s as Select renders them (not selected, and selected) for each
+# language, made once per process: the CRF's choices are made once, and a form page has a few dozen
+# options. By the choices' values and their labels' ids, the labels kept with them.
+_OPTIONS: dict[tuple, tuple[tuple, tuple]] = {}
+_OPTIONS_LIMIT = 2_000
+_PLAIN_VALUES = (str, int, bool, type(None))
+
+
+def _options(choices, language: str) -> tuple | None:
+    """(the value as text, the <option>, the <option> selected) of each choice; None for choices with
+    groups or other than values and texts (Select renders those through optgroups)."""
+    choices = list(choices)  # a model field's, with the blank choice: a BlankChoiceIterator
+    labels = tuple(label for _value, label in choices)
+    if not all(type(value) in _PLAIN_VALUES for value, _label in choices) or not all(
+        isinstance(label, str | Promise) for label in labels
+    ):
+        return None
+    key = (language, tuple((value, id(label)) for (value, _label), label in zip(choices, labels, strict=True)))
+    found = _OPTIONS.get(key)
+    if found is not None and all(a is b for a, b in zip(found[0], labels, strict=True)):
+        return found[1]
+    options = []
+    for value, label in choices:
+        value = "" if value is None else value  # as ChoiceWidget.optgroups
+        start, end = f'\n  <option value="{_escape(value)}"', f">{_escape_text(label, language)}</option>\n"
+        options.append((str(value), start + end, start + " selected" + end))
+    if len(_OPTIONS) < _OPTIONS_LIMIT:
+        _OPTIONS[key] = (labels, tuple(options))
+    return tuple(options)
+
+
 def _html_attrs(attrs: dict) -> str:
     """django/forms/widgets/attrs.html: ` name="value"`, a True value as the bare name, False left out."""
     return "".join(
@@ -107,8 +138,22 @@ class Select(forms.Select):
     in one pass: through the templates, one include per option was most of a form page's widget time."""
 
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
-        widget = self.get_context(name, value, attrs)["widget"]
         language = translation.get_language()
+        options = _options(self.choices, language)
+        if options is not None:
+            # Select.get_context without the options (ChoiceWidget's optgroups), which are kept.
+            widget = forms.Widget.get_context(self, name, value, attrs)["widget"]
+            if self.allow_multiple_selected:
+                widget["attrs"]["multiple"] = True
+            parts = [f'<select name="{_escape(widget["name"])}"{_html_attrs(widget["attrs"])}>']
+            chosen, has_selected = widget["value"], False
+            for text, shown, shown_selected in options:  # the selection as ChoiceWidget.optgroups makes it
+                selected = (not has_selected or self.allow_multiple_selected) and text in chosen
+                has_selected |= selected
+                parts.append(shown_selected if selected else shown)
+            parts.append("\n</select>")
+            return SafeString("".join(parts))
+        widget = self.get_context(name, value, attrs)["widget"]
         parts = [f'<select name="{_escape(widget["name"])}"{_html_attrs(widget["attrs"])}>']
         for group_name, options, _index in widget["optgroups"]:
             if group_name:
