@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from cohort import locks, queries, sdv, signatures
 from cohort.access import ALL_SCOPE
 from cohort.models import (
+    ACTIVE_PATIENT_SQL,
     Centre,
     CrfRowTally,
     Lock,
@@ -35,6 +36,46 @@ FILTERS = {
     "not_signed": (_("not signed"), signatures.without_valid_signature),
     "locked": (_("locked"), locks.locked),
 }
+
+
+# The filters counted from the set of patient ids they leave out, while it is small: "not signed"
+# and "not verified" are every patient but the few signed or verified, for most of a study. (Each
+# filter's rule stays in its module; tests/test_monitoring_progress.py holds both counts equal.)
+COUNTED_FROM = {
+    "not_signed": lambda: signatures.validly_signed_ids().query.sql_with_params(),
+    "not_verified": sdv.verified_patients,
+}
+_counted_from: dict[str, tuple[str, tuple]] = {}
+# Past this many ids in the set, the list is counted instead: each id costs a lookup of its patient.
+SMALL_SET = 5000
+
+
+def filtered_count(centre_ids: set[int] | None, chosen: list[str]) -> int | None:
+    """How many patients (not removed) of these centres (None: every centre) the one filter chosen
+    keeps: the centres' tallied patients less those of its set (COUNTED_FROM), each id of the set
+    looking its patient up, where the list's count probed the set once per patient (the
+    coordinator's, at 100,000 patients: 10-11 ms; 0.6-1.6 ms so). None for no filter, several, one
+    counted otherwise, or a set of more than SMALL_SET ids: the list is counted then."""
+    if len(chosen) != 1 or chosen[0] not in COUNTED_FROM:
+        return None
+    if chosen[0] not in _counted_from:
+        _counted_from[chosen[0]] = COUNTED_FROM[chosen[0]]()
+    ids_sql, ids_params = _counted_from[chosen[0]]
+    # OFFSET 0 keeps each lookup a subplan run for one id of the set: as a join, the planner would
+    # rather read every patient and hash the set.
+    sql = (
+        f"SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM cohort_patient p"
+        f" WHERE p.id = s.patient_id AND p.{ACTIVE_PATIENT_SQL}"
+        f"{'' if centre_ids is None else ' AND p.centre_id = ANY(%s)'} OFFSET 0))"
+        f" FROM ({ids_sql} LIMIT %s) AS s (patient_id)"
+    )
+    scope = [] if centre_ids is None else [list(centre_ids)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*scope, *ids_params, SMALL_SET + 1])
+        read, held = cursor.fetchone()
+    if read > SMALL_SET:
+        return None
+    return tallied(centre_ids, patients=True) - held
 
 
 def filtered(patients: QuerySet[Patient], chosen: list[str]) -> QuerySet[Patient]:

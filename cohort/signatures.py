@@ -267,8 +267,13 @@ def without_valid_signature(patients: models.QuerySet[Patient]) -> models.QueryS
     a NOT IN over the valid signatures' patients, which PostgreSQL hashes once (the patient list's
     filter and its count: a NOT EXISTS probed the signatures once per patient, 40 ms for AMC's 23,650
     patients at 100,000)."""
-    valid = Signature.objects.filter(invalidated_at__isnull=True).values("patient_id")  # never NULL
-    return patients.exclude(pk__in=valid)
+    return patients.exclude(pk__in=validly_signed_ids())
+
+
+def validly_signed_ids() -> models.QuerySet[Signature]:
+    """The ids of the patients whose casebook has a valid signature (any patient, removed or not):
+    those `without_valid_signature` leaves out."""
+    return Signature.objects.filter(invalidated_at__isnull=True).order_by().values("patient_id")  # never NULL
 
 
 def history(record: crf.PatientRecord) -> list[Entry]:

@@ -187,13 +187,16 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     # the cohort (a page deep in 100,000 patients cost 130 ms of SQL).
     # The count of the whole list (no search, no filter) is the centres' tally, not a count of
     # their patients (an entry per patient, the one cost of the page that grew with the cohort).
+    # A filter's count from the set of ids it keeps or leaves out (monitoring.filtered_count).
     ids = patients.values_list("pk", flat=True)
-    if query or chosen:
-        paginator = Paginator(ids, PAGE_SIZE)
+    centre_ids = access.readable_centre_ids(request.user)
+    if query:
+        count = None
+    elif chosen:
+        count = monitoring.filtered_count(centre_ids, chosen)
     else:
-        paginator = monitoring.TalliedPaginator(
-            ids, PAGE_SIZE, count=monitoring.tallied(access.readable_centre_ids(request.user), patients=True)
-        )
+        count = monitoring.tallied(centre_ids, patients=True)
+    paginator = Paginator(ids, PAGE_SIZE) if count is None else monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count)
     page = paginator.get_page(request.GET.get("page"))
     shown = list(
         Patient.objects.filter(pk__in=page.object_list)
