@@ -200,14 +200,17 @@ class Progress:
 
 
 def progress(record: PatientRecord, today: dt.date) -> Progress:
+    return dated_progress(**form_totals(record), plan=visit_plan(record), today=today)
+
+
+def form_totals(record: PatientRecord) -> dict[str, int]:
+    """How far the record's forms are, whatever the day: complete, total and flags."""
     cells = form_cells(record)
-    return dated_progress(
-        complete=sum(cell.status == FormStatus.COMPLETE for cell in cells),
-        total=len(cells),
-        flags=sum(len(cell.flags) for cell in cells),
-        plan=visit_plan(record),
-        today=today,
-    )
+    return {
+        "complete": sum(cell.status == FormStatus.COMPLETE for cell in cells),
+        "total": len(cells),
+        "flags": sum(len(cell.flags) for cell in cells),
+    }
 
 
 def dated_progress(*, complete: int, total: int, flags: int, plan: list[ScheduledVisit], today: dt.date) -> Progress:

@@ -28,7 +28,7 @@ from django.db import connection
 from django.db.models import F, OuterRef, QuerySet
 
 from cohort import casebook, sdv, signatures
-from cohort.choices import FormStatus, Visit
+from cohort.choices import Visit
 from cohort.crf import PatientRecord
 from cohort.models import CasebookSummary, Verification
 
@@ -68,11 +68,8 @@ def summary(record: PatientRecord, marks: dict[tuple[str, int], Verification], *
     """The casebook summed up, as JSON: what the list shows of it on any day. `hashed`: with the
     data's hash (a summary to show at once may leave it out when the casebook has no valid signature
     that could match it; a summary stored has it)."""
-    cells = casebook.form_cells(record)
     return {
-        "complete": sum(cell.status == FormStatus.COMPLETE for cell in cells),
-        "total": len(cells),
-        "flags": sum(len(cell.flags) for cell in cells),
+        **casebook.form_totals(record),
         "plan": [
             [visit.visit, _day(visit.nominal), _day(visit.window_start), _day(visit.window_end), visit.state]
             for visit in casebook.visit_plan(record)
@@ -96,9 +93,8 @@ def row(summed: dict, today: dt.date) -> Row:
         )
         for visit, nominal, start, end, state in summed["plan"]
     ]
-    progress = casebook.dated_progress(
-        complete=summed["complete"], total=summed["total"], flags=summed["flags"], plan=plan, today=today
-    )
+    totals = {key: summed[key] for key in ("complete", "total", "flags")}
+    progress = casebook.dated_progress(**totals, plan=plan, today=today)
     return Row(progress=progress, verified=tuple(summed["verified"]), data_hash=summed["data_hash"])
 
 

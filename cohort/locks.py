@@ -43,23 +43,14 @@ def active_for(patients) -> list[Lock]:
     """The active locks that may cover these patients: the study's, the centres', and their own
     casebook and row locks. One query, whatever the number of patients."""
     ids = [patient.pk for patient in patients if patient.pk]
-    if len(ids) == 1:  # a page of one patient (a form, the casebook): the query composed once
-        return _one_patient_statement().run({access.PATIENT_ID: ids[0]})
-    return _many_patients_statement().run({access.PATIENT_IDS: ids})
+    return _statement().run({access.PATIENT_IDS: ids})
 
 
 @functools.cache
-def _one_patient_statement() -> access.CompiledRows:
-    """active_for of one patient, composed by the ORM once per process (the patient's id a
-    placeholder): composing it cost more CPU than running it, on every page of a patient."""
-    return access.CompiledRows.of(
-        active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id=access.PATIENT_ID))
-    )
-
-
-@functools.cache
-def _many_patients_statement() -> access.CompiledRows:
-    """active_for of many patients (a page of the list), composed once as _one_patient_statement."""
+def _statement() -> access.CompiledRows:
+    """active_for's query, composed by the ORM once per process (the patients' ids one array
+    parameter): composing it cost more CPU than running it, on every page of a patient and of the
+    list."""
     return access.CompiledRows.of(
         active().filter(Q(kind__in=(LockKind.STUDY, LockKind.CENTRE)) | Q(patient_id__in=access.any_patient_id()))
     )
