@@ -234,7 +234,7 @@ def entries(signatures: list[Signature], current_hash: str) -> list[Entry]:
 
 def valid_of_patients(patients) -> dict[int, Signature]:
     """The valid signature of each of these patients that has one (a page of the list), by patient
-    id. One query; `is_signed` then compares each with its record."""
+    id. One query; `signs` then compares each with its casebook's data hash."""
     found = _valid_statement().run({access.PATIENT_IDS: [patient.pk for patient in patients]})
     return {signature.patient_id: signature for signature in found}
 
@@ -245,11 +245,6 @@ def _valid_statement() -> access.CompiledRows:
     return access.CompiledRows.of(
         Signature.objects.filter(patient_id__in=access.any_patient_id(), invalidated_at__isnull=True).order_by()
     )
-
-
-def is_signed(record: crf.PatientRecord, valid: Signature | None) -> bool:
-    """Whether the record is signed as it is now: a valid signature whose hash is that of the data."""
-    return valid is not None and signs(valid, data_hash(record))
 
 
 def signs(valid: Signature | None, hashed: str | None) -> bool:
