@@ -115,9 +115,9 @@ urlpatterns = [
 settings.ROOT_URLCONF = __name__
 
 if SERVER:
-    from django.core.wsgi import get_wsgi_application
+    from cohort import wsgi  # the production application, loaded and frozen as gunicorn's workers load it
 
-    application = harness.counting_queries(get_wsgi_application())
+    application = harness.counting_queries(wsgi.application)
 
 
 # --- the load generator (parent process) ---------------------------------------------------------

@@ -23,8 +23,9 @@ broker, with no worker. This script is the WSGI module: the project's URLconf pl
 Clients: 9 threads, each a browser over http.client (a new connection per request): 8 research nurses
 of ONE centre (the demo's nurse and 7 more accounts made here), signed in through the login page, and
 the coordinator (signed in with the password, then a TOTP code computed from a device made here).
-Each client requests page kinds at random (uniformly among the kinds its role reaches), each for a
-random patient of the centre where it needs one: the patient list (first page, a random page, a
+Each client requests page kinds at random (uniformly among the kinds its role reaches; the same
+sequence of kinds per client at every size, common random numbers, so that the sizes differ in
+their data and not in their draw of the mix), each for a random patient of the centre where it needs one: the patient list (first page, a random page, a
 search by part of a study ID, a monitoring filter), the casebook, every form page, the patient's
 history, the query list, the outcomes dashboard, the reports page, the enrolment form, the account
 pages; the coordinator also the list of all centres, the locks pages. Every answer must be HTTP 200.
@@ -126,9 +127,9 @@ urlpatterns = [
 settings.ROOT_URLCONF = __name__
 
 if SERVER:
-    from django.core.wsgi import get_wsgi_application
+    from cohort import wsgi  # the production application, loaded and frozen as gunicorn's workers load it
 
-    application = harness.counting_queries(get_wsgi_application())
+    application = harness.counting_queries(wsgi.application)
 
 
 # --- the load generator (parent process) ---------------------------------------------------------
@@ -219,7 +220,11 @@ class Client(threading.Thread):
 
     def __init__(self, browser: Browser, kinds: list[Kind], seed: int):
         super().__init__(daemon=True)
-        self.browser, self.kinds, self.rng = browser, kinds, random.Random(seed)
+        self.browser, self.kinds, self.seed = browser, kinds, seed
+        # Two generators: the sequence of kinds comes from its own, so that every size (and the
+        # floors) sees the same sequence per client, whatever the URLs drew from the other one (a
+        # choice among 231 or 12,500 patients draws a different number of random bits).
+        self.order, self.rng = random.Random(seed), random.Random(seed + 1)
         self.cohort: Cohort | None = None
         self.floors = False
         self.deadline = 0.0
@@ -238,7 +243,7 @@ class Client(threading.Thread):
 
     def run(self) -> None:
         while time.monotonic() < self.deadline:
-            kind = self.rng.choice(self.kinds)
+            kind = self.order.choice(self.kinds)
             try:
                 elapsed, _ = self.fetch(kind)
             except OSError as error:
@@ -264,7 +269,7 @@ def load(clients: list[Client], seconds: float, floors: bool, machine: harness.M
     """Every client requesting at random for `seconds`."""
     threads = []
     for client in clients:
-        thread = Client(client.browser, client.kinds, client.rng.randrange(2**32))
+        thread = Client(client.browser, client.kinds, client.seed)  # the same sequence at every size
         thread.cohort, thread.floors, thread.deadline = client.cohort, floors, time.monotonic() + seconds
         threads.append(thread)
     before = machine.snapshot()
@@ -491,8 +496,8 @@ def main() -> int:
         browsers.append(Browser(port))
         sign_in_coordinator(browsers[-1], coordinator, password, device)
         nurse_kinds_, coordinator_kinds_ = nurse_kinds(), coordinator_kinds()
-        clients = [Client(b, nurse_kinds_, i) for i, b in enumerate(browsers[:-1])]
-        clients.append(Client(browsers[-1], coordinator_kinds_, NURSES))
+        clients = [Client(b, nurse_kinds_, 2 * i) for i, b in enumerate(browsers[:-1])]
+        clients.append(Client(browsers[-1], coordinator_kinds_, 2 * NURSES))
         kinds = nurse_kinds_ + coordinator_kinds_
         print(
             f"pages benchmark: {os.cpu_count()} CPUs; gunicorn {args.workers} sync workers, DEBUG off, WhiteNoise; "

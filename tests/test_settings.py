@@ -108,3 +108,18 @@ def test_it_sends_mail_through_the_smtp_server_of_the_environment(production_env
     smtp_line = "django.core.mail.backends.smtp.EmailBackend smtp.example.org 2525 False"
     assert configured.stdout.splitlines()[-1] == smtp_line
     assert unset.stdout.splitlines()[-1].startswith("django.core.mail.backends.console.EmailBackend")
+
+
+def test_a_gunicorn_worker_loads_every_view_at_boot_and_freezes_what_it_loaded(production_env):
+    """cohort.wsgi, what each gunicorn worker imports: the URLconf and the views are imported before
+    the first request (a broken import stops the worker at boot), and the loaded heap is frozen, out
+    of the garbage collector's full collections (docs/benchmarks.md)."""
+    production_env["SECRET_KEY"] = secrets.token_urlsafe(50)
+    boot = "import gc, sys; import cohort.wsgi; print(gc.get_freeze_count(), 'cohort.views' in sys.modules)"
+
+    result = run(["-c", boot], production_env)
+
+    assert result.returncode == 0, result.stderr
+    frozen, views_loaded = result.stdout.split()
+    assert int(frozen) > 50_000
+    assert views_loaded == "True"
