@@ -12,10 +12,11 @@ in the middle of a request (docs/benchmarks.md, "Garbage collection").
 
 import gc
 import os
+from importlib import import_module
 
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
-from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohort.settings")
 
@@ -23,7 +24,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cohort.settings")
 def load() -> WSGIHandler:
     """The application with its URLconf loaded and the heap so far frozen."""
     handler = get_wsgi_application()
-    get_resolver().url_patterns  # imports the URLconf and every view module
+    import_module(settings.ROOT_URLCONF)  # the URLconf, and with it every view module
     gc.collect()  # what loading left as garbage is freed, not frozen
     gc.freeze()
     return handler
