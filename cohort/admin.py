@@ -53,6 +53,7 @@ from cohort.models import (
     UserProfile,
     UstekinumabDose,
     Verification,
+    WaitingQueries,
 )
 
 
@@ -302,8 +303,18 @@ class CrfRowTallyAdmin(ReadOnlyAdmin):
     """The per-centre tallies behind the monitoring figures, read here to check them; triggers append
     them and the hourly data checks fold them (cohort.monitoring.fold_tallies)."""
 
-    list_display = ["centre", "patients", "crf_rows", "waiting_queries", "answered_queries"]
+    list_display = ["centre", "patients", "crf_rows", "waiting_queries", "answered_queries", "patients_waiting"]
     list_select_related = ["centre"]
+
+
+@admin.register(WaitingQueries)
+class WaitingQueriesAdmin(ReadOnlyAdmin):
+    """Each patient's count of queries waiting for the site, read here to check it: triggers keep it
+    (migration 0022), behind the centres' patients with a waiting query."""
+
+    list_display = ["patient", "waiting"]
+    list_select_related = ["patient"]
+    search_fields = ["patient__study_id"]
 
 
 @admin.register(CasebookSummary)

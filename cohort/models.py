@@ -261,9 +261,29 @@ class CrfRowTally(models.Model):
     patients = models.BigIntegerField()
     waiting_queries = models.BigIntegerField()  # open or re-opened (QUERY_WAITING_FOR_SITE)
     answered_queries = models.BigIntegerField()
+    patients_waiting = models.BigIntegerField(db_default=0)  # with a query waiting (WaitingQueries)
 
     def __str__(self) -> str:
         return f"{self.centre_id}: {self.patients:+} patients, {self.crf_rows:+} CRF rows"
+
+
+class WaitingQueries(models.Model):
+    """How many data queries of a patient wait for the site, kept by statement triggers on the
+    queries (migration 0022), so that its centre's tally of patients with a waiting query
+    (CrfRowTally.patients_waiting) changes exactly when the count crosses zero. One row per patient,
+    added to in place: two writers of one patient's queries wait for each other, and the second
+    sees the first's count. No constraint to the patient: its trigger deletes the row after it."""
+
+    patient = models.OneToOneField(
+        "Patient", primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    waiting = models.IntegerField()
+
+    class Meta:
+        verbose_name_plural = "waiting queries"
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}: {self.waiting} waiting"
 
 
 class CasebookSummary(models.Model):

@@ -169,7 +169,7 @@ def query_list(request: HttpRequest) -> HttpResponse:
     if chosen == {**dict.fromkeys(chosen, ""), "state": NOT_CLOSED}:
         # The default list (every query not closed): its total is the centres' tally, not a count
         # of their queries; its page an index scan (Query.Meta.indexes), not a sort of them all.
-        count = monitoring.tallied(access.readable_centre_ids(request.user), not_closed_queries=True)
+        count = monitoring.tallied(access.readable_centre_ids(request.user), "queries not closed")
         paginator = monitoring.TalliedPaginator(found, PAGE_SIZE, count=count)
     else:
         paginator = Paginator(found, PAGE_SIZE)

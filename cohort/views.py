@@ -195,7 +195,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     elif chosen:
         count = monitoring.filtered_count(centre_ids, chosen)
     else:
-        count = monitoring.tallied(centre_ids, patients=True)
+        count = monitoring.tallied(centre_ids, "patients")
     paginator = Paginator(ids, PAGE_SIZE) if count is None else monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count)
     page = paginator.get_page(request.GET.get("page"))
     shown = list(

@@ -1,18 +1,22 @@
-"""The monitoring figures' counts of patients, CRF rows and queries come from appended tallies kept
-by triggers (migration 0013), not from counting; they must always equal a count, through every kind
-of write."""
+"""The monitoring figures' counts of patients, CRF rows and queries, and of the patients with a
+query waiting for the site, come from appended tallies kept by triggers (migrations 0013 and 0022),
+not from counting; they must always equal a count, through every kind of write, and beside another
+writer."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from cohort import monitoring, sdv
 from cohort.models import QUERY_WAITING_FOR_SITE, Centre, CrfRowTally, Patient, PriorBiologic, Query, QueryState
+from cohort.queries import with_open
 from tests.base import login_as, make_patient, make_record, personae
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,8 +32,9 @@ WHERE p.deleted_at IS NULL GROUP BY c.code
 """
 
 
-def counted() -> dict[str, tuple[int, int, int, int]]:
-    """(patients, CRF rows, queries waiting for the site, answered) by centre code, counted."""
+def counted() -> dict[str, tuple[int, int, int, int, int]]:
+    """(patients, CRF rows, queries waiting for the site, answered, patients with a waiting query)
+    by centre code, counted (the last as the patient list's filter keeps them)."""
     with connection.cursor() as cursor:
         cursor.execute(COUNT)
         rows = dict(cursor.fetchall())
@@ -43,17 +48,25 @@ def counted() -> dict[str, tuple[int, int, int, int]]:
             rows[code],
             queries(code, QUERY_WAITING_FOR_SITE),
             queries(code, [QueryState.ANSWERED]),
+            with_open(Patient.objects.filter(centre__code=code)).count(),
         )
         for code in rows
     }
 
 
-def tallied() -> dict[str, tuple[int, int, int, int]]:
-    """The same, as the monitoring figures read them from the tallies."""
+def tallied() -> dict[str, tuple[int, int, int, int, int]]:
+    """The same, as the monitoring figures and the patient list's filter read them from the tallies."""
     figures = monitoring.by_centre(Centre.objects.all())
     rows = sdv.rows_verified_by_centre(Centre.objects.all())
+    ids = dict(Centre.objects.values_list("code", "pk"))
     return {
-        code: (figures[code].patients, rows[code][1], figures[code].open_queries, figures[code].answered_queries)
+        code: (
+            figures[code].patients,
+            rows[code][1],
+            figures[code].open_queries,
+            figures[code].answered_queries,
+            monitoring.filtered_count({ids[code]}, ["open_queries"]),
+        )
         for code in rows
         if rows[code][1]
     }
@@ -75,10 +88,10 @@ def test_the_tallies_follow_every_write_and_survive_a_fold():
     coordinator = people["coordinator"]
     asked = [raise_query(second, coordinator), raise_query(second, coordinator), raise_query(other, coordinator)]
     raise_query(first, coordinator, QueryState.ANSWERED)
-    assert tallied() == counted() and counted()[a.code][2:] == (2, 1)
+    assert tallied() == counted() and counted()[a.code][2:] == (2, 1, 1)
     Query.objects.filter(pk=asked[0].pk).update(state=QueryState.ANSWERED)  # answered
     Query.objects.filter(pk=asked[1].pk).update(state=QueryState.CLOSED)  # closed
-    assert tallied() == counted() and counted()[a.code][2:] == (0, 2)
+    assert tallied() == counted() and counted()[a.code][2:] == (0, 2, 0)
     Query.objects.filter(pk=asked[1].pk).update(state=QueryState.REOPENED)  # re-opened
     assert tallied() == counted()
 
@@ -90,14 +103,71 @@ def test_the_tallies_follow_every_write_and_survive_a_fold():
     assert tallied() == counted()
     Patient.all_objects.filter(pk=other.pk).update(centre=a)  # moved to another centre
     assert tallied() == counted()
+    Patient.all_objects.filter(pk=second.pk).update(deleted_at="2026-01-01T00:00:00Z")
+    raise_query(second, coordinator)  # raised while the patient is removed
+    assert tallied() == counted()
+    Patient.all_objects.filter(pk=second.pk).update(deleted_at=None)
+    assert tallied() == counted() and counted()[a.code][4] == 2
+    Query.objects.update(state=QueryState.OPEN)  # one statement, several patients
+    assert tallied() == counted() and counted()[a.code][4] == 3
     Query.objects.filter(patient=first).delete()
     assert tallied() == counted()
     Patient.all_objects.get(pk=first.pk).delete()  # deleted with its rows (the ORM's cascade)
     assert tallied() == counted()
+    assert counted()[a.code][4] == 2
 
     assert CrfRowTally.objects.count() > 2
     assert monitoring.fold_tallies() == len({a.code, b.code})
     assert tallied() == counted()
+
+
+def test_two_writers_raising_a_patients_first_queries_at_once_count_it_once():
+    """The first waiting query of a patient raised in two transactions at once (a coordinator's and
+    the data checks'): the second waits for the first's count of the patient and sees it, so the
+    patient is counted once, not once per writer."""
+    people = personae()
+    centre, coordinator = people["centre_a"], people["coordinator"]
+    patient = make_patient(centre, people["nurse_a"])
+    holding, release = threading.Event(), threading.Event()
+    failures = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                raise_query(patient, coordinator)
+                holding.set()
+                release.wait(30)
+        except Exception as error:  # reported below, not lost in the thread
+            failures.append(error)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            raise_query(patient, coordinator)
+        except Exception as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    writers = [threading.Thread(target=first), threading.Thread(target=second)]
+    writers[0].start()
+    assert holding.wait(30)
+    writers[1].start()
+    deadline = time.monotonic() + 30
+    waited = False
+    with connection.cursor() as cursor:  # until the second writer waits for the first's count
+        while not waited and time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            waited = cursor.fetchone()[0] > 0
+    release.set()
+    for writer in writers:
+        writer.join(30)
+
+    assert waited and not failures
+    assert Query.objects.filter(patient=patient).count() == 2
+    assert counted()[centre.code][4] == 1
+    assert tallied()[centre.code][4] == 1
 
 
 def shown_total(client: Client, url: str, noun: str) -> int:
@@ -109,9 +179,9 @@ def shown_total(client: Client, url: str, noun: str) -> int:
 
 
 def test_the_lists_totals_read_from_the_tallies_equal_a_count():
-    """The patient list's and the query list's totals (the unfiltered lists count from the tallies)
-    say what a count says, through enrolment, a patient's removal and move, and queries answered
-    and closed; a search or a filter still counts its own rows."""
+    """The patient list's and the query list's totals (the unfiltered lists and the "with open
+    queries" filter count from the tallies) say what a count says, through enrolment, a patient's
+    removal and move, and queries answered and closed."""
     people = personae()
     a, b = people["centre_a"], people["centre_b"]
     nurse, coordinator = login_as(Client(), people["nurse_a"]), login_as(Client(), people["coordinator"])
@@ -126,6 +196,9 @@ def test_the_lists_totals_read_from_the_tallies_equal_a_count():
         not_closed = Query.objects.exclude(state=QueryState.CLOSED).filter(patient__in=Patient.objects.all())
         assert shown_total(nurse, "/queries/", "quer") == not_closed.filter(patient__in=mine).count()
         assert shown_total(coordinator, "/queries/", "quer") == not_closed.count()
+        waiting = "/patients/?filter=open_queries"
+        assert shown_total(nurse, waiting, "patient") == with_open(mine).count()
+        assert shown_total(coordinator, waiting, "patient") == with_open(Patient.objects.all()).count()
 
     check()
     assert shown_total(nurse, "/patients/", "patient") == 3
