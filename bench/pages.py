@@ -3,18 +3,26 @@
 Run: .venv/bin/python bench/pages.py [--sizes 1000,100000] [--seconds 30] [--floor-seconds 15] [--workers 2]
 
 Method: a throwaway embedded PostgreSQL server, migrated and seeded with seed_demo (8 centres) up to
-each size (not timed). After seeding: the automatic data checks (cohort/data_checks.py, which raise
-the open queries and store the patient list's casebook summaries, cohort/listing.py) of every
-patient, as beat's hourly run leaves them, and the outcome snapshots of the scopes the clients read
-("all" and that centre), as a worker would have left them; the CRF row tallies folded after the
-checks, as the hourly task does (reports.tasks.data_checks, the code beat runs). Then the
-database is settled as an operator's would be some minutes after a bulk load (harness.settle):
-VACUUM ANALYZE as the tables' owner (what autovacuum does), a CHECKPOINT (the load's dirty pages
-written out) and no autovacuum worker running, so that neither autovacuum nor the checkpointer
-works through the seed during the measurement. The same pages and the same load at
-every size.
+the smallest size; each larger size is a copy of the previous size's database (CREATE DATABASE ...
+TEMPLATE) seeded on up to it, so every size keeps its own database (not timed). After seeding: the
+automatic data checks (cohort/data_checks.py, which raise the open queries and store the patient
+list's casebook summaries, cohort/listing.py) of every patient, as beat's hourly run leaves them,
+and the outcome snapshots of the scopes the clients read ("all" and that centre), as a worker would
+have left them; the CRF row tallies folded after the checks, as the hourly task does
+(reports.tasks.data_checks, the code beat runs). Then the database is settled as an operator's would
+be some minutes after a bulk load (harness.settle): VACUUM ANALYZE as the tables' owner (what
+autovacuum does), a CHECKPOINT (the load's dirty pages written out) and no autovacuum worker
+running, so that neither autovacuum nor the checkpointer works through the seed during the
+measurement. The same pages and the same load at every size.
 
-Server: gunicorn (`--workers` sync workers) on a free loopback port with DEBUG off (a random
+Order: each size's load runs in two halves, the sizes in turn and back (1,000, 100,000, 100,000,
+1,000: A B B A), each served by its own gunicorn on its own database, the others idle. A drift of
+the machine's speed during the run (another tenant of the host, the CPU's clock after the seeding)
+then falls on every size alike. Until 2026-12-03 the sizes ran one after the other on one server,
+the largest last, right after its seeding: a run's drift went wholly into the ratio (in one run
+every kind's CPU, even the pages that read no patient, 3-7% slower at 100,000).
+
+Server: per size, gunicorn (`--workers` sync workers) on a free loopback port with DEBUG off (a random
 SECRET_KEY; SECURE_SSL_REDIRECT and secure cookies off, the only production settings changed, as
 the benchmark speaks plain HTTP), static files collected into a temporary STATIC_ROOT by
 collectstatic (compressed and hashed) and served by WhiteNoise; a throwaway redis-server is the
@@ -24,13 +32,15 @@ Clients: 9 threads, each a browser over http.client (a new connection per reques
 of ONE centre (the demo's nurse and 7 more accounts made here), signed in through the login page, and
 the coordinator (signed in with the password, then a TOTP code computed from a device made here).
 Each client requests page kinds at random (uniformly among the kinds its role reaches; the same
-sequence of kinds per client at every size, common random numbers, so that the sizes differ in
-their data and not in their draw of the mix), each for a random patient of the centre where it needs one: the patient list (first page, a random page, a
-search by part of a study ID, a monitoring filter), the casebook, every form page, the patient's
-history, the query list, the outcomes dashboard, the reports page, the enrolment form, the account
-pages; the coordinator also the list of all centres, the locks pages. Every answer must be HTTP 200.
-A warm-up pass requests every kind once per client (and the pages' static files once) untimed; then
-`--seconds` of load. Latency is the client's wall clock (connect to last byte).
+sequence of kinds per client at every size, common random numbers, so that the sizes differ in their
+data and not in their draw of the mix), each for a random patient of the centre where it needs one:
+the patient list (first page, a random page, a search by part of a study ID, a monitoring filter),
+the casebook, every form page, the patient's history, the query list, the outcomes dashboard, the
+reports page, the enrolment form, the account pages; the coordinator also the list of all centres,
+the locks pages. Every answer must be HTTP 200.
+A warm-up pass requests every kind once per client and size (and the pages' static files once)
+untimed; then `--seconds` of load per size, in its two halves. Latency is the client's wall clock
+(connect to last byte).
 
 CPU: every answer carries the server's CPU seconds of the request (harness.counting_queries): the
 gunicorn worker's `time.process_time` and the PostgreSQL backend's scheduler clock (/proc), printed
@@ -43,7 +53,7 @@ Floor: for each page kind, a bare Django view behind the same middleware (sessio
 the account checks, pghistory, messages, axes) rendering a plain Django form with as many fields as
 the page has inputs, and a table with as many rows and cells as the page's tables (counted on the
 page itself during warm-up), in a bare HTML page. The floors are loaded the same way for
-`--floor-seconds` after each size's pages.
+`--floor-seconds` per size (two halves, A B B A) after the pages.
 
 Printed per size: requests/s, p50 and p95 per page kind, the SQL statements of one request of the
 kind (counted in the server), and the floor's p95; then per kind the 100,000/1,000 ratio of p95.
@@ -265,11 +275,12 @@ class Phase:
     usage: dict[str, float]
 
 
-def load(clients: list[Client], seconds: float, floors: bool, machine: harness.MachineCpu) -> Phase:
-    """Every client requesting at random for `seconds`."""
+def load(clients: list[Client], seconds: float, floors: bool, machine: harness.MachineCpu, run: int) -> Phase:
+    """Every client requesting at random for `seconds`; the clients' sequences of kinds are those of
+    their seed and `run`, the same at every size."""
     threads = []
     for client in clients:
-        thread = Client(client.browser, client.kinds, client.seed)  # the same sequence at every size
+        thread = Client(client.browser, client.kinds, client.seed + 1000 * run)
         thread.cohort, thread.floors, thread.deadline = client.cohort, floors, time.monotonic() + seconds
         threads.append(thread)
     before = machine.snapshot()
@@ -291,6 +302,17 @@ def load(clients: list[Client], seconds: float, floors: bool, machine: harness.M
         for name, values in thread.cpu.items():
             cpu.setdefault(name, []).extend(values)
     return Phase(latencies, cpu, wall, usage)
+
+
+def joined(first: Phase | None, second: Phase) -> Phase:
+    """Two load phases of one size as one: their requests, wall time and CPU seconds added up."""
+    if first is None:
+        return second
+    latencies = {name: [*first.latencies.get(name, []), *second.latencies.get(name, [])]
+                 for name in {*first.latencies, *second.latencies}}  # fmt: skip
+    cpu = {name: [*first.cpu.get(name, []), *second.cpu.get(name, [])] for name in {*first.cpu, *second.cpu}}
+    usage = {key: first.usage[key] + second.usage[key] for key in first.usage}
+    return Phase(latencies, cpu, first.wall + second.wall, usage)
 
 
 def cpu_means(samples: list[tuple[float, float]]) -> tuple[float, float]:
@@ -349,6 +371,40 @@ def sign_in_coordinator(browser: Browser, username: str, password: str, device) 
     status, location = browser.post_form("/accounts/mfa/verify/", {"token": f"{code:0{device.digits}d}"})
     if status != 302:
         raise Failure(f"coordinator's TOTP code refused: HTTP {status} {location}")
+
+
+def use_database(name: str) -> dict[str, str]:
+    """Point this process at the embedded server's database `name` (Django's connection, and the
+    owner's URL that harness.settle reads); its URLs as a server's environment has them."""
+    from django.db import connection
+
+    from cohort import embedded_pg
+
+    connection.ensure_connection()  # the embedded server started, its socket directory known
+    socket_dir = connection.settings_dict["HOST"]
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    urls = {
+        "DATABASE_URL": embedded_pg.url(socket_dir, embedded_pg.APP_ROLE, name),
+        "DATABASE_OWNER_URL": embedded_pg.url(socket_dir, embedded_pg.OWNER_ROLE, name),
+    }
+    os.environ.update(urls)
+    return urls
+
+
+def clone_database(source: str, target: str) -> None:
+    """CREATE DATABASE target as a copy of source, as their owner (nothing may be connected to it)."""
+    import psycopg2
+    from django.db import connection
+
+    connection.close()
+    owner = psycopg2.connect(os.environ["DATABASE_OWNER_URL"].replace(f"/{source}?", "/postgres?"))
+    try:
+        owner.autocommit = True
+        with owner.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+    finally:
+        owner.close()
 
 
 def seed_to(size: int, work: Path, centre) -> tuple[int, float]:
@@ -460,18 +516,33 @@ def main() -> int:
 
     from django.core.management import call_command
 
+    from cohort import embedded_pg
     from cohort.management.commands.seed_demo import _read_logins
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="bench-pages-"))
-    broker = server = None
-    server_log = work / "gunicorn.log"
+    broker = None
+    servers: dict[int, subprocess.Popen] = {}
     ok = False
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             call_command("migrate", verbosity=0)
-        seeded, seconds = seed_to(sizes[0], work, None)
+        seed_to(sizes[0], work, None)
         centre, nurses, (coordinator, password, device) = setup_accounts(_read_logins(work / "demo_logins.txt"))
+        # One database per size: the smallest seeded, checked and settled, then copied and the copy
+        # seeded up to the next size; each served by its own gunicorn, so that the sizes' loads can
+        # alternate.
+        databases: dict[int, dict[str, str]] = {}
+        cohorts: dict[int, Cohort] = {}
+        seeding: dict[int, float] = {}
+        name = embedded_pg.DATABASE_NAME
+        for size in sizes:
+            if databases:
+                previous, name = name, f"{embedded_pg.DATABASE_NAME}_{size}"
+                clone_database(previous, name)
+            urls = use_database(name)
+            seeded, seeding_seconds = seed_to(size, work, centre)
+            databases[seeded], cohorts[seeded], seeding[seeded] = urls, cohort_of(centre), seeding_seconds
         broker, broker_env = harness.start_redis(work)
         env = {
             **os.environ,
@@ -488,39 +559,48 @@ def main() -> int:
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
         )
-        server, port = harness.start_gunicorn("pages:application", args.workers, env, server_log, ROOT)
-        browsers = []
-        for username, secret in nurses:
-            browsers.append(Browser(port))
-            browsers[-1].login(username, secret)
-        browsers.append(Browser(port))
-        sign_in_coordinator(browsers[-1], coordinator, password, device)
+        postmaster = int((Path(os.environ["EMBEDDED_PG_DIR"]) / "postmaster.pid").read_text().split()[0])
         nurse_kinds_, coordinator_kinds_ = nurse_kinds(), coordinator_kinds()
-        clients = [Client(b, nurse_kinds_, 2 * i) for i, b in enumerate(browsers[:-1])]
-        clients.append(Client(browsers[-1], coordinator_kinds_, 2 * NURSES))
         kinds = nurse_kinds_ + coordinator_kinds_
+        clients: dict[int, list[Client]] = {}
+        machines: dict[int, harness.MachineCpu] = {}
+        queries: dict[int, dict[str, str]] = {}
+        static_checked: set[str] = set()
+        for seeded, urls in databases.items():
+            servers[seeded], port = harness.start_gunicorn(
+                "pages:application", args.workers, {**env, **urls}, work / f"gunicorn-{seeded}.log", ROOT
+            )
+            machines[seeded] = harness.MachineCpu(servers[seeded].pid, postmaster)
+            browsers = []
+            for username, secret in nurses:
+                browsers.append(Browser(port))
+                browsers[-1].login(username, secret)
+            browsers.append(Browser(port))
+            sign_in_coordinator(browsers[-1], coordinator, password, device)
+            clients[seeded] = [Client(b, nurse_kinds_, 2 * i) for i, b in enumerate(browsers[:-1])]
+            clients[seeded].append(Client(browsers[-1], coordinator_kinds_, 2 * NURSES))
+            for client in clients[seeded]:
+                client.cohort = cohorts[seeded]
+            queries[seeded] = warm_up(clients[seeded], static_checked)
         print(
-            f"pages benchmark: {os.cpu_count()} CPUs; gunicorn {args.workers} sync workers, DEBUG off, WhiteNoise; "
-            f"redis-server broker, no worker; {NURSES} nurses of {centre.code} and a coordinator (TOTP); "
-            f"{args.seconds:.0f} s of pages and {args.floor_seconds:.0f} s of floors per size"
+            f"pages benchmark: {os.cpu_count()} CPUs; gunicorn {args.workers} sync workers per size, DEBUG off, "
+            f"WhiteNoise; redis-server broker, no worker; {NURSES} nurses of {centre.code} and a coordinator "
+            f"(TOTP); {args.seconds:.0f} s of pages and {args.floor_seconds:.0f} s of floors per size, in two "
+            f"halves, the sizes in turn and back ({', '.join(f'{s:,}' for s in [*databases, *reversed(databases)])})"
         )
+        # The sizes' loads in turn and back again (A B B A): a drift of the machine's speed during the
+        # run (another tenant of the host, its clock) falls on every size alike, not on the last.
         phases: dict[int, Phase] = {}
         floor_phases: dict[int, Phase] = {}
-        postmaster = int((Path(os.environ["EMBEDDED_PG_DIR"]) / "postmaster.pid").read_text().split()[0])
-        machine = harness.MachineCpu(server.pid, postmaster)
-        static_checked: set[str] = set()
-        for size in sizes:
-            seeded, seconds = seed_to(size, work, centre)
-            cohort = cohort_of(centre)
-            for client in clients:
-                client.cohort = cohort
-            queries = warm_up(clients, static_checked)
-            results = load(clients, args.seconds, floors=False, machine=machine)
-            floors = load(clients, args.floor_seconds, floors=True, machine=machine)
-            print(f"\n(seeded {seeded:,} patients, data checks and snapshots in {seconds:.0f} s; "
-                  f"{len(cohort.query_ids)} open queries at {centre.code})")  # fmt: skip
-            report(seeded, results, floors, queries, kinds)
-            phases[seeded], floor_phases[seeded] = results, floors
+        for floors, seconds, into in ((False, args.seconds, phases), (True, args.floor_seconds, floor_phases)):
+            for run, order in enumerate((list(databases), list(reversed(databases)))):
+                for seeded in order:
+                    part = load(clients[seeded], seconds / 2, floors=floors, machine=machines[seeded], run=run)
+                    into[seeded] = joined(into.get(seeded), part)
+        for seeded in databases:
+            print(f"\n(seeded {seeded:,} patients, data checks and snapshots in {seeding[seeded]:.0f} s; "
+                  f"{len(cohorts[seeded].query_ids)} open queries at {centre.code})")  # fmt: skip
+            report(seeded, phases[seeded], floor_phases[seeded], queries[seeded], kinds)
         if len(phases) > 1:
             small, large = phases[min(phases)], phases[max(phases)]
             print(f"\n{max(phases):,} / {min(phases):,} patients: p95 ratio (target < 1.2), and the server's "
@@ -548,9 +628,10 @@ def main() -> int:
         return 1
     finally:
         sys.stdout.flush()
-        stop(server)
+        for server in servers.values():
+            stop(server)
         stop(broker)
-        text = server_log.read_text(errors="replace") if server_log.exists() else ""
+        text = "\n".join(log.read_text(errors="replace") for log in sorted(work.glob("gunicorn-*.log")))
         # One JSON line per request is the production request log (cohort/operations.py), not a problem.
         log = "\n".join(line for line in text.splitlines() if not line.startswith('{"event":"request"')).strip()
         if log:
