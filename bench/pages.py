@@ -16,7 +16,8 @@ running, so that neither autovacuum nor the checkpointer works through the seed 
 measurement. The same pages and the same load at every size.
 
 Order: each size's load runs in two halves, the sizes in turn and back (1,000, 100,000, 100,000,
-1,000: A B B A), each served by its own gunicorn on its own database, the others idle. A drift of
+1,000: A B B A), each served by its own gunicorn on its own database, the others idle; each half
+after every client requested each of its kinds once more, untimed (the server's caches warm again). A drift of
 the machine's speed during the run (another tenant of the host, the CPU's clock after the seeding)
 then falls on every size alike. Until 2026-12-03 the sizes ran one after the other on one server,
 the largest last, right after its seeding: a run's drift went wholly into the ratio (in one run
@@ -342,6 +343,17 @@ def warm_up(clients: list[Client], static_checked: set[str]) -> dict[str, str]:
     return queries
 
 
+def rewarm(clients: list[Client], floors: bool) -> None:
+    """Every kind (or its floor) once per client, untimed, before each half of a size's load: its
+    server sat idle while another size was loaded, its workers' and PostgreSQL's caches gone cold."""
+    for client in clients:
+        for kind in client.kinds:
+            url = FLOOR_URL + "?" + kind.shape if floors else kind.url(client.rng, client.cohort)
+            status, location, _, _ = client.browser.request("GET", url)
+            if status != 200:
+                raise Failure(f"{kind.name}: GET {url}: HTTP {status} {location}")
+
+
 def setup_accounts(logins: dict[str, tuple[str, str]]):
     """The demo nurse of the first centre and NURSES - 1 more there; the coordinator with a TOTP
     device. (username, password) pairs, and the coordinator's (username, password, device)."""
@@ -595,6 +607,7 @@ def main() -> int:
         for floors, seconds, into in ((False, args.seconds, phases), (True, args.floor_seconds, floor_phases)):
             for run, order in enumerate((list(databases), list(reversed(databases)))):
                 for seeded in order:
+                    rewarm(clients[seeded], floors)
                     part = load(clients[seeded], seconds / 2, floors=floors, machine=machines[seeded], run=run)
                     into[seeded] = joined(into.get(seeded), part)
         for seeded in databases:
