@@ -185,24 +185,25 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     # The page is chosen among the patients' ids (an index-only scan, Patient.Meta.indexes), then
     # only its patients are read with their forms: sorting and skipping whole joined rows grew with
     # the cohort (a page deep in 100,000 patients cost 130 ms of SQL).
-    # The count of the whole list (no search, no filter) is the centres' tally, not a count of
-    # their patients (an entry per patient, the one cost of the page that grew with the cohort).
+    # The whole list (no search, no filter) is counted and paged from the centres' tallies, a page
+    # read within the centres it falls in (monitoring.CentrePaginator), not by counting and skipping
+    # every patient (an entry per patient, the costs of the page that grew with the cohort).
     # A filter's count from the set of ids it keeps or leaves out (monitoring.filtered_count).
     ids = patients.values_list("pk", flat=True)
     centre_ids = access.readable_centre_ids(request.user)
-    if query:
-        count = None
-    elif chosen:
-        count = monitoring.filtered_count(centre_ids, chosen)
+    count = None if query or not chosen else monitoring.filtered_count(centre_ids, chosen)
+    if not query and not chosen:
+        paginator = monitoring.CentrePaginator(PAGE_SIZE, centre_ids)
+    elif count is None:
+        paginator = Paginator(ids, PAGE_SIZE)
     else:
-        count = monitoring.tallied(centre_ids, "patients")
-    paginator = Paginator(ids, PAGE_SIZE) if count is None else monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count)
+        paginator = monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count)
     page = paginator.get_page(request.GET.get("page"))
     shown = list(
         Patient.objects.filter(pk__in=page.object_list)
         .select_related("centre")
         .annotate(summed=models.Subquery(listing.current().values("summary")))
-        .order_by("study_id")
+        .order_by("centre__code", "study_id")
     )
     # Each casebook as the data checks summed it up (cohort.listing); those changed since, summed
     # up from their rows now (two queries for the page, only then).

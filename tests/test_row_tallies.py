@@ -215,3 +215,40 @@ def test_the_lists_totals_read_from_the_tallies_equal_a_count():
     # A search, a filter and another state are counted: only the unfiltered totals are tallied.
     assert shown_total(nurse, f"/patients/?q={patients[1].study_id}", "patient") == 1
     assert shown_total(nurse, "/queries/?state=closed", "quer") == 1
+
+
+def test_the_whole_lists_pages_read_from_the_tallies_hold_every_patient_once(monkeypatch):
+    """The list with no search and no filter pages by the centres' tallies, each page read within
+    the centres it falls in (monitoring.CentrePaginator): walked page by page, by the coordinator
+    across centres and by a nurse in hers, it shows every patient not removed once, in study ID
+    order, pages spanning two centres included, after a removal and a restore."""
+    monkeypatch.setattr("cohort.views.PAGE_SIZE", 3)
+    people = personae()
+    a, b = people["centre_a"], people["centre_b"]
+    nurse, coordinator = login_as(Client(), people["nurse_a"]), login_as(Client(), people["coordinator"])
+    enrolled = [make_patient(a, people["nurse_a"]) for _ in range(5)] + [
+        make_patient(b, people["nurse_b"]) for _ in range(4)
+    ]
+    Patient.all_objects.filter(pk=enrolled[1].pk).update(deleted_at="2026-01-01T00:00:00Z")
+    Patient.all_objects.filter(pk=enrolled[6].pk).update(deleted_at="2026-01-01T00:00:00Z")
+
+    def walked(client: Client) -> list[str]:
+        shown, number = [], 1
+        while True:
+            page = client.get(f"/patients/?page={number}").content.decode()
+            shown += re.findall(r'class="fw-semibold">([A-Z0-9]+-\d+)</a>', page)
+            if f"?page={number + 1}" not in page:
+                return shown
+            number += 1
+
+    def expected(patients) -> list[str]:
+        return sorted(patients.values_list("study_id", flat=True))
+
+    assert walked(coordinator) == expected(Patient.objects.all()) and len(walked(coordinator)) == 7
+    assert walked(nurse) == expected(Patient.objects.filter(centre=a)) and len(walked(nurse)) == 4
+    Patient.all_objects.filter(pk=enrolled[1].pk).update(deleted_at=None)  # restored
+    assert walked(coordinator) == expected(Patient.objects.all()) and len(walked(coordinator)) == 8
+    monitoring.fold_tallies()
+    assert walked(nurse) == expected(Patient.objects.filter(centre=a)) and len(walked(nurse)) == 5
+    too_far = coordinator.get("/patients/?page=99").content.decode()  # the last page, as Paginator.get_page
+    assert re.findall(r'class="fw-semibold">([A-Z0-9]+-\d+)</a>', too_far) == expected(Patient.objects.all())[-2:]
