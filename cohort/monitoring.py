@@ -269,8 +269,9 @@ class CentrePaginator(Paginator):
     for `pk__in` (the page's query reads them in its own statement)."""
 
     TALLIES = (
-        "SELECT t.centre_id, sum(t.patients) FROM cohort_crfrowtally t JOIN cohort_centre c ON c.id = t.centre_id"
-        " {where} GROUP BY t.centre_id, c.code HAVING sum(t.patients) > 0 ORDER BY c.code"
+        "SELECT t.centre_id, sum(t.patients)::bigint FROM cohort_crfrowtally t"
+        " JOIN cohort_centre c ON c.id = t.centre_id {where}"
+        " GROUP BY t.centre_id, c.code HAVING sum(t.patients) > 0 ORDER BY c.code"
     )
     PART = (
         "(SELECT id FROM cohort_patient WHERE centre_id = %s AND deleted_at IS NULL"
