@@ -191,13 +191,12 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     # A filter's count from the set of ids it keeps or leaves out (monitoring.filtered_count).
     ids = patients.values_list("pk", flat=True)
     centre_ids = access.readable_centre_ids(request.user)
-    count = None if query or not chosen else monitoring.filtered_count(centre_ids, chosen)
     if not query and not chosen:
         paginator = monitoring.CentrePaginator(PAGE_SIZE, centre_ids)
-    elif count is None:
-        paginator = Paginator(ids, PAGE_SIZE)
     else:
-        paginator = monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count)
+        count = None if query else monitoring.filtered_count(centre_ids, chosen)
+        tallied = count is not None
+        paginator = monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count) if tallied else Paginator(ids, PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     shown = list(
         Patient.objects.filter(pk__in=page.object_list)

@@ -7,7 +7,7 @@ then stops the worker at boot instead of failing a user's request.
 Everything loaded is then frozen for the garbage collector (`gc.freeze`): the 100,000-odd objects
 of Django, the libraries and the CRF are never garbage and need not be walked again. A worker's full
 collections then walk only what its requests left behind: pauses of 10-15 ms instead of 30-60 ms
-in the middle of a request (docs/benchmarks.md, "Garbage collection").
+in the middle of a request (docs/benchmarks.md, pages, "Sixth pass").
 """
 
 import gc
