@@ -19,6 +19,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.query import get_related_populators
 from django.http import Http404
 
+from cohort import prepared
 from cohort.choices import Role
 from cohort.models import Centre, Membership, Patient, Query
 
@@ -336,7 +337,7 @@ def _fetch(sql: str, params: tuple, slots, values: dict) -> list[tuple]:
     for index, placeholder in slots:
         params[index] = values[placeholder]
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute(sql, params)
+        prepared.execute(cursor, sql, params)
         return cursor.fetchall()
 
 

@@ -17,7 +17,7 @@ from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from cohort import audit, crf, display, locks, signals, validators
+from cohort import audit, crf, display, locks, prepared, signals, validators
 from cohort.audit import audit_context
 from cohort.crf import PatientRecord
 from cohort.models import (
@@ -336,8 +336,9 @@ def locked_record(patient_id: int) -> tuple[PatientRecord, list[Lock]]:
     the version from before the lock was granted; the second statement (its own snapshot, as each
     statement has in READ COMMITTED) sees what the lock holder committed."""
     with transaction.get_connection().cursor() as cursor:
-        cursor.execute(
-            f"{_REQUEST_CHECKS_SQL % 'id = %s'}; {_record_sql()}",
+        prepared.execute(
+            cursor,
+            (_REQUEST_CHECKS_SQL % "id = %s", _record_sql()),
             [patient_id, LockKind.STUDY, LockKind.CENTRE, patient_id],
         )
         found = cursor.fetchone()
@@ -379,7 +380,7 @@ def read_record(patient: Patient, *, confirmations: bool = True) -> PatientRecor
     pages that show a record; composing and running the seven ORM queries was about a tenth of
     a form page's CPU)."""
     with transaction.get_connection().cursor() as cursor:
-        cursor.execute(_read_sql(), [patient.pk])
+        prepared.execute(cursor, _read_sql(), [patient.pk])
         found = cursor.fetchone()
     *forms_json, confirmed_json = found if found is not None else [None] * (len(_record_forms()) + 1)
     rows = _attach(patient, forms_json)
