@@ -1,8 +1,9 @@
-"""Statements PostgreSQL plans once per database connection (PREPARE / EXECUTE), for the few that
-every page and save of a patient runs: the user, the patient or form row, the whole record, its
-locks, queries and signatures. Each reads by a key (a user, a study ID, a patient id), so the plan
-is the same whatever the key, and planning it cost more than running it (the form row's read: 0.48 ms
-to plan, 0.08 ms to run; issue 14).
+"""Statements PostgreSQL plans once per database connection (PREPARE / EXECUTE): the ones composed
+once per process (access.CompiledRows and CompiledValues: the user, the patient or form row, its
+locks, queries and signatures, a list page's columns) and the record reads (services). Each reads by
+a key (a user, a study ID, a patient id, a page's patient ids), so its plan is the same whatever the
+key, and planning it cost more than running it (the form row's read: 0.48 ms to plan, 0.08 ms to
+run; issue 14).
 
 `execute(cursor, sql, params)` is `cursor.execute(sql, params)`. The first time a connection
 meets `sql`, the same round trip prepares it (`PREPARE name AS ...; EXECUTE name(...)`); after that
