@@ -18,6 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.db import models
+from django.utils import formats
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from cohort import crf, dictionary
 from cohort.choices import Visit
@@ -39,7 +42,14 @@ MAX_TEXT_LENGTH = 1000
 # (which can be pasted into a web form, so export can write it); the lone surrogates are the bytes
 # that were not UTF-8.
 UNREADABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\udc80-\udcff]")
-KIND = {"integer": "whole number", "decimal": "number", "date": "date"}
+# The messages below are made in the language active where the import runs: the uploader's on the
+# import page's worker (reports.imports), English on the command line.
+TOO_LONG = {
+    "integer": gettext_noop("'%(text)s' (%(length)s characters) is too long to be a whole number."),
+    "decimal": gettext_noop("'%(text)s' (%(length)s characters) is too long to be a number."),
+    "date": gettext_noop("'%(text)s' (%(length)s characters) is too long to be a date."),
+    "": gettext_noop("'%(text)s' (%(length)s characters) is too long to be a code."),
+}
 
 
 @dataclass
@@ -70,6 +80,11 @@ def shown(text: str, limit: int = 40) -> str:
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in short)
 
 
+def _count(number: int) -> str:
+    """A count in a message, grouped as the active language writes thousands."""
+    return formats.number_format(number, force_grouping=True)
+
+
 def _unreadable(raw: str) -> str | None:
     """Why a cell cannot be taken as text at all, or None. The file is decoded with surrogateescape,
     so a byte that is not UTF-8 is a lone surrogate here, in its own cell."""
@@ -78,9 +93,11 @@ def _unreadable(raw: str) -> str | None:
         return None
     ch, position = found.group(), found.start() + 1
     if ch >= "\udc80":
-        return f"not UTF-8 text (byte 0x{ord(ch) - 0xDC00:02X} at character {position}); save the file as UTF-8."
+        message = _("not UTF-8 text (byte %(byte)s at character %(position)d); save the file as UTF-8.")
+        return message % {"byte": f"0x{ord(ch) - 0xDC00:02X}", "position": position}
     name = "NUL" if ch == "\0" else f"U+{ord(ch):04X}"
-    return f"contains a control character ({name}, at character {position}); only printable text is allowed."
+    message = _("contains a control character (%(name)s, at character %(position)d); only printable text is allowed.")
+    return message % {"name": name, "position": position}
 
 
 def parse_cell(variable: dictionary.Variable, raw: str) -> object:
@@ -96,18 +113,22 @@ def parse_cell(variable: dictionary.Variable, raw: str) -> object:
         return "" if isinstance(field, models.CharField) and not field.null else None
     if variable.type == "text":
         if len(text) > MAX_TEXT_LENGTH:
-            raise ValueError(f"is {len(text):,} characters long; {variable.name} takes at most {field.max_length}.")
+            message = _("is %(length)s characters long; %(variable)s takes at most %(most)d.")
+            raise ValueError(
+                message
+                % {"length": _count(len(text)), "variable": variable.name, "most": field.max_length or MAX_TEXT_LENGTH}
+            )
         return text
     if len(text) > MAX_CODE_LENGTH:
-        what = KIND.get(variable.type, "code")
-        raise ValueError(f"'{shown(text)}' ({len(text):,} characters) is too long to be a {what}.")
+        message = _(TOO_LONG.get(variable.type, TOO_LONG[""]))
+        raise ValueError(message % {"text": shown(text), "length": _count(len(text))})
     if variable.type == "integer":
         if not INTEGER_PATTERN.fullmatch(text):
-            raise ValueError(f"'{shown(text)}' is not a whole number.")
+            raise ValueError(_("'%(text)s' is not a whole number.") % {"text": shown(text)})
         return int(text)
     if variable.type == "decimal":
         if not DECIMAL_PATTERN.fullmatch(text):
-            raise ValueError(f"'{shown(text)}' is not a number (digits, with a dot for decimals).")
+            raise ValueError(_("'%(text)s' is not a number (digits, with a dot for decimals).") % {"text": shown(text)})
         return Decimal(text)
     if variable.type == "date":
         try:
@@ -115,7 +136,7 @@ def parse_cell(variable: dictionary.Variable, raw: str) -> object:
                 raise ValueError
             return dt.date.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"'{shown(text)}' is not a valid date (YYYY-MM-DD).") from None
+            raise ValueError(_("'%(text)s' is not a valid date (YYYY-MM-DD).") % {"text": shown(text)}) from None
     return text
 
 
@@ -143,7 +164,8 @@ def _records(text: str, name: str, errors: list[str]) -> Iterator[_Record]:
         except StopIteration:
             return
         except csv.Error as error:  # not expected with the default dialect; the rest cannot be trusted
-            errors.append(f"{name}:{last + 1}: row: not readable as CSV ({error}); the rest of the file was not read.")
+            message = _("not readable as CSV (%(error)s); the rest of the file was not read.") % {"error": error}
+            errors.append(f"{name}:{last + 1}: row: {message}")
             return
         yield _Record(line=last + 1, last_line=reader.line_num, cells=cells)
         last = reader.line_num
@@ -157,7 +179,7 @@ def read_file(path: Path, form: str, errors: list[str], unread: set[str]) -> lis
     try:
         data = path.read_bytes()
     except OSError as error:
-        errors.append(f"{name}:1: file: cannot be read ({error.strerror}).")
+        errors.append(f"{name}:1: file: " + _("cannot be read (%(error)s).") % {"error": error.strerror})
         return []
     # Decoding byte by byte, not the file at once: a byte that is not UTF-8 is reported in its cell.
     text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
@@ -180,13 +202,17 @@ def _read_rows(
 ) -> list[SourceRow]:
     first = next(records, None)
     if first is None or not any(cell.strip() for cell in first.cells):
-        what = "the file is empty" if first is None else "line 1 is empty"
-        errors.append(f"{name}:1: header: {what}; the first line must name the variables.")
+        if first is None:
+            message = _("the file is empty; the first line must name the variables.")
+        else:
+            message = _("line 1 is empty; the first line must name the variables.")
+        errors.append(f"{name}:1: header: {message}")
         return []
     header = [column.strip() for column in first.cells]
     problem = next(filter(None, map(_unreadable, header)), None)
     if problem:
-        errors.append(f"{name}:1: header: line 1 is not a header of variable names (is this a CSV file?): {problem}")
+        message = _("line 1 is not a header of variable names (is this a CSV file?): %(problem)s")
+        errors.append(f"{name}:1: header: " + message % {"problem": problem})
         return []
     header_ok = True
     for number, column in enumerate(header, 1):
@@ -194,17 +220,18 @@ def _read_rows(
             continue
         header_ok = False
         if not column:
-            errors.append(f"{name}:1: header: column {number} has no name.")
+            errors.append(f"{name}:1: header: " + _("column %(number)d has no name.") % {"number": number})
         elif NAME_PATTERN.fullmatch(column):
-            errors.append(f"{name}:1: {column}: unknown variable for form {form}.")
+            errors.append(f"{name}:1: {column}: " + _("unknown variable for form %(form)s.") % {"form": form})
         else:
-            errors.append(f"{name}:1: header: column {number} ('{shown(column)}') is not a variable of form {form}.")
+            message = _("column %(number)d ('%(column)s') is not a variable of form %(form)s.")
+            errors.append(f"{name}:1: header: " + message % {"number": number, "column": shown(column), "form": form})
     for column in sorted({c for c in header if c in variables and header.count(c) > 1}):
-        errors.append(f"{name}:1: {column}: column given twice.")
+        errors.append(f"{name}:1: {column}: " + _("column given twice."))
         header_ok = False
     for variable in variables:
         if variable not in header:
-            errors.append(f"{name}:1: {variable}: column missing (every variable of the form must be present).")
+            errors.append(f"{name}:1: {variable}: " + _("column missing (every variable of the form must be present)."))
             header_ok = False
     if not header_ok:
         return []
@@ -218,11 +245,17 @@ def _read_rows(
         if len(cells) != len(header):
             # The patient's other rows are still read, but not judged against each other without it.
             unread.add(cells[key].strip() if key < len(cells) else "")
-            count = f"{len(cells)} values for {len(header)} columns"
+            counts = {"values": len(cells), "columns": len(header), "last": record.last_line}
             if record.last_line > line:
-                count += f"; the row runs on to line {record.last_line} (a quote not closed?)"
+                count = _(
+                    "%(values)d values for %(columns)d columns; the row runs on to line %(last)d (a quote not closed?)"
+                )
+            else:
+                count = _("%(values)d values for %(columns)d columns")
+            count %= counts
             if len(cells) < len(header):
-                errors.append(f"{name}:{line}: {header[len(cells)]}: missing: the row has {count}.")
+                message = _("missing: the row has %(count)s.") % {"count": count}
+                errors.append(f"{name}:{line}: {header[len(cells)]}: {message}")
             else:
                 errors.append(f"{name}:{line}: row: {count}.")
             continue
@@ -258,7 +291,7 @@ def source_row(
         return None  # reported; whose row it is cannot be known
     source.study_id = str(source.values.get("study_id") or "")
     if not source.study_id:
-        errors.append(f"{name}:{line}: study_id: is required.")
+        errors.append(f"{name}:{line}: study_id: " + _("is required."))
         return None
     return source
 

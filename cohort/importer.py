@@ -15,6 +15,7 @@ from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.db import models, transaction
+from django.utils.translation import gettext as _
 
 from cohort import crf, csvformat, locks, odm, signals, validators
 from cohort.audit import audit_context
@@ -138,7 +139,7 @@ def import_cohort(
             progress(40 * done // len(present), f"{form}.csv")
         sources[form] = csvformat.read_file(directory / f"{form}.csv", form, errors, unread)
     if not (directory.is_dir() and present):
-        raise ImportFailed([f"{directory}:0: directory: no form files found (expected e.g. patients.csv)."])
+        raise ImportFailed([f"{directory}:0: directory: " + _("no form files found (expected e.g. patients.csv).")])
     return import_rows(
         sources,
         errors=errors,
@@ -252,7 +253,8 @@ def _locate(problem: validators.Problem, origin: dict[int, SourceRow]) -> str:
     # A row already in the database that the imported rows would make invalid.
     form = crf.file_of(type(problem.row)).name
     owner = getattr(problem.row, "patient", problem.row)
-    return f"{form}.csv:0: {problem.field}: {problem.message} (stored row {problem.row} of {owner})"
+    stored = _("(stored row %(row)s of %(patient)s)") % {"row": problem.row, "patient": owner}
+    return f"{form}.csv:0: {problem.field}: {problem.message} {stored}"
 
 
 def _existing_patients(study_ids: Iterable[str]) -> dict[str, Patient]:
@@ -303,30 +305,31 @@ class _Plan:
     def add_patient(self, source: SourceRow) -> None:
         """A patients.csv row: a new patient, or the changed values of a stored one."""
         if source.study_id in self.seen:
-            self.errors.append(
-                f"{source.where}: study_id: {shown(source.study_id)} is given twice "
-                f"(also on line {self.seen[source.study_id].line})."
-            )
+            message = _("%(study_id)s is given twice (also on line %(line)d).")
+            values = {"study_id": shown(source.study_id), "line": self.seen[source.study_id].line}
+            self.errors.append(f"{source.where}: study_id: " + message % values)
             return
         self.seen[source.study_id] = source
         centre = self._centre(source)
         if centre is not None and self.writable is not None and centre.pk not in self.writable:
-            self.errors.append(f"patients.csv:{source.line}: centre: you cannot enter data at centre {centre.code}.")
+            message = _("you cannot enter data at centre %(centre)s.") % {"centre": centre.code}
+            self.errors.append(f"patients.csv:{source.line}: centre: {message}")
             return
         if source.study_id in self.taken:
             # Held by a patient this user cannot see: said without telling whose it is.
-            self.errors.append(f"patients.csv:{source.line}: study_id: {shown(source.study_id)} cannot be used.")
+            message = _("%(study_id)s cannot be used.") % {"study_id": shown(source.study_id)}
+            self.errors.append(f"patients.csv:{source.line}: study_id: {message}")
             return
         stored = self.existing.get(source.study_id)
         if stored is not None and centre is not None:
             if stored.is_removed:
-                self.errors.append(f"{source.where}: study_id: {shown(source.study_id)} was deleted.")
+                message = _("%(study_id)s was deleted.") % {"study_id": shown(source.study_id)}
+                self.errors.append(f"{source.where}: study_id: {message}")
                 return
             if stored.centre_id != centre.pk:
-                self.errors.append(
-                    f"{source.where}: centre: {shown(source.study_id)} belongs to "
-                    f"{stored.centre.code}; a patient never moves between centres."
-                )
+                message = _("%(study_id)s belongs to %(centre)s; a patient never moves between centres.")
+                values = {"study_id": shown(source.study_id), "centre": stored.centre.code}
+                self.errors.append(f"{source.where}: centre: " + message % values)
                 return
             patient = _copy(stored)
         else:
@@ -344,14 +347,13 @@ class _Plan:
         code = str(source.values["centre"] or "")
         centre = self.centres.get(code)
         if centre is None:
-            message = (
-                "is required."
-                if not code
-                else (
-                    f"no centre with code '{shown(code)}'; "
-                    f'create it first with `manage.py create_centre {shown(code)} "Name"`.'
-                )
-            )
+            if not code:
+                message = _("is required.")
+            else:
+                message = _("no centre with code '%(code)s'; create it first with `%(command)s`.") % {
+                    "code": shown(code),
+                    "command": f'manage.py create_centre {shown(code)} "Name"',
+                }
             self.errors.append(f"{source.where}: centre: {message}")
             source.failed.add("centre")
         return centre
@@ -374,10 +376,9 @@ class _Plan:
                 getattr(record, form.attribute).append(row)
             else:
                 if source.study_id in single_seen:
-                    self.errors.append(
-                        f"{source.where}: study_id: {shown(source.study_id)} is given twice "
-                        f"(one row per patient; also on line {single_seen[source.study_id]})."
-                    )
+                    message = _("%(study_id)s is given twice (one row per patient; also on line %(line)d).")
+                    values = {"study_id": shown(source.study_id), "line": single_seen[source.study_id]}
+                    self.errors.append(f"{source.where}: study_id: " + message % values)
                     continue
                 single_seen[source.study_id] = source.line
                 current = getattr(record, form.attribute)
@@ -397,10 +398,8 @@ class _Plan:
         if stored is None and source.study_id in self.unread:
             return None
         if stored is None or stored.is_removed:
-            self.errors.append(
-                f"{source.where}: study_id: unknown patient {shown(source.study_id)}; "
-                "new patients must be in patients.csv."
-            )
+            message = _("unknown patient %(study_id)s; new patients must be in patients.csv.")
+            self.errors.append(f"{source.where}: study_id: " + message % {"study_id": shown(source.study_id)})
             return None
         record = self.records[source.study_id] = patient_record(stored, confirmations=False)
         return record

@@ -23,7 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from cohort import access, crf, csvformat, display
 from cohort.audit import audit_context
@@ -74,13 +74,17 @@ def job_dir(job: ImportJob) -> Path:
     return Path(settings.MEDIA_ROOT) / "imports" / str(job.pk)
 
 
-def import_upload(*, by: User, files: dict[str, bytes]) -> ImportJob:
+def import_upload(*, by: User, files: dict[str, bytes], language: str = "") -> ImportJob:
     """Store the files where the worker reads them and queue the preview. The row is committed
-    before the worker is told (and the sweep tells it again if the wake-up is lost)."""
+    before the worker is told (and the sweep tells it again if the wake-up is lost). `language`:
+    the uploader's, which the worker writes the errors in."""
     with transaction.atomic():
         centres = importable_centre_ids(by)
         job = ImportJob.objects.create(
-            uploaded_by=by, centres=None if centres is None else sorted(centres), files=sorted(files)
+            uploaded_by=by,
+            centres=None if centres is None else sorted(centres),
+            files=sorted(files),
+            language=language,
         )
         directory = job_dir(job)
         directory.mkdir(parents=True, exist_ok=True)
@@ -88,6 +92,12 @@ def import_upload(*, by: User, files: dict[str, bytes]) -> ImportJob:
             (directory / name).write_bytes(content)
         transaction.on_commit(lambda: enqueue(job.pk))
     return job
+
+
+def _language_of(job: ImportJob):
+    """The uploader's language for what the worker writes of the job (its errors), or the site's."""
+    known = dict(settings.LANGUAGES)
+    return translation.override(job.language if job.language in known else settings.LANGUAGE_CODE)
 
 
 def enqueue(job_id: int) -> bool:
@@ -116,7 +126,7 @@ def preview_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
         mine.update(progress=max(0, min(99, int(percent))), message=message[:200], heartbeat_at=timezone.now())
 
     try:
-        with background.heartbeat(lambda: mine.all()):
+        with background.heartbeat(lambda: mine.all()), _language_of(job):
             preview, errors = _preview(job, progress)
     except Exception as error:
         mine.update(
@@ -246,7 +256,11 @@ def apply_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
         state.update(progress=max(0, min(99, int(percent))), message=message[:200])
 
     try:
-        with background.heartbeat(lambda: mine.all(), fields=lambda: dict(state)), transaction.atomic():
+        with (
+            _language_of(job),
+            background.heartbeat(lambda: mine.all(), fields=lambda: dict(state)),
+            transaction.atomic(),
+        ):
             with audit_context(user=by, reason=job.reason, source=SOURCE, own=True):
                 summary = import_cohort(
                     job_dir(job),
@@ -268,7 +282,8 @@ def apply_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
         # with the centres the user may import now (the apply's).
         centres = importable_centre_ids(by)
         job.centres = None if centres is None else sorted(centres)
-        preview, errors = _preview(job)
+        with _language_of(job):
+            preview, errors = _preview(job)
         status = ImportJob.Status.INVALID if errors else ImportJob.Status.READY
         mine.update(
             status=status,

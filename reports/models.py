@@ -157,6 +157,9 @@ class ImportJob(models.Model):
     applied_at = models.DateTimeField(null=True, blank=True)
     # An apply refused because the data changed since the preview shown: the preview is the new one.
     stale = models.BooleanField(default=False)
+    # The uploader's language at upload (settings.LANGUAGES): the worker writes the preview's errors
+    # in it, as the import page shows them. Empty: the site's default.
+    language = models.CharField(max_length=8, blank=True, default="")
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]

@@ -361,6 +361,42 @@ def test_the_preview_runs_in_a_real_worker_with_the_files_from_the_shared_volume
         shutil.rmtree(import_jobs.job_dir(job), ignore_errors=True)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_writes_a_dutch_uploaders_errors_in_dutch_at_file_row_variable(
+    client, centres, celery_worker, celery_on_redis, tmp_path
+):
+    """The page was Dutch, so the errors the worker writes are: the message in Dutch, its place in
+    the format's `file:row: variable`. The command line's stay English (the test above)."""
+    from django.conf import settings
+
+    from cohort.models import Centre
+    from tests.conftest import wait_for
+    from tests.test_import import copy_cohort, edit
+
+    directory = copy_cohort(tmp_path)
+    edit(directory / "patients.csv", 3, "birth_year", "negentien")
+    edit(directory / "patients.csv", 4, "birth_year", "1900")
+    edit(directory / "patients.csv", 5, "centre", "XYZ")
+    nurse = make_user("nurse_nl", centre=Centre.objects.get(code="AMC"))
+    login_as(client, nurse)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "nl"
+    job = upload(client, uploads(directory, {"patients.csv"}))
+    try:
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.INVALID, timeout=60, what="the preview"
+        )
+        job.refresh_from_db()
+        assert job.language == "nl"
+        assert "patients.csv:3: birth_year: 'negentien' is geen geheel getal." in job.errors
+        assert "patients.csv:4: birth_year: moet 1920 of later zijn." in job.errors
+        assert any(error.startswith("patients.csv:5: centre: geen centrum met code 'XYZ'") for error in job.errors)
+        page = client.get(reverse("reports:import-detail", args=[job.pk])).content.decode()
+        assert "patients.csv:3: birth_year: &#x27;negentien&#x27; is geen geheel getal." in page
+        assert "whole number" not in page and "or later" not in page
+    finally:
+        shutil.rmtree(import_jobs.job_dir(job), ignore_errors=True)
+
+
 def test_a_large_preview_is_read_a_page_of_patients_at_a_time(client, people, settings, tmp_path, monkeypatch):
     from reports import import_views
 
