@@ -8,7 +8,6 @@ role writing 403. Every read of patient data and every import is in the access l
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
@@ -28,8 +27,6 @@ from cohort import access, csvformat, uploads
 from cohort.audit import audit_context
 from cohort.importer import ImportFailed, import_cohort
 from cohort.models import REASON_MAX_LENGTH, ApiAccess, Centre
-
-ERROR_PATTERN = re.compile(r"^(?P<file>[^:]*):(?P<row>[0-9]+): (?P<variable>[^:]*): (?P<message>.*)$", re.DOTALL)
 
 
 def log_access(request: Request, *, scope: str = "", study_id: str = "", detail: str = "") -> None:
@@ -109,14 +106,6 @@ class PatientDetail(APIView):
         return Response(
             {"study_id": patient.study_id, "centre": patient.centre.code, "forms": csvformat.patient_files(patient.pk)}
         )
-
-
-def error_json(error: str) -> dict[str, object]:
-    """An importer error line `file:row: variable: message` as the API's JSON object."""
-    found = ERROR_PATTERN.match(error)
-    if found is None:
-        return {"file": "", "row": 0, "variable": "", "message": error}
-    return {**found.groupdict(), "row": int(found["row"])}
 
 
 def _unpack(request: Request, directory: Path) -> list[dict[str, object]]:
@@ -201,7 +190,8 @@ class ImportView(APIView):
                     )
             except ImportFailed as failure:
                 log_access(request, detail=f"import refused: {len(failure.errors)} error(s)")
-                return Response({"errors": [error_json(e) for e in failure.errors]}, status=status.HTTP_400_BAD_REQUEST)
+                errors = [csvformat.error_parts(error) for error in failure.errors]
+                return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
         log_access(request, detail=f"import{' dry run' if dry_run else ''}: {summary.changes} change(s)")
         body = {
             "changes": summary.changes,

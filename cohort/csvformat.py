@@ -52,6 +52,19 @@ TOO_LONG = {
 }
 
 
+# An error line `file:row: variable: message`, as every problem of an import is reported.
+ERROR_PATTERN = re.compile(r"^(?P<file>[^:]*):(?P<row>[0-9]+): (?P<variable>[^:]*): (?P<message>.*)$", re.DOTALL)
+
+
+def error_parts(error: str) -> dict[str, object]:
+    """An error line's file, row, variable and message (the API's JSON object of an import error);
+    a line of another shape is all message."""
+    found = ERROR_PATTERN.match(error)
+    if found is None:
+        return {"file": "", "row": 0, "variable": "", "message": error}
+    return {**found.groupdict(), "row": int(found["row"])}
+
+
 @dataclass
 class SourceRow:
     """One data row of one file: where it came from and its parsed values."""

@@ -101,7 +101,12 @@ def import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
 
 def _context(request: HttpRequest, job: ImportJob, form: ApplyForm) -> dict:
     """The job, the apply form, and the preview's summary with one page of its patients."""
-    context = {"job": job, "form": form, "expiry_hours": round(settings.IMPORT_UPLOAD_EXPIRY_HOURS)}
+    context = {
+        "job": job,
+        "form": form,
+        "expiry_hours": round(settings.IMPORT_UPLOAD_EXPIRY_HOURS),
+        "error_lines": import_jobs.error_lines(job.errors),
+    }
     if job.preview is not None:
         page = Paginator(job.preview["patients"], PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
         context.update(import_jobs.preview_context({**job.preview, "patients": page.object_list}))

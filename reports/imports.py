@@ -337,6 +337,21 @@ def _shown(field, text: str) -> str:
     return display.value_text(field, value)
 
 
+def error_lines(errors: list[str]) -> list[dict[str, str]]:
+    """The errors as the import page lists them: each line as the worker wrote it (`file:row:
+    variable: message`), and the label of the variable in the user's language when the line names
+    one of a form file's variables (a nurse reads "Geboortejaar", not only birth_year)."""
+    lines = []
+    for error in errors:
+        parts = csvformat.error_parts(error)
+        form, variable = str(parts["file"]).removesuffix(".csv"), str(parts["variable"])
+        label = ""
+        if form in crf.FILES and any(v.name == variable for v in crf.FILES[form].variables):
+            label = str(_field(form, variable).verbose_name)
+        lines.append({"text": error, "label": "" if label == variable else label})
+    return lines
+
+
 def preview_context(preview: dict) -> dict:
     """The preview as the page shows it: counts per form, and per patient each row's change with
     the variables' labels (the data dictionary's, in the user's language) and values as the forms

@@ -391,7 +391,10 @@ def test_a_worker_writes_a_dutch_uploaders_errors_in_dutch_at_file_row_variable(
         assert "patients.csv:4: birth_year: moet 1920 of later zijn." in job.errors
         assert any(error.startswith("patients.csv:5: centre: geen centrum met code 'XYZ'") for error in job.errors)
         page = client.get(reverse("reports:import-detail", args=[job.pk])).content.decode()
-        assert "patients.csv:3: birth_year: &#x27;negentien&#x27; is geen geheel getal." in page
+        assert (
+            '<span class="font-monospace">patients.csv:3: birth_year: &#x27;negentien&#x27; is geen geheel getal.'
+            '</span> <span class="text-body-secondary">(Geboortejaar)</span>'
+        ) in page  # the variable's label beside the line
         assert "whole number" not in page and "or later" not in page
     finally:
         shutil.rmtree(import_jobs.job_dir(job), ignore_errors=True)
