@@ -274,7 +274,7 @@ class CentrePaginator(Paginator):
         " GROUP BY t.centre_id, c.code HAVING sum(t.patients) > 0 ORDER BY c.code"
     )
     PART = (
-        "(SELECT id FROM cohort_patient WHERE centre_id = %s AND deleted_at IS NULL"
+        f"(SELECT id FROM cohort_patient WHERE centre_id = %s AND {ACTIVE_PATIENT_SQL}"
         " ORDER BY study_id OFFSET %s LIMIT %s)"
     )
     NONE = "SELECT id FROM cohort_patient WHERE false"

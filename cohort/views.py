@@ -195,8 +195,9 @@ def patient_list(request: HttpRequest) -> HttpResponse:
         paginator = monitoring.CentrePaginator(PAGE_SIZE, centre_ids)
     else:
         count = None if query else monitoring.filtered_count(centre_ids, chosen)
-        tallied = count is not None
-        paginator = monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count) if tallied else Paginator(ids, PAGE_SIZE)
+        paginator = (
+            Paginator(ids, PAGE_SIZE) if count is None else monitoring.TalliedPaginator(ids, PAGE_SIZE, count=count)
+        )
     page = paginator.get_page(request.GET.get("page"))
     shown = list(
         Patient.objects.filter(pk__in=page.object_list)

@@ -13,7 +13,6 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -82,9 +81,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     _importer(request)
     form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
     if request.method == "POST" and form.is_valid():
-        job = import_jobs.import_upload(
-            by=request.user, files=form.cleaned_data["files"], language=translation.get_language() or ""
-        )
+        job = import_jobs.import_upload(by=request.user, files=form.cleaned_data["files"])
         return redirect("reports:import-detail", import_id=job.pk)
     recent = import_jobs.jobs_for_user(request.user)[:10]
     return render(

@@ -74,17 +74,17 @@ def job_dir(job: ImportJob) -> Path:
     return Path(settings.MEDIA_ROOT) / "imports" / str(job.pk)
 
 
-def import_upload(*, by: User, files: dict[str, bytes], language: str = "") -> ImportJob:
+def import_upload(*, by: User, files: dict[str, bytes]) -> ImportJob:
     """Store the files where the worker reads them and queue the preview. The row is committed
-    before the worker is told (and the sweep tells it again if the wake-up is lost). `language`:
-    the uploader's, which the worker writes the errors in."""
+    before the worker is told (and the sweep tells it again if the wake-up is lost). The worker
+    writes the errors in the uploader's interface language, as reports.jobs' PDFs are written."""
     with transaction.atomic():
         centres = importable_centre_ids(by)
         job = ImportJob.objects.create(
             uploaded_by=by,
             centres=None if centres is None else sorted(centres),
             files=sorted(files),
-            language=language,
+            language=translation.get_language() or "en",
         )
         directory = job_dir(job)
         directory.mkdir(parents=True, exist_ok=True)
@@ -95,9 +95,9 @@ def import_upload(*, by: User, files: dict[str, bytes], language: str = "") -> I
 
 
 def _language_of(job: ImportJob):
-    """The uploader's language for what the worker writes of the job (its errors), or the site's."""
-    known = dict(settings.LANGUAGES)
-    return translation.override(job.language if job.language in known else settings.LANGUAGE_CODE)
+    """The uploader's language for what the worker writes of the job (its errors), as reports.pdf
+    renders a job's PDF in the requester's."""
+    return translation.override(job.language or settings.LANGUAGE_CODE)
 
 
 def enqueue(job_id: int) -> bool:

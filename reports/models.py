@@ -157,9 +157,8 @@ class ImportJob(models.Model):
     applied_at = models.DateTimeField(null=True, blank=True)
     # An apply refused because the data changed since the preview shown: the preview is the new one.
     stale = models.BooleanField(default=False)
-    # The uploader's language at upload (settings.LANGUAGES): the worker writes the preview's errors
-    # in it, as the import page shows them. Empty: the site's default.
-    language = models.CharField(max_length=8, blank=True, default="")
+    # The worker writes the preview's errors in it, as the import page shows them (as ReportJob's).
+    language = models.CharField(max_length=8, default="en", help_text="the uploader's interface language")
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='importjob',
             name='language',
-            field=models.CharField(blank=True, default='', max_length=8),
+            field=models.CharField(default='en', help_text="the uploader's interface language", max_length=8),
         ),
     ]
