@@ -94,12 +94,6 @@ def import_upload(*, by: User, files: dict[str, bytes]) -> ImportJob:
     return job
 
 
-def _language_of(job: ImportJob):
-    """The uploader's language for what the worker writes of the job (its errors), as reports.pdf
-    renders a job's PDF in the requester's."""
-    return translation.override(job.language or settings.LANGUAGE_CODE)
-
-
 def enqueue(job_id: int) -> bool:
     return background.wake(RUN_TASK, job_id)
 
@@ -126,7 +120,7 @@ def preview_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
         mine.update(progress=max(0, min(99, int(percent))), message=message[:200], heartbeat_at=timezone.now())
 
     try:
-        with background.heartbeat(lambda: mine.all()), _language_of(job):
+        with background.heartbeat(lambda: mine.all()):
             preview, errors = _preview(job, progress)
     except Exception as error:
         mine.update(
@@ -148,16 +142,19 @@ def _centres(job: ImportJob) -> set[int] | None:
 
 
 def _preview(job: ImportJob, progress=None) -> tuple[dict | None, list[str]]:
+    """The change set of the job's files, or their errors in the uploader's language (as reports.pdf
+    renders a job's PDF in its requester's); the change set holds values, in no language."""
     try:
-        summary = import_cohort(
-            job_dir(job),
-            user=job.uploaded_by,
-            centres=_centres(job),
-            source=SOURCE,
-            write=False,
-            record=True,
-            progress=progress,
-        )
+        with translation.override(job.language or settings.LANGUAGE_CODE):
+            summary = import_cohort(
+                job_dir(job),
+                user=job.uploaded_by,
+                centres=_centres(job),
+                source=SOURCE,
+                write=False,
+                record=True,
+                progress=progress,
+            )
     except ImportFailed as failure:
         return None, failure.errors
     return summary.as_json(), []
@@ -256,11 +253,7 @@ def apply_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
         state.update(progress=max(0, min(99, int(percent))), message=message[:200])
 
     try:
-        with (
-            _language_of(job),
-            background.heartbeat(lambda: mine.all(), fields=lambda: dict(state)),
-            transaction.atomic(),
-        ):
+        with background.heartbeat(lambda: mine.all(), fields=lambda: dict(state)), transaction.atomic():
             with audit_context(user=by, reason=job.reason, source=SOURCE, own=True):
                 summary = import_cohort(
                     job_dir(job),
@@ -282,8 +275,7 @@ def apply_run(job_id: int, *, claim: str | None = None) -> ImportJob | None:
         # with the centres the user may import now (the apply's).
         centres = importable_centre_ids(by)
         job.centres = None if centres is None else sorted(centres)
-        with _language_of(job):
-            preview, errors = _preview(job)
+        preview, errors = _preview(job)
         status = ImportJob.Status.INVALID if errors else ImportJob.Status.READY
         mine.update(
             status=status,
